@@ -1,0 +1,194 @@
+"""The narrow contract a driver implements.
+
+A backend does primitive things only. Validation, capability checks, state checks, waiting, progress,
+error translation safety nets and clean-up of failed creates live once, in :mod:`hvkit.hypervisor`.
+
+Conventions:
+
+* Methods that change something return either their result or a :class:`~hvkit.tasks.Task` that
+  yields it; the core waits (or hands the Task to the caller with ``wait=False``).
+* VM methods get the :class:`VM` just read by the core (so ``vm.id``, ``vm.host`` and ``vm.extra``
+  are at hand without another round trip).
+* :meth:`Backend.errors` translates the vendor's exceptions; the core calls every method inside it.
+* A method the backend does not override raises :class:`Unsupported`; declare only what works.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import IO, Any, ClassVar
+
+from ._options import ConnectOptions
+from .capabilities import Capability
+from .errors import Unsupported
+from .models import (
+    VM,
+    Console,
+    Host,
+    HostMetrics,
+    Network,
+    Snapshot,
+    StoragePool,
+    VMMetrics,
+    VMSpec,
+    Volume,
+)
+from .models.enums import DiskFormat
+
+__all__ = ["Backend", "Event", "ProgressFn"]
+
+ProgressFn = Callable[[int, int], None]  # (bytes done, bytes total)
+Event = dict[str, Any]  # {"vm": id, "name": ..., "event": "started" | "stopped" | ..., "detail": ...}
+Result = Any  # a value, or a Task that yields it
+
+
+class Backend:
+    """Base class of every driver. Subclasses set ``kind`` and ``capabilities``."""
+
+    kind: ClassVar[str] = "?"
+    capabilities: frozenset[Capability] = frozenset()
+
+    def __init__(self, options: ConnectOptions) -> None:
+        self.options = options
+
+    # -- connection --------------------------------------------------------------------------
+    def connect(self) -> None:
+        """Open the connection; raise ConnectionError / AuthenticationError."""
+
+    def close(self) -> None:
+        """Release the connection; must not raise."""
+
+    @property
+    def version(self) -> str:
+        return ""
+
+    def errors(self) -> contextlib.AbstractContextManager[None]:
+        """A context manager that translates vendor exceptions into hvkit errors."""
+        return contextlib.nullcontext()
+
+    def _unsupported(self, operation: str) -> Unsupported:
+        return Unsupported(self.kind, operation)
+
+    # -- inventory ---------------------------------------------------------------------------
+    def list_hosts(self) -> list[Host]:
+        raise self._unsupported("hosts.list")
+
+    def list_pools(self) -> list[StoragePool]:
+        raise self._unsupported("pools.list")
+
+    def list_networks(self) -> list[Network]:
+        raise self._unsupported("networks.list")
+
+    def list_vms(self) -> list[VM]:
+        raise self._unsupported("vms.list")
+
+    def get_vm(self, ref: str) -> VM:
+        """Read one VM by id or name; raise NotFound. Default: scan list_vms()."""
+        from .errors import NotFound
+
+        by_name = None
+        for vm in self.list_vms():
+            if vm.id == ref or vm.uuid == ref:
+                return vm
+            if vm.name == ref:
+                by_name = vm
+        if by_name is None:
+            raise NotFound(f"no VM {ref!r} on this {self.kind} hypervisor")
+        return by_name
+
+    # -- VMs -----------------------------------------------------------------------------------
+    def create_vm(self, spec: VMSpec) -> Result:
+        """Create a stopped VM (every DiskSpec has its pool filled in). Undo partial work on failure."""
+        raise self._unsupported("vms.create")
+
+    def delete_vm(self, vm: VM, keep_disks: bool) -> Result:
+        raise self._unsupported("vms.delete")
+
+    def start_vm(self, vm: VM) -> Result:
+        raise self._unsupported("vms.start")
+
+    def stop_vm(self, vm: VM, force: bool, timeout: float) -> Result:
+        """Graceful shutdown within ``timeout`` seconds (raise Timeout), or power off if ``force``."""
+        raise self._unsupported("vms.stop")
+
+    def reboot_vm(self, vm: VM, force: bool) -> Result:
+        raise self._unsupported("vms.reboot")
+
+    def pause_vm(self, vm: VM) -> Result:
+        raise self._unsupported("vms.pause")
+
+    def resume_vm(self, vm: VM) -> Result:
+        raise self._unsupported("vms.resume")
+
+    def suspend_vm(self, vm: VM) -> Result:
+        raise self._unsupported("vms.suspend")
+
+    def reconfigure_vm(self, vm: VM, cpus: int | None, memory_mib: int | None) -> Result:
+        raise self._unsupported("vms.reconfigure")
+
+    def clone_vm(self, vm: VM, name: str, linked: bool, host: str | None, pool: str | None) -> Result:
+        """Clone ``vm`` (stopped, or a snapshot of it where the vendor allows) as a new stopped VM."""
+        raise self._unsupported("vms.clone")
+
+    def migrate_vm(self, vm: VM, host: str | None, pool: str | None, live: bool) -> Result:
+        """Move ``vm`` to another host and/or its disks to another pool."""
+        raise self._unsupported("vms.migrate")
+
+    def console(self, vm: VM) -> Console:
+        raise self._unsupported("vms.console")
+
+    def guest_ips(self, vm: VM) -> list[str]:
+        raise self._unsupported("vms.guest_ips")
+
+    def vm_metrics(self, vms: list[VM]) -> list[VMMetrics]:
+        """Counters for many VMs in as few round trips as the vendor allows."""
+        raise self._unsupported("vms.metrics")
+
+    def host_metrics(self, hosts: list[Host]) -> list[HostMetrics]:
+        raise self._unsupported("hosts.metrics")
+
+    def subscribe(self, callback: Callable[[Event], None]) -> Callable[[], None]:
+        """Call ``callback`` on VM lifecycle events until the returned function is called."""
+        raise self._unsupported("events.subscribe")
+
+    # -- snapshots -------------------------------------------------------------------------------
+    def list_snapshots(self, vm: VM) -> list[Snapshot]:
+        raise self._unsupported("snapshots.list")
+
+    def create_snapshot(self, vm: VM, name: str, description: str, memory: bool, quiesce: bool) -> Result:
+        raise self._unsupported("snapshots.create")
+
+    def revert_snapshot(self, vm: VM, snapshot: Snapshot) -> Result:
+        raise self._unsupported("snapshots.revert")
+
+    def delete_snapshot(self, vm: VM, snapshot: Snapshot, children: bool) -> Result:
+        raise self._unsupported("snapshots.delete")
+
+    # -- volumes ---------------------------------------------------------------------------------
+    def list_volumes(self, pool: StoragePool) -> list[Volume]:
+        raise self._unsupported("volumes.list")
+
+    def get_volume(self, ref: str) -> Volume:
+        """Read a volume by id; raise NotFound. Default: scan every pool."""
+        from .errors import NotFound
+
+        for pool in self.list_pools():
+            for vol in self.list_volumes(pool):
+                if vol.id == ref:
+                    return vol
+        raise NotFound(f"no volume {ref!r} on this {self.kind} hypervisor")
+
+    def create_volume(self, pool: StoragePool, name: str, size_bytes: int, fmt: DiskFormat) -> Result:
+        raise self._unsupported("volumes.create")
+
+    def delete_volume(self, volume: Volume) -> Result:
+        raise self._unsupported("volumes.delete")
+
+    def upload_volume(self, volume: Volume, source: IO[bytes], size: int, progress: ProgressFn) -> Result:
+        """Write ``size`` bytes of raw guest-visible content from ``source`` into ``volume``."""
+        raise self._unsupported("volumes.upload")
+
+    def download_volume(self, volume: Volume, sink: IO[bytes], progress: ProgressFn) -> Result:
+        """Write the volume's raw guest-visible content to ``sink``; return the byte count."""
+        raise self._unsupported("volumes.download")
