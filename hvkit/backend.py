@@ -19,6 +19,8 @@ import contextlib
 from collections.abc import Callable
 from typing import IO, Any, ClassVar
 
+import attrs
+
 from ._options import ConnectOptions
 from .capabilities import Capability
 from .errors import Unsupported
@@ -36,11 +38,22 @@ from .models import (
 )
 from .models.enums import DiskFormat
 
-__all__ = ["Backend", "Event", "ProgressFn"]
+__all__ = ["Backend", "DiskImage", "Event", "ProgressFn"]
 
 ProgressFn = Callable[[int, int], None]  # (bytes done, bytes total)
 Event = dict[str, Any]  # {"vm": id, "name": ..., "event": "started" | "stopped" | ..., "detail": ...}
 Result = Any  # a value, or a Task that yields it
+
+
+@attrs.frozen
+class DiskImage:
+    """A disk's content as an image file on this machine, which qemu-img can read (disk export / import)."""
+
+    path: str
+    format: DiskFormat
+    size: int  # guest-visible bytes
+    temporary: bool = False  # a copy made for the transfer (hvkit deletes it), not the disk's own file
+    bytes_moved: int = 0  # bytes that crossed the vendor's API to make it (0: read in place)
 
 
 class Backend:
@@ -192,3 +205,41 @@ class Backend:
     def download_volume(self, volume: Volume, sink: IO[bytes], progress: ProgressFn) -> Result:
         """Write the volume's raw guest-visible content to ``sink``; return the byte count."""
         raise self._unsupported("volumes.download")
+
+    # -- disk export / import (cross-vendor migration) -------------------------------------------------
+    def local_path(self, volume: Volume) -> str | None:
+        """The volume's image file when it lies on this machine, else None (the default).
+
+        A path returned here is read in place (never changed) by export_disk, and written by import_disk
+        only into a volume import_disk has just created.
+        """
+        return None
+
+    def export_disk(
+        self, volume: Volume, workdir: str, progress: ProgressFn, snapshot: Snapshot | None = None
+    ) -> DiskImage:
+        """Make ``volume``'s guest-visible content readable on this machine; change nothing on the hypervisor.
+
+        Return the volume's own file (``temporary=False``) or a copy written under ``workdir``
+        (``temporary=True``), in any format qemu-img reads; copy only allocated data where the vendor
+        allows. ``snapshot``: the content as of that snapshot of the VM that uses the volume.
+        Default: :meth:`local_path` (a snapshot from a qcow2 internal snapshot), else VOLUME_DOWNLOAD
+        into a sparse raw file.
+        """
+        from .migration._disk import default_export
+
+        return default_export(self, volume, workdir, progress, snapshot)
+
+    def import_disk(
+        self, pool: StoragePool, name: str, image: DiskImage, fmt: DiskFormat, workdir: str, progress: ProgressFn
+    ) -> Volume:
+        """Create volume ``name`` in ``pool``, in format ``fmt``, holding ``image``'s guest-visible content.
+
+        ``image`` may be in any format (``hvkit.migration.convert_image`` converts it under ``workdir``
+        when the vendor takes one format only); its size is the volume's size. Remove the volume again
+        if the import fails. Default: VOLUME_CREATE, then qemu-img writes into :meth:`local_path`,
+        else VOLUME_UPLOAD of the raw content.
+        """
+        from .migration._disk import default_import
+
+        return default_import(self, pool, name, image, fmt, workdir, progress)
