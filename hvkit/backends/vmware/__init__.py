@@ -1,0 +1,5 @@
+"""VMware vCenter and ESXi through pyvmomi (``pip install 'hvkit[vmware]'``)."""
+
+from .backend import VmwareBackend
+
+__all__ = ["VmwareBackend"]

@@ -1,0 +1,189 @@
+"""OVF / OVA import through an HttpNfcLease (``VmwareBackend.import_ovf``).
+
+The descriptor goes to the OvfManager (``CreateImportSpec``), the resource pool starts the import
+(``ImportVApp``), and each disk named in the import spec is streamed to the lease's device URL. A
+lease URL may carry ``*`` for its host (ESXi and vcsim do): it is replaced with the host this
+connection uses. Any failure aborts the lease, which makes the server remove the half-made VM.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tarfile
+import threading
+import time
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from pyVmomi import vim as _vim
+from pyVmomi import vmodl as _vmodl
+
+from ...errors import BackendError, InvalidSpec, NotFound, Timeout
+from ...models.spec import check_name
+
+if TYPE_CHECKING:
+    from .backend import VmwareBackend
+
+vim: Any = _vim
+vmodl: Any = _vmodl
+
+__all__ = ["import_ovf"]
+
+
+@contextlib.contextmanager
+def _package(source: str) -> Iterator[tuple[str, Any]]:
+    """(descriptor text, opener(name) -> (stream, size)) for an .ovf file or an .ova archive."""
+    path = Path(source)
+    if not path.is_file():
+        raise InvalidSpec(f"{source} is not a file")
+    if path.suffix.lower() == ".ova" or tarfile.is_tarfile(path):
+        with tarfile.open(path) as tar:
+            members = {m.name: m for m in tar.getmembers() if m.isfile()}
+            ovf = [n for n in members if n.lower().endswith(".ovf")]
+            if not ovf:
+                raise InvalidSpec(f"{source} holds no .ovf descriptor")
+            reader = tar.extractfile(members[ovf[0]])
+            assert reader is not None
+            text = reader.read().decode("utf-8")
+
+            def open_ova(name: str) -> tuple[IO[bytes], int]:
+                member = members.get(name)
+                if member is None:
+                    raise InvalidSpec(f"{source} lacks the file {name!r} its descriptor names")
+                stream = tar.extractfile(member)
+                assert stream is not None
+                return stream, member.size
+
+            yield text, open_ova
+        return
+    text = path.read_text(encoding="utf-8")
+    opened: list[IO[bytes]] = []
+
+    def open_file(name: str) -> tuple[IO[bytes], int]:
+        target = path.parent / name
+        if not target.is_file():
+            raise InvalidSpec(f"the OVF names {name!r}, which is not beside it")
+        stream = target.open("rb")
+        opened.append(stream)
+        return stream, target.stat().st_size
+
+    try:
+        yield text, open_file
+    finally:
+        for stream in opened:
+            stream.close()
+
+
+def import_ovf(
+    backend: VmwareBackend, source: str, name: str, *, pool: str | None, network: str | None, host: str | None
+) -> str:
+    check_name("VM name", name)
+    if any(vm.name == name for vm in backend.list_vms()):
+        from ...errors import AlreadyExists
+
+        raise AlreadyExists(f"a VM named {name!r} exists already")
+    with _package(source) as (descriptor, opener):
+        rpool, host_obj = backend._placement(host)
+        stores = backend.list_pools()
+        chosen = (
+            next((p for p in stores if pool in (p.name, p.id)), None)
+            if pool
+            else max(stores, key=lambda p: p.free_bytes, default=None)
+        )
+        if chosen is None:
+            raise NotFound(f"no datastore {pool!r}" if pool else "no datastore to import into")
+        datastore = backend._ref(vim.Datastore, chosen.id)
+        params = vim.OvfManager.CreateImportSpecParams(entityName=name, diskProvisioning="thin")
+        if network is not None:
+            net = next((n for n in backend.list_networks() if network in (n.name, n.id)), None)
+            if net is None:
+                raise NotFound(f"no network {network!r}")
+            ovf_nets = (
+                backend.content.ovfManager.ParseDescriptor(descriptor, vim.OvfManager.ParseDescriptorParams()).network
+                or []
+            )
+            kind = vim.dvs.DistributedVirtualPortgroup if net.type == "dvportgroup" else vim.Network
+            params.networkMapping = [
+                vim.OvfManager.NetworkMapping(name=n.name, network=backend._ref(kind, net.id)) for n in ovf_nets
+            ]
+        result = backend.content.ovfManager.CreateImportSpec(descriptor, rpool, datastore, params)
+        if result.error:
+            raise InvalidSpec(
+                "the OVF cannot be imported: " + "; ".join(str(e.localizedMessage or e) for e in result.error)
+            )
+        lease = rpool.ImportVApp(spec=result.importSpec, folder=backend._dc_folders["vmFolder"], host=host_obj)
+        try:
+            _wait_ready(backend, lease)
+            info = backend.pc.read(lease, ["info"])["info"]
+            _upload_disks(backend, lease, info, result.fileItem or [], opener)
+            lease.HttpNfcLeaseComplete()
+        except BaseException as exc:
+            with contextlib.suppress(Exception):
+                lease.HttpNfcLeaseAbort(vmodl.fault.SystemError(reason=str(exc)[:200]))
+            raise
+        entity = info.entity
+        if entity is None:
+            raise BackendError("the import finished but the server named no VM")
+        vm_id: str = entity._moId
+        return vm_id
+
+
+def _wait_ready(backend: VmwareBackend, lease: Any) -> None:
+    deadline = time.monotonic() + backend.options.timeout * 4
+    while True:
+        props = backend.pc.read(lease, ["state", "error"])
+        state = str(props.get("state"))
+        if state == "ready":
+            return
+        if state == "error":
+            err = props.get("error")
+            raise BackendError(f"the import lease failed: {getattr(err, 'localizedMessage', '') or err}")
+        if time.monotonic() > deadline:
+            raise Timeout("the import lease did not become ready in time")
+        time.sleep(0.2)
+
+
+def _upload_disks(backend: VmwareBackend, lease: Any, info: Any, items: list[Any], opener: Any) -> None:
+    by_key = {u.importKey: u for u in info.deviceUrl or []}
+    total = sum(int(i.size or 0) for i in items) or 1
+    done = 0
+    stop = threading.Event()
+
+    def keep_alive() -> None:  # a lease times out unless progress is reported
+        while not stop.wait(20):
+            with contextlib.suppress(Exception):
+                lease.HttpNfcLeaseProgress(min(99, done * 100 // total))
+
+    ticker = threading.Thread(target=keep_alive, daemon=True, name="hvkit-nfc-lease")
+    ticker.start()
+    try:
+        for item in items:
+            device = by_key.get(item.deviceId)
+            if device is None:
+                raise BackendError(f"the lease has no upload URL for {item.path}")
+            url = urllib.parse.urlsplit(device.url.replace("*", backend.options.url.host or "", 1))
+            stream, size = opener(item.path)
+            target = url.path + (f"?{url.query}" if url.query else "")
+            content_type = (
+                "application/x-vnd.vmware-streamVmdk"
+                if item.path.lower().endswith(".vmdk")
+                else "application/octet-stream"
+            )
+            backend.files.send(
+                "PUT" if item.create else "POST",
+                target,
+                stream,
+                size,
+                None,
+                what=item.path,
+                host=url.hostname,
+                port=url.port or (443 if url.scheme == "https" else 80),
+                scheme=url.scheme,
+                content_type=content_type,
+            )
+            done += size
+            lease.HttpNfcLeaseProgress(min(99, done * 100 // total))
+    finally:
+        stop.set()
