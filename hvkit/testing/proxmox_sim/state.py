@@ -1,0 +1,523 @@
+"""The simulated cluster: nodes, storages with real image files, QEMU VMs, locks, snapshots."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import random
+import shutil
+import subprocess
+import threading
+import time
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from .schema import parse_bool, parse_property_string, schema
+from .tasks import TaskContext, TaskRunner
+
+__all__ = ["Cluster", "PVEError", "Storage"]
+
+GiB = 1024**3
+DISK_KEYS = tuple(f"{bus}{i}" for bus, n in (("ide", 4), ("sata", 6), ("scsi", 31), ("virtio", 16)) for i in range(n))
+DISK_KEYS_ALL = (*DISK_KEYS, "efidisk0", "tpmstate0")
+
+
+class PVEError(Exception):
+    """An API error: HTTP status, PVE's message, and per-parameter errors for 400."""
+
+    def __init__(self, status: int, message: str, errors: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.errors = errors
+
+
+@attrs.define
+class Storage:
+    id: str
+    type: str  # dir, lvmthin, nfs
+    content: frozenset[str]
+    shared: bool
+    capacity: int
+    formats: tuple[str, ...]  # first is the default
+
+    @property
+    def file_based(self) -> bool:
+        return self.type in ("dir", "nfs")
+
+
+@attrs.define
+class VMState:
+    vmid: int
+    node: str
+    config: dict[str, str]
+    status: str = "stopped"  # stopped, running
+    qmpstatus: str = "stopped"  # running, paused, stopped
+    started: float = 0.0
+    snapshots: dict[str, dict[str, Any]] = attrs.Factory(dict)
+    ignore_acpi: bool = False
+    netin: int = 0
+    netout: int = 0
+    diskread: int = 0
+    diskwrite: int = 0
+
+
+def _drive(value: str) -> dict[str, str]:
+    """Split a stored drive string (written by the simulator, so already valid)."""
+    out: dict[str, str] = {}
+    for part in value.split(","):
+        key, eq, val = part.partition("=")
+        if eq:
+            out[key] = val
+        elif part:
+            out["file"] = part
+    return out
+
+
+def _join_drive(values: dict[str, str]) -> str:
+    head = values.get("file", "")
+    rest = [f"{k}={v}" for k, v in values.items() if k != "file"]
+    return ",".join([head, *rest])
+
+
+class Cluster:
+    """All state of one simulated cluster. Thread-safe: ``mu`` guards the tables, per-VM locks the configs."""
+
+    def __init__(self, root: Path, nodes: list[str], *, task_delay: float, lock_timeout: float, capacity: int) -> None:
+        self.root = root
+        self.nodes = list(nodes)
+        self.mu = threading.RLock()
+        self.runner = TaskRunner(task_delay)
+        self.lock_timeout = lock_timeout
+        self.vms: dict[int, VMState] = {}
+        self.node_offline: set[str] = set()
+        self._config_locks: dict[int, threading.Lock] = {}
+        self._storage_locks: dict[str, threading.Lock] = {}
+        self.storages = {
+            s.id: s
+            for s in (
+                Storage(
+                    "local",
+                    "dir",
+                    frozenset({"iso", "vztmpl", "backup", "import", "images", "snippets"}),
+                    False,
+                    capacity,
+                    ("qcow2", "raw", "vmdk"),
+                ),
+                Storage("local-lvm", "lvmthin", frozenset({"images", "rootdir"}), False, capacity, ("raw",)),
+                Storage(
+                    "shared",
+                    "nfs",
+                    frozenset({"images", "iso", "import"}),
+                    True,
+                    capacity * 4,
+                    ("qcow2", "raw", "vmdk"),
+                ),
+            )
+        }
+        self.bridges = ["vmbr0", "vmbr1"]
+
+    # -- helpers -----------------------------------------------------------------------------------
+    def storage_dir(self, storage: Storage, node: str) -> Path:
+        path = self.root / ("shared" if storage.shared else node) / storage.id
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def check_node(self, node: str) -> None:
+        if node not in self.nodes:
+            raise PVEError(
+                500,
+                f"hostname lookup '{node}' failed - failed to get address info for: {node}: Name or service not known",
+            )
+        if node in self.node_offline:
+            raise PVEError(595, f"no route to host ({node})")
+
+    def vm(self, node: str, vmid: int) -> VMState:
+        self.check_node(node)
+        with self.mu:
+            vm = self.vms.get(vmid)
+        if vm is None or vm.node != node:
+            raise PVEError(500, f"Configuration file 'nodes/{node}/qemu-server/{vmid}.conf' does not exist")
+        return vm
+
+    def storage(self, node: str, sid: str) -> Storage:
+        self.check_node(node)
+        st = self.storages.get(sid)
+        if st is None:
+            raise PVEError(500, f"storage '{sid}' does not exist")
+        return st
+
+    @contextlib.contextmanager
+    def config_lock(self, vmid: int, timeout: float | None = None) -> Iterator[None]:
+        """flock on /var/lock/qemu-server/lock-<vmid>.conf with PVE's timeout message."""
+        with self.mu:
+            lock = self._config_locks.setdefault(vmid, threading.Lock())
+        if not lock.acquire(timeout=self.lock_timeout if timeout is None else timeout):
+            raise PVEError(500, f"can't lock file '/var/lock/qemu-server/lock-{vmid}.conf' - got timeout")
+        try:
+            yield
+        finally:
+            lock.release()
+
+    @contextlib.contextmanager
+    def storage_lock(self, sid: str) -> Iterator[None]:
+        with self.mu:
+            lock = self._storage_locks.setdefault(sid, threading.Lock())
+        if not lock.acquire(timeout=self.lock_timeout):
+            raise PVEError(500, f"can't lock file '/var/lock/pve-manager/pve-storage-{sid}' - got timeout")
+        try:
+            yield
+        finally:
+            lock.release()
+
+    @staticmethod
+    def check_lock(vm: VMState, skiplock: bool = False) -> None:
+        lock = vm.config.get("lock")
+        if lock and not skiplock:
+            raise PVEError(500, f"VM is locked ({lock})")
+
+    def nextid(self) -> int:
+        with self.mu:
+            vmid = 100
+            while vmid in self.vms:
+                vmid += 1
+            return vmid
+
+    # -- volumes -----------------------------------------------------------------------------------
+    def parse_volid(self, volid: str) -> tuple[Storage, str]:
+        sid, _, name = volid.partition(":")
+        st = self.storages.get(sid)
+        if st is None or not name:
+            raise PVEError(
+                500, f"storage '{sid}' does not exist" if st is None else f"unable to parse volume ID '{volid}'"
+            )
+        return st, name
+
+    def volume_path(self, node: str, volid: str) -> Path:
+        st, name = self.parse_volid(volid)
+        base = self.storage_dir(st, node)
+        if st.file_based:
+            if name.startswith(("iso/", "import/", "snippets/")):
+                return base / name
+            parts = name.split("/")  # 100/vm-100-disk-0.qcow2 or 100/base-100-disk-0.qcow2/101/vm-101-disk-0.qcow2
+            return base / "images" / parts[-2] / parts[-1]
+        return base / name.split("/")[-1]
+
+    def volumes(self, node: str, st: Storage) -> list[dict[str, Any]]:
+        base = self.storage_dir(st, node)
+        out: list[dict[str, Any]] = []
+        if st.file_based:
+            for sub, content in (("iso", "iso"), ("import", "import")):
+                for f in sorted((base / sub).glob("*")) if (base / sub).is_dir() else []:
+                    size = f.stat().st_size
+                    out.append(
+                        {
+                            "volid": f"{st.id}:{sub}/{f.name}",
+                            "content": content,
+                            "format": f.suffix.lstrip(".") or "raw",
+                            "size": size,
+                            "used": size,
+                            "ctime": int(f.stat().st_mtime),
+                        }
+                    )
+            files = sorted((base / "images").glob("*/*")) if (base / "images").is_dir() else []
+            names = [f"{f.parent.name}/{f.name}" for f in files]
+        else:
+            files = sorted(p for p in base.glob("*") if p.is_file())
+            names = [f.name for f in files]
+        with self.mu:
+            linked = {d.get("file", ""): d for vm in self.vms.values() for d in self._disks(vm).values()}
+        for f, name in zip(files, names, strict=True):
+            volid = f"{st.id}:{name}"
+            for full in linked:  # a linked clone's volid names its base
+                if full.endswith("/" + name) and full.startswith(st.id + ":"):
+                    volid = full
+            info = _image_info(f)
+            vmid = int(name.split("/")[0]) if st.file_based else int(name.split("-")[1])
+            out.append(
+                {
+                    "volid": volid,
+                    "content": "images",
+                    "format": info["format"],
+                    "size": info["virtual-size"],
+                    "used": info.get("actual-size", 0),
+                    "vmid": vmid,
+                    "ctime": int(f.stat().st_mtime),
+                    **({"parent": info["parent"]} if info.get("parent") else {}),
+                }
+            )
+        return out
+
+    def used_bytes(self, node: str, st: Storage) -> int:
+        return sum(int(v["size"]) for v in self.volumes(node, st))
+
+    def _disks(self, vm: VMState) -> dict[str, dict[str, str]]:
+        return {k: _drive(v) for k, v in vm.config.items() if (k in DISK_KEYS_ALL or k.startswith("unused")) and v}
+
+    def alloc(
+        self, node: str, sid: str, vmid: int, size: int, fmt: str | None, *, base: bool = False, name: str | None = None
+    ) -> str:
+        st = self.storage(node, sid)
+        if "images" not in st.content:
+            raise PVEError(500, f"storage '{sid}' does not support content-type 'images'")
+        fmt = fmt or st.formats[0]
+        if fmt not in st.formats:
+            raise PVEError(500, f"unsupported format '{fmt}'")
+        with self.storage_lock(sid):
+            if size + self.used_bytes(node, st) > st.capacity:
+                raise PVEError(500, f"no space left on storage '{sid}'")
+            if name is None:
+                n = 0
+                while True:
+                    stem = f"{'base' if base else 'vm'}-{vmid}-disk-{n}"
+                    volid = f"{sid}:{vmid}/{stem}.{fmt}" if st.file_based else f"{sid}:{stem}"
+                    if not self.volume_path(node, volid).exists():
+                        break
+                    n += 1
+            else:
+                volid = f"{sid}:{vmid}/{name}" if st.file_based else f"{sid}:{name}"
+                if self.volume_path(node, volid).exists():
+                    raise PVEError(500, f"volume '{volid}' already exists")
+            path = self.volume_path(node, volid)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            qemu_img("create", "-q", "-f", fmt, str(path), str(size))
+        return volid
+
+    def free_volume(self, node: str, volid: str) -> None:
+        path = self.volume_path(node, volid)
+        path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            path.parent.rmdir()
+
+    # -- inventory ---------------------------------------------------------------------------------
+    def resources(self, kind: str | None) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        now = time.time()
+        if kind in (None, "node"):
+            with self.mu:
+                counts = {
+                    n: sum(1 for v in self.vms.values() if v.node == n and v.status == "running") for n in self.nodes
+                }
+            for i, node in enumerate(self.nodes):
+                online = node not in self.node_offline
+                out.append(
+                    {
+                        "id": f"node/{node}",
+                        "type": "node",
+                        "node": node,
+                        "status": "online" if online else "offline",
+                        "maxcpu": 16,
+                        "cpu": round(0.02 + 0.01 * counts[node], 4) if online else 0,
+                        "maxmem": 64 * GiB,
+                        "mem": (2 + counts[node]) * GiB,
+                        "maxdisk": 100 * GiB,
+                        "disk": 10 * GiB,
+                        "uptime": 86400 + i,
+                        "level": "",
+                        "cgroup-mode": 2,
+                    }
+                )
+        if kind in (None, "vm"):
+            with self.mu:
+                vms = sorted(self.vms.values(), key=lambda v: v.vmid)
+                for vm in vms:
+                    cfg = vm.config
+                    running = vm.status == "running"
+                    entry: dict[str, Any] = {
+                        "id": f"qemu/{vm.vmid}",
+                        "type": "qemu",
+                        "vmid": vm.vmid,
+                        "node": vm.node,
+                        "name": cfg.get("name", f"VM {vm.vmid}"),
+                        "status": vm.status,
+                        "template": 1 if cfg.get("template") == "1" else 0,
+                        "maxcpu": int(cfg.get("cores", "1")) * int(cfg.get("sockets", "1")),
+                        "maxmem": int(_drive_memory(cfg.get("memory", "512"))) * 1024 * 1024,
+                        "maxdisk": sum(
+                            _size_of(d.get("size", "0"))
+                            for k, d in self._disks(vm).items()
+                            if not k.startswith("unused")
+                        ),
+                        "cpu": 0.05 if running else 0,
+                        "mem": (256 * 1024 * 1024) if running else 0,
+                        "disk": 0,
+                        "uptime": int(now - vm.started) if running else 0,
+                        "netin": vm.netin,
+                        "netout": vm.netout,
+                        "diskread": vm.diskread,
+                        "diskwrite": vm.diskwrite,
+                    }
+                    if cfg.get("tags"):
+                        entry["tags"] = cfg["tags"]
+                    if cfg.get("lock"):
+                        entry["lock"] = cfg["lock"]
+                    out.append(entry)
+        if kind in (None, "storage"):
+            for node in self.nodes:
+                for st in self.storages.values():
+                    used = self.used_bytes(node, st)
+                    out.append(
+                        {
+                            "id": f"storage/{node}/{st.id}",
+                            "type": "storage",
+                            "node": node,
+                            "storage": st.id,
+                            "status": "available",
+                            "plugintype": st.type,
+                            "shared": 1 if st.shared else 0,
+                            "content": ",".join(sorted(st.content)),
+                            "maxdisk": st.capacity,
+                            "disk": used,
+                        }
+                    )
+        return out
+
+    # -- VM config changes ---------------------------------------------------------------------------
+    def apply_config(self, ctx: TaskContext | None, vm: VMState, params: dict[str, str], *, creating: bool) -> None:
+        """Set config keys; allocate volumes for ``STORAGE:SIZE`` drives and ``import-from``."""
+        allocated: list[str] = []
+        try:
+            for key, value in params.items():
+                if key in DISK_KEYS_ALL and value:
+                    value = self._drive_value(ctx, vm, key, value, allocated)
+                elif key == "sshkeys":
+                    value = urllib.parse.quote(urllib.parse.unquote(value), safe="")
+                vm.config[key] = value
+        except BaseException:
+            for volid in allocated:
+                self.free_volume(vm.node, volid)
+            raise
+
+    def _drive_value(self, ctx: TaskContext | None, vm: VMState, key: str, value: str, allocated: list[str]) -> str:
+        fmt_schema = schema()["paths"]["/nodes/{node}/qemu"]["POST"]["properties"]
+        fmt = fmt_schema["efidisk0" if key == "efidisk0" else "tpmstate0" if key == "tpmstate0" else "virtio[n]"][
+            "format"
+        ]
+        values, _ = parse_property_string(fmt, value)
+        file = values.get("file", "")
+        sid, _, rest = file.partition(":")
+        if rest == "cloudinit":
+            volid = self.alloc(
+                vm.node,
+                sid,
+                vm.vmid,
+                4 * 1024 * 1024,
+                "raw" if not self.storages[sid].file_based else "qcow2",
+                name=f"vm-{vm.vmid}-cloudinit" + (".qcow2" if self.storages[sid].file_based else ""),
+            )
+            allocated.append(volid)
+            return f"{volid},media=cdrom"
+        if sid in self.storages and _is_size(rest):
+            source = values.pop("import-from", None)
+            size = int(float(rest) * GiB)
+            if key == "efidisk0":
+                size = 540672 if values.get("efitype") == "4m" else 131072
+            if source is not None:
+                src_path = self._import_source(vm.node, source)
+                info = _image_info(src_path)
+                size = int(info["virtual-size"])
+            volid = self.alloc(vm.node, sid, vm.vmid, size, values.pop("format", None))
+            allocated.append(volid)
+            if source is not None:
+                if ctx:
+                    ctx.log(f"importing disk '{source}' to VM {vm.vmid} ...")
+                target = self.volume_path(vm.node, volid)
+                qemu_img(
+                    "convert",
+                    "-q",
+                    "-O",
+                    _image_info(target)["format"],
+                    str(self._import_source(vm.node, source)),
+                    str(target),
+                )
+                if ctx:
+                    ctx.progress("transferred", size, size)
+            values["file"] = volid
+            values["size"] = _fmt_size(size)
+            return _join_drive(values)
+        if file not in ("none", "cdrom") and not file.startswith("/"):
+            _st, _ = self.parse_volid(file)
+            if not self.volume_path(vm.node, file).exists():
+                raise PVEError(500, f"volume '{file}' does not exist")
+        return value
+
+    def _import_source(self, node: str, source: str) -> Path:
+        path = Path(source) if source.startswith("/") else self.volume_path(node, source)
+        if not path.exists():
+            raise PVEError(500, f"volume '{source}' does not exist")
+        return path
+
+    def destroy_disks(self, vm: VMState) -> None:
+        for disk in self._disks(vm).values():
+            file = disk.get("file", "")
+            if (":" in file and disk.get("media") != "cdrom") or "cloudinit" in file:
+                with contextlib.suppress(PVEError):
+                    self.free_volume(vm.node, file)
+
+    def vm_disks(self, vm: VMState) -> dict[str, dict[str, str]]:
+        return self._disks(vm)
+
+
+def _drive_memory(value: str) -> str:
+    return value.split(",")[0].replace("current=", "")
+
+
+def _is_size(text: str) -> bool:
+    try:
+        return float(text) >= 0
+    except ValueError:
+        return False
+
+
+def _size_of(text: str) -> int:
+    units = {"K": 1024, "M": 1024**2, "G": GiB, "T": 1024**4}
+    if text and text[-1] in units:
+        return int(float(text[:-1]) * units[text[-1]])
+    return int(float(text or 0))
+
+
+def _fmt_size(size: int) -> str:
+    for unit, mult in (("T", 1024**4), ("G", GiB), ("M", 1024**2), ("K", 1024)):
+        if size % mult == 0:
+            return f"{size // mult}{unit}"
+    return str(size)
+
+
+def qemu_img(*args: str) -> str:
+    """Run qemu-img; raise PVEError with its message on failure."""
+    exe = shutil.which("qemu-img")
+    if exe is None:
+        raise PVEError(500, "qemu-img: command not found (install qemu-utils)")
+    proc = subprocess.run([exe, *args], capture_output=True, text=True, timeout=600, check=False)
+    if proc.returncode != 0:
+        raise PVEError(500, f"qemu-img {args[0]} failed: {proc.stderr.strip()}")
+    return proc.stdout
+
+
+def _image_info(path: Path) -> dict[str, Any]:
+    import json
+
+    info: dict[str, Any] = json.loads(qemu_img("info", "--output=json", "-U", str(path)))
+    if info.get("backing-filename"):
+        info["parent"] = info["backing-filename"]
+    return info
+
+
+def file_checksum(path: Path, algorithm: str) -> str:
+    digest = hashlib.new(algorithm)
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def mac_for(vmid: int, index: int) -> str:
+    rnd = random.Random(vmid * 100 + index)
+    return "BC:24:11:" + ":".join(f"{rnd.randrange(256):02X}" for _ in range(3))
+
+
+__all__ += ["DISK_KEYS", "DISK_KEYS_ALL", "VMState", "file_checksum", "mac_for", "parse_bool", "qemu_img"]
