@@ -89,6 +89,17 @@ VM_PROPS = [
     "resourcePool",
     "datastore",
 ]
+# What ``vm_list="brief"`` reads: the fields most listings show, and nothing costly per VM (every
+# property read costs XML parsing per VM in pyvmomi; devices cost the most). vms.get() reads VM_PROPS.
+VM_BRIEF_PROPS = [
+    "name",
+    "runtime.powerState",
+    "config.hardware.numCPU",
+    "config.hardware.memoryMB",
+    "runtime.host",
+    "guest.net",
+    "config.template",
+]
 HOST_PROPS = [
     "name",
     "parent",
@@ -435,16 +446,17 @@ class VmwareBackend(Backend):
         return out
 
     def list_vms(self) -> list[VM]:
-        found = self.pc.collect(
-            self._dc,
-            {
-                vim.VirtualMachine: VM_PROPS,
-                vim.HostSystem: ["name"],
-                vim.Datastore: ["name"],
-                vim.Network: ["name"],
-                vim.dvs.DistributedVirtualPortgroup: ["name", "key"],
-            },
-        )
+        mode = str(self.options.option("vm_list", "full"))
+        if mode not in ("full", "brief"):
+            raise InvalidSpec(f"option vm_list must be 'full' or 'brief', got {mode!r}")
+        props: dict[Any, list[str]] = {vim.VirtualMachine: VM_PROPS, vim.HostSystem: ["name"]}
+        if mode == "full":  # names for the disks' datastores and the NICs' networks
+            props.update(
+                {vim.Datastore: ["name"], vim.Network: ["name"], vim.dvs.DistributedVirtualPortgroup: ["name", "key"]}
+            )
+        else:
+            props[vim.VirtualMachine] = VM_BRIEF_PROPS
+        found = self.pc.collect(self._dc, props)
         names = self._split_names([(o, p) for o, p in found if not isinstance(o, vim.VirtualMachine)])
         return [self._vm(o, p, names) for o, p in found if isinstance(o, vim.VirtualMachine)]
 
