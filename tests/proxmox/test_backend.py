@@ -185,8 +185,9 @@ def test_full_clone_to_other_node_and_storage(sim: ProxmoxSimulator, hv: Hypervi
 def test_lock_conflict_after_retries(sim: ProxmoxSimulator, hv: Hypervisor) -> None:
     vm = hv.vms.create(_spec("locked"))
     sim.cluster.vms[int(vm.id)].config["lock"] = "backup"
-    with pytest.raises(Conflict, match=r"VM is locked \(backup\)"):
-        hv.vms.start(vm)
+    impatient = hvkit.connect(sim.url, token=sim.token, ca_file=sim.ca_file, lock_retries=3)
+    with impatient, pytest.raises(Conflict, match=r"after 3 attempts: .*VM is locked \(backup\)"):
+        impatient.vms.start(vm.id)
     sim.cluster.vms[int(vm.id)].config.pop("lock")
 
 
@@ -237,3 +238,13 @@ def test_wrong_state_is_invalid_state(hv: Hypervisor) -> None:
     vm = hv.vms.create(_spec("idle"))
     with pytest.raises(InvalidState):
         hv.vms.console(vm)
+
+
+def test_lock_errors_are_retried_until_the_lock_goes(sim: ProxmoxSimulator, hv: Hypervisor) -> None:
+    import threading
+
+    vm = hv.vms.create(_spec("waiter"))
+    config = sim.cluster.vms[int(vm.id)].config
+    config["lock"] = "clone"
+    threading.Timer(0.6, lambda: config.pop("lock", None)).start()
+    assert hv.vms.start(vm).power_state is PowerState.RUNNING

@@ -10,7 +10,7 @@ import re
 import threading
 import urllib.parse
 from collections.abc import Callable
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import requests  # noqa: F401 - imported before proxmoxer, whose https module calls sys.exit without it
 from proxmoxer import ProxmoxAPI
@@ -47,6 +47,7 @@ from ._locks import KeyedLocks, retry_locked
 __all__ = ["ProxmoxBackend"]
 
 log = logging.getLogger("hvkit.proxmox")
+T = TypeVar("T")
 MiB = 1024 * 1024
 GiB = 1024 * MiB
 _DISK_KEY = re.compile(r"^(ide|sata|scsi|virtio)(\d+)$")
@@ -103,8 +104,11 @@ class ProxmoxTaskSource:
 class _RetryingSource:
     """Runs submit-and-wait in a thread, resubmitting on lock errors; reports the current UPID's progress."""
 
-    def __init__(self, what: str, attempt: Callable[[], ProxmoxTaskSource], *, retry_exists: bool) -> None:
+    def __init__(
+        self, what: str, attempt: Callable[[], ProxmoxTaskSource], *, retry_exists: bool, attempts: int
+    ) -> None:
         self._what = what
+        self._attempts = attempts
         self._inner: ProxmoxTaskSource | None = None
         self._info = TaskInfo(TaskState.RUNNING, 0, what)
         self._done = threading.Event()
@@ -122,7 +126,7 @@ class _RetryingSource:
 
     def _run(self) -> None:
         try:
-            result = retry_locked(self._once, self._what, retry_exists=self._retry_exists)
+            result = retry_locked(self._once, self._what, retry_exists=self._retry_exists, attempts=self._attempts)
             self._info = TaskInfo(TaskState.SUCCESS, 100, result=result)
         except HvkitError as exc:
             self._info = TaskInfo(TaskState.ERROR, message=str(exc), error=exc)
@@ -177,6 +181,13 @@ class ProxmoxBackend(Backend):
         self._api: Any = None
         self._version = ""
         self._vm_locks = KeyedLocks()
+        self._lock_retries = int(options.option("lock_retries", 8))
+        if self._lock_retries < 1:
+            raise InvalidSpec(f"lock_retries must be >= 1, got {self._lock_retries}")
+
+    def _retry(self, fn: Callable[[], T], what: str) -> T:
+        """Call ``fn``, retrying Proxmox lock errors with backoff (option ``lock_retries``, default 8)."""
+        return retry_locked(fn, what, attempts=self._lock_retries)
 
     # -- connection ------------------------------------------------------------------------------
     @property
@@ -558,7 +569,7 @@ class ProxmoxBackend(Backend):
                 upid = self.api.nodes(node).qemu.post(vmid=vmid, **params)
             return ProxmoxTaskSource(self, node, upid, str(vmid), f"vms.create {spec.name}")
 
-        source = _RetryingSource(f"vms.create {spec.name}", attempt, retry_exists=True)
+        source = _RetryingSource(f"vms.create {spec.name}", attempt, retry_exists=True, attempts=self._lock_retries)
         return Task(id=f"create-{spec.name}", operation="vms.create", target=spec.name, source=source)
 
     def delete_vm(self, vm: VM, keep_disks: bool) -> Any:
@@ -574,7 +585,7 @@ class ProxmoxBackend(Backend):
             with translate():
                 return str(self._qemu(vm).status(action).post(**params))
 
-        upid = retry_locked(call, f"{operation} {vm.name}")
+        upid = self._retry(call, f"{operation} {vm.name}")
         return self._task(str(vm.host), upid, operation, vm.name, vm.id)
 
     def start_vm(self, vm: VM) -> Any:
@@ -608,7 +619,7 @@ class ProxmoxBackend(Backend):
             with translate():
                 return str(self._qemu(vm).config.post(**params))
 
-        upid = retry_locked(call, f"vms.reconfigure {vm.name}")
+        upid = self._retry(call, f"vms.reconfigure {vm.name}")
         return self._task(str(vm.host), upid, "vms.reconfigure", vm.name, vm.id)
 
     # -- clone / migrate -------------------------------------------------------------------------------------
@@ -642,7 +653,7 @@ class ProxmoxBackend(Backend):
         if serial is not None:
             serial.acquire()
         try:
-            source = _RetryingSource(f"vms.clone {name}", run, retry_exists=True)
+            source = _RetryingSource(f"vms.clone {name}", run, retry_exists=True, attempts=self._lock_retries)
             if serial is not None:
                 source._done.wait()
         finally:
@@ -672,7 +683,7 @@ class ProxmoxBackend(Backend):
             with translate():
                 return str(self._qemu(vm).migrate.post(**params))
 
-        upid = retry_locked(call, f"vms.migrate {vm.name}")
+        upid = self._retry(call, f"vms.migrate {vm.name}")
         return self._task(str(vm.host), upid, "vms.migrate", vm.name, vm.id)
 
     def _move_disks(self, vm: VM, pool: str) -> Task:
@@ -687,7 +698,7 @@ class ProxmoxBackend(Backend):
                     with translate():
                         return str(self._qemu(vm).move_disk.post(disk=key, storage=pool, delete=1))
 
-                upid = retry_locked(call, f"vms.migrate {vm.name} {key}")
+                upid = self._retry(call, f"vms.migrate {vm.name} {key}")
                 self._task(str(vm.host), upid, "vms.migrate", vm.name).wait()
             return vm.id
 
@@ -794,7 +805,7 @@ class ProxmoxBackend(Backend):
             with translate():
                 return str(self._qemu(vm).snapshot.post(**params))
 
-        upid = retry_locked(call, f"snapshots.create {vm.name}")
+        upid = self._retry(call, f"snapshots.create {vm.name}")
         return self._task(str(vm.host), upid, "snapshots.create", vm.name)
 
     def revert_snapshot(self, vm: VM, snapshot: Snapshot) -> Any:
@@ -802,7 +813,7 @@ class ProxmoxBackend(Backend):
             with translate():
                 return str(self._qemu(vm).snapshot(snapshot.id).rollback.post())
 
-        upid = retry_locked(call, f"snapshots.revert {vm.name}")
+        upid = self._retry(call, f"snapshots.revert {vm.name}")
         return self._task(str(vm.host), upid, "snapshots.revert", vm.name)
 
     def delete_snapshot(self, vm: VM, snapshot: Snapshot, children: bool) -> Any:
@@ -826,7 +837,7 @@ class ProxmoxBackend(Backend):
                     with translate():
                         return str(self._qemu(vm).snapshot(sid).delete())
 
-                upid = retry_locked(call, f"snapshots.delete {vm.name}")
+                upid = self._retry(call, f"snapshots.delete {vm.name}")
                 self._task(str(vm.host), upid, "snapshots.delete", vm.name).wait()
 
         if len(order) == 1:
