@@ -13,6 +13,7 @@ import tarfile
 import threading
 import time
 import urllib.parse
+from xml.etree import ElementTree
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -100,13 +101,9 @@ def import_ovf(
             net = next((n for n in backend.list_networks() if network in (n.name, n.id)), None)
             if net is None:
                 raise NotFound(f"no network {network!r}")
-            ovf_nets = (
-                backend.content.ovfManager.ParseDescriptor(descriptor, vim.OvfManager.ParseDescriptorParams()).network
-                or []
-            )
             kind = vim.dvs.DistributedVirtualPortgroup if net.type == "dvportgroup" else vim.Network
             params.networkMapping = [
-                vim.OvfManager.NetworkMapping(name=n.name, network=backend._ref(kind, net.id)) for n in ovf_nets
+                vim.OvfManager.NetworkMapping(name=n, network=backend._ref(kind, net.id)) for n in _networks(descriptor)
             ]
         result = backend.content.ovfManager.CreateImportSpec(descriptor, rpool, datastore, params)
         if result.error:
@@ -114,20 +111,39 @@ def import_ovf(
                 "the OVF cannot be imported: " + "; ".join(str(e.localizedMessage or e) for e in result.error)
             )
         lease = rpool.ImportVApp(spec=result.importSpec, folder=backend._dc_folders["vmFolder"], host=host_obj)
+        entity = None
         try:
             _wait_ready(backend, lease)
             info = backend.pc.read(lease, ["info"])["info"]
+            entity = info.entity
             _upload_disks(backend, lease, info, result.fileItem or [], opener)
             lease.HttpNfcLeaseComplete()
         except BaseException as exc:
             with contextlib.suppress(Exception):
                 lease.HttpNfcLeaseAbort(vmodl.fault.SystemError(reason=str(exc)[:200]))
+            if entity is not None:  # vCenter drops the half-made VM on abort; make sure of it
+                with contextlib.suppress(Exception):
+                    backend._wait(entity.Destroy_Task(), "vm.import clean-up", name)
             raise
-        entity = info.entity
         if entity is None:
             raise BackendError("the import finished but the server named no VM")
         vm_id: str = entity._moId
         return vm_id
+
+
+def _networks(descriptor: str) -> list[str]:
+    """The network names an OVF's NetworkSection declares."""
+    try:
+        root = ElementTree.fromstring(descriptor)
+    except ElementTree.ParseError as exc:
+        raise InvalidSpec(f"the OVF descriptor is not valid XML: {exc}") from None
+    names = []
+    for element in root.iter():
+        if element.tag.endswith("}Network") or element.tag == "Network":
+            for key, value in element.attrib.items():
+                if key.endswith("}name") or key == "name":
+                    names.append(value)
+    return names
 
 
 def _wait_ready(backend: VmwareBackend, lease: Any) -> None:
@@ -143,6 +159,19 @@ def _wait_ready(backend: VmwareBackend, lease: Any) -> None:
         if time.monotonic() > deadline:
             raise Timeout("the import lease did not become ready in time")
         time.sleep(0.2)
+
+
+def _fix_host(url: str, host: str, port: int | None) -> str:
+    """A lease URL with ``*`` for its host points at the server we connected to (and its port)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.hostname != "*" and not parts.netloc.startswith("*"):
+        return url
+    netloc = f"[{host}]" if ":" in host else host
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    elif port is not None:
+        netloc += f":{port}"
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
 def _upload_disks(backend: VmwareBackend, lease: Any, info: Any, items: list[Any], opener: Any) -> None:
@@ -163,7 +192,7 @@ def _upload_disks(backend: VmwareBackend, lease: Any, info: Any, items: list[Any
             device = by_key.get(item.deviceId)
             if device is None:
                 raise BackendError(f"the lease has no upload URL for {item.path}")
-            url = urllib.parse.urlsplit(device.url.replace("*", backend.options.url.host or "", 1))
+            url = urllib.parse.urlsplit(_fix_host(device.url, backend.options.url.host or "", backend.options.url.port))
             stream, size = opener(item.path)
             target = url.path + (f"?{url.query}" if url.query else "")
             content_type = (

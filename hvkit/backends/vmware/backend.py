@@ -1044,7 +1044,8 @@ class VmwareBackend(Backend):
         """Import an OVF (with its disks beside it) or an OVA through an HttpNfcLease; return the VM id."""
         from ._ovf import import_ovf
 
-        vm_id: str = import_ovf(self, source, name, pool=pool, network=network, host=host)
+        with translating():
+            vm_id: str = import_ovf(self, source, name, pool=pool, network=network, host=host)
         return vm_id
 
     @contextlib.contextmanager
