@@ -1,0 +1,41 @@
+"""The public conformance suite against the Proxmox simulator: every ``*Tests`` mixin it exports."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+import hvkit
+from hvkit.hypervisor import Hypervisor
+from hvkit.testing.proxmox_sim import ProxmoxSimulator
+
+conformance = pytest.importorskip("hvkit.testing.conformance")
+MIXINS = {name: getattr(conformance, name) for name in getattr(conformance, "__all__", []) if name.endswith("Tests")}
+if not MIXINS:
+    pytest.skip("the conformance suite exports no test mixins yet", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def conformance_sim() -> Iterator[ProxmoxSimulator]:
+    with ProxmoxSimulator(nodes=2, task_delay=0.01, lock_timeout=0.5) as sim:
+        yield sim
+
+
+class ProxmoxFixtures:
+    pool = "local-lvm"
+    network = "vmbr0"
+    second_pool = "local"
+    second_host = "pve2"
+    disk_gib = 0.01
+
+    @pytest.fixture
+    def hv(self, conformance_sim: ProxmoxSimulator) -> Iterator[Hypervisor]:
+        with hvkit.connect(conformance_sim.url, token=conformance_sim.token, ca_file=conformance_sim.ca_file) as conn:
+            yield conn
+
+
+for _name, _mixin in MIXINS.items():
+    globals()[f"TestProxmox{_name.removesuffix('Tests')}"] = type(
+        f"TestProxmox{_name.removesuffix('Tests')}", (_mixin, ProxmoxFixtures), {}
+    )
