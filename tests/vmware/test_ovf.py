@@ -21,7 +21,9 @@ OVF = """<?xml version="1.0" encoding="UTF-8"?>
     <Disk ovf:capacity="16" ovf:capacityAllocationUnits="byte * 2^20" ovf:diskId="vmdisk1" ovf:fileRef="file1"
       ovf:format="http://www.vmware.com/interfaces/specifications/vmdk.html#streamOptimized"/>
   </DiskSection>
-  <NetworkSection><Info>networks</Info><Network ovf:name="VM Network"><Description>net</Description></Network></NetworkSection>
+  <NetworkSection><Info>networks</Info>
+    <Network ovf:name="VM Network"><Description>net</Description></Network>
+  </NetworkSection>
   <VirtualSystem ovf:id="appliance">
     <Info>a small appliance</Info>
     <OperatingSystemSection ovf:id="101" vmw:osType="otherLinux64Guest"><Info>os</Info></OperatingSystemSection>
@@ -29,10 +31,13 @@ OVF = """<?xml version="1.0" encoding="UTF-8"?>
       <System><vssd:ElementName>Virtual Hardware Family</vssd:ElementName><vssd:InstanceID>0</vssd:InstanceID>
         <vssd:VirtualSystemType>vmx-13</vssd:VirtualSystemType></System>
       <Item><rasd:AllocationUnits>hertz * 10^6</rasd:AllocationUnits><rasd:ElementName>2 CPUs</rasd:ElementName>
-        <rasd:InstanceID>1</rasd:InstanceID><rasd:ResourceType>3</rasd:ResourceType><rasd:VirtualQuantity>2</rasd:VirtualQuantity></Item>
+        <rasd:InstanceID>1</rasd:InstanceID><rasd:ResourceType>3</rasd:ResourceType>
+        <rasd:VirtualQuantity>2</rasd:VirtualQuantity></Item>
       <Item><rasd:AllocationUnits>byte * 2^20</rasd:AllocationUnits><rasd:ElementName>256 MB</rasd:ElementName>
-        <rasd:InstanceID>2</rasd:InstanceID><rasd:ResourceType>4</rasd:ResourceType><rasd:VirtualQuantity>256</rasd:VirtualQuantity></Item>
-      <Item><rasd:Address>0</rasd:Address><rasd:ElementName>SCSI 0</rasd:ElementName><rasd:InstanceID>3</rasd:InstanceID>
+        <rasd:InstanceID>2</rasd:InstanceID><rasd:ResourceType>4</rasd:ResourceType>
+        <rasd:VirtualQuantity>256</rasd:VirtualQuantity></Item>
+      <Item><rasd:Address>0</rasd:Address><rasd:ElementName>SCSI 0</rasd:ElementName>
+        <rasd:InstanceID>3</rasd:InstanceID>
         <rasd:ResourceSubType>lsilogic</rasd:ResourceSubType><rasd:ResourceType>6</rasd:ResourceType></Item>
       <Item><rasd:AddressOnParent>0</rasd:AddressOnParent><rasd:ElementName>disk</rasd:ElementName>
         <rasd:HostResource>ovf:/disk/vmdisk1</rasd:HostResource><rasd:InstanceID>4</rasd:InstanceID>
@@ -71,7 +76,7 @@ def test_import_ovf_and_ova(hv: Hypervisor, tmp_path: Path, cleanup: list[tuple[
 
 def test_failed_import_leaves_nothing(hv: Hypervisor, tmp_path: Path) -> None:
     ovf = _write(tmp_path, disk="missing.vmdk")
-    with pytest.raises(InvalidSpec, match="missing.vmdk"):
+    with pytest.raises(InvalidSpec, match=r"missing\.vmdk"):
         hv.backend.import_ovf(str(ovf), "ovf-broken")  # type: ignore[attr-defined]
     with pytest.raises(NotFound):
         hv.vms.get("ovf-broken")

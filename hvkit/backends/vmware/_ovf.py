@@ -13,10 +13,10 @@ import tarfile
 import threading
 import time
 import urllib.parse
-from xml.etree import ElementTree
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
+from xml.etree import ElementTree
 
 from pyVmomi import vim as _vim
 from pyVmomi import vmodl as _vmodl
