@@ -220,11 +220,12 @@ def test_clones_full_linked_template_and_placed(vc: Hypervisor, cleanup: list[tu
     src = vc.vms.create(_spec(vc, "src1"))
     full = vc.vms.clone(src, "full1")
     assert full.power_state is PowerState.STOPPED and full.cpus == src.cpus and full.id != src.id
-    with pytest.raises(InvalidState, match="snapshot"):
-        vc.vms.clone(src, "linked1", linked=True)
-    vc.snapshots.create(src, "base")
-    linked = vc.vms.clone(src, "linked1", linked=True)
+    linked = vc.vms.clone(src, "linked1", linked=True)  # takes a base snapshot, as src has none
     assert linked.name == "linked1"
+    assert [s.name for s in vc.snapshots.list(src)] == ["hvkit-linked-clone-base"]
+    vc.snapshots.create(src, "later")
+    vc.vms.clone(src, "fromtpl1", linked=True)  # from the current snapshot: no new one
+    assert len(vc.snapshots.list(src)) == 2
     hosts = vc.hosts.list()
     pools = vc.pools.list()
     placed = vc.vms.clone(src, "placed1", host=hosts[-1].name, pool=pools[-1].name)

@@ -110,6 +110,7 @@ HOST_PROPS = [
     "runtime.connectionState",
 ]
 DS_PROPS = ["name", "summary", "host", "browser"]
+LINKED_CLONE_BASE = "hvkit-linked-clone-base"
 _VCENTER_ONLY = frozenset(
     {Capability.VM_CLONE, Capability.VM_LINKED_CLONE, Capability.VM_MIGRATE, Capability.VM_STORAGE_MIGRATE}
 )
@@ -732,7 +733,7 @@ class VmwareBackend(Backend):
             spec.datastore = self._datastore(pool)
         return spec
 
-    def clone_vm(self, vm: VM, name: str, linked: bool, host: str | None, pool: str | None) -> Task:
+    def clone_vm(self, vm: VM, name: str, linked: bool, host: str | None, pool: str | None) -> Any:
         if not self.is_vcenter:
             raise Unsupported(self.kind, "vms.clone", "cloning needs vCenter")
         obj = self._ref(vim.VirtualMachine, vm.id)
@@ -745,15 +746,36 @@ class VmwareBackend(Backend):
                 host_ref = current.get("runtime.host")
                 location.pool, _ = self._placement(host_ref._moId if host_ref is not None else None)
         spec = vim.vm.CloneSpec(location=location, powerOn=False, template=False)
+        made_snapshot = None
         if linked:
             snap = self.pc.read(obj, ["snapshot"]).get("snapshot")
             current_snap = getattr(snap, "currentSnapshot", None)
             if current_snap is None:
-                raise InvalidState(f"a linked clone of VM {vm.name!r} needs a snapshot to share; take one first")
+                # A linked clone shares a snapshot's disks: take one (it stays, as the clone needs it).
+                made_snapshot = self._wait(
+                    obj.CreateSnapshot_Task(
+                        name=LINKED_CLONE_BASE, description="base of linked clones", memory=False, quiesce=False
+                    ),
+                    "vm.clone",
+                    vm.name,
+                )
+                current_snap = self._ref(vim.vm.Snapshot, made_snapshot)
             spec.snapshot = current_snap
             location.diskMoveType = "createNewChildDiskBacking"
-        task = obj.CloneVM_Task(folder=self._dc_folders["vmFolder"], name=name, spec=spec)
-        return self._task(task, "vm.clone", name)
+        if made_snapshot is None:
+            return self._task(
+                obj.CloneVM_Task(folder=self._dc_folders["vmFolder"], name=name, spec=spec), "vm.clone", name
+            )
+        try:  # follow the clone here, to remove the snapshot taken for it if the clone fails
+            task = self._task(
+                obj.CloneVM_Task(folder=self._dc_folders["vmFolder"], name=name, spec=spec), "vm.clone", name
+            )
+            return task.wait(float(self.options.option("task_timeout", 1800.0)))
+        except BaseException:
+            with contextlib.suppress(Exception):
+                snap = self._ref(vim.vm.Snapshot, made_snapshot)
+                self._wait(snap.RemoveSnapshot_Task(removeChildren=False), "vm.clone clean-up", vm.name)
+            raise
 
     def migrate_vm(self, vm: VM, host: str | None, pool: str | None, live: bool) -> Task:
         if not self.is_vcenter:
