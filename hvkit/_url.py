@@ -13,6 +13,10 @@ from .errors import InvalidSpec
 __all__ = ["URL", "parse_url"]
 
 
+def _to_dict(value: Mapping[str, str]) -> dict[str, str]:
+    return dict(value)
+
+
 @attrs.frozen(repr=False)
 class URL:
     """A parsed connection URL. Its repr and str hide the password and secret query options."""
@@ -24,7 +28,7 @@ class URL:
     host: str | None = None
     port: int | None = None
     path: str = ""
-    query: Mapping[str, str] = attrs.field(factory=dict, converter=lambda q: dict(q), hash=False)
+    query: Mapping[str, str] = attrs.field(factory=dict, converter=_to_dict, hash=False)
 
     def render(self, *, hide_secrets: bool = True) -> str:
         scheme = self.kind + (f"+{self.transport}" if self.transport else "")

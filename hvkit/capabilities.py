@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["Capability", "DESCRIPTIONS"]
+__all__ = ["DESCRIPTIONS", "Capability"]
 
 
 class Capability(enum.Enum):

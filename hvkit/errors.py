@@ -39,7 +39,7 @@ class HvkitError(Exception):
     """Root of every error hvkit raises."""
 
 
-class ConnectionError(HvkitError):  # noqa: A001 - the documented name
+class ConnectionError(HvkitError):
     """The hypervisor cannot be reached, or the connection was lost."""
 
 

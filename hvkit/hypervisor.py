@@ -7,6 +7,7 @@ keeps vendor exceptions and secrets from leaking out.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import copy
 import logging
@@ -24,6 +25,7 @@ from .models import (
     VM,
     Console,
     DiskFormat,
+    DiskSpec,
     Host,
     HostMetrics,
     Network,
@@ -112,7 +114,9 @@ class Hypervisor:
             clean.args = (scrubbed,)
             raise clean from exc.__cause__
         except Exception as exc:
-            raise BackendError(f"{operation} failed on {self.kind}: {type(exc).__name__}: {self._scrub(str(exc))}") from exc
+            raise BackendError(
+                f"{operation} failed on {self.kind}: {type(exc).__name__}: {self._scrub(str(exc))}"
+            ) from exc
 
     def _scrub(self, text: str) -> str:
         opts = self.backend.options
@@ -138,7 +142,11 @@ class Hypervisor:
     ) -> Any:
         """Run a changing backend call; wait for its Task; return ``then(result)`` or a Task."""
         if not wait:
-            return Task.in_thread(operation, target, lambda: self.run(operation, target, fn, wait=True, timeout=timeout, progress=progress, then=then))
+            return Task.in_thread(
+                operation,
+                target,
+                lambda: self.run(operation, target, fn, wait=True, timeout=timeout, progress=progress, then=then),
+            )
         with self.translating(operation):
             result = fn()
             if isinstance(result, Task):
@@ -157,9 +165,10 @@ class HostManager(_Manager):
         return self._hv.call("hosts.list", self._b.list_hosts)
 
     def get(self, ref: Host | str) -> Host:
-        return _find(self.list(), ref, "host")
+        found: Host = _find(self.list(), ref, "host")
+        return found
 
-    def metrics(self, hosts: Iterable[Host | str] | None = None) -> list[HostMetrics]:
+    def metrics(self, hosts: Iterable[Host | str] | None = None) -> builtins.list[HostMetrics]:
         self._hv.require(Capability.HOST_METRICS, "hosts.metrics")
         chosen = self.list() if hosts is None else [self.get(h) for h in hosts]
         return self._hv.call("hosts.metrics", self._b.host_metrics, chosen)
@@ -170,7 +179,8 @@ class PoolManager(_Manager):
         return self._hv.call("pools.list", self._b.list_pools)
 
     def get(self, ref: StoragePool | str) -> StoragePool:
-        return _find(self.list(), ref, "storage pool")
+        found: StoragePool = _find(self.list(), ref, "storage pool")
+        return found
 
 
 class NetworkManager(_Manager):
@@ -178,7 +188,8 @@ class NetworkManager(_Manager):
         return self._hv.call("networks.list", self._b.list_networks)
 
     def get(self, ref: Network | str) -> Network:
-        return _find(self.list(), ref, "network")
+        found: Network = _find(self.list(), ref, "network")
+        return found
 
 
 class VolumeManager(_Manager):
@@ -188,7 +199,8 @@ class VolumeManager(_Manager):
 
     def get(self, ref: Volume | str) -> Volume:
         ref_id = _ref_text(ref, Volume, "volume")
-        return self._hv.call("volumes.get", self._b.get_volume, ref_id)
+        vol: Volume = self._hv.call("volumes.get", self._b.get_volume, ref_id)
+        return vol
 
     def create(
         self, pool: StoragePool | str, name: str, size_gib: float, *, format: DiskFormat | str | None = None
@@ -206,7 +218,10 @@ class VolumeManager(_Manager):
         size = -(-int(size_gib * 1024**3) // 1024**2) * 1024**2
         if size > target.free_bytes and fmt is DiskFormat.RAW:
             raise InvalidSpec(f"pool {target.name!r} has {target.free_bytes} bytes free; {size} asked")
-        return self._hv.run("volumes.create", name, lambda: self._b.create_volume(target, name, size, fmt), wait=True, timeout=None)
+        vol: Volume = self._hv.run(
+            "volumes.create", name, lambda: self._b.create_volume(target, name, size, fmt), wait=True, timeout=None
+        )
+        return vol
 
     def delete(self, volume: Volume | str) -> None:
         """Delete a volume; refuses one that a VM uses (delete the VM, or detach it, first)."""
@@ -217,7 +232,9 @@ class VolumeManager(_Manager):
             raise InvalidState(f"volume {vol.name!r} is used by VM(s) {', '.join(users)}")
         self._hv.run("volumes.delete", vol.id, lambda: self._b.delete_volume(vol), wait=True, timeout=None)
 
-    def upload(self, volume: Volume | str, source: str | os.PathLike[str] | IO[bytes], *, progress: ProgressFn | None = None) -> Volume:
+    def upload(
+        self, volume: Volume | str, source: str | os.PathLike[str] | IO[bytes], *, progress: ProgressFn | None = None
+    ) -> Volume:
         """Write raw content (a path or a binary stream) into a volume, as the guest will see it."""
         self._hv.require(Capability.VOLUME_UPLOAD, "volumes.upload")
         vol = self.get(volume)
@@ -226,15 +243,29 @@ class VolumeManager(_Manager):
                 raise InvalidSpec("upload needs a file or a seekable stream, to know its size")
             if size > vol.capacity_bytes:
                 raise InvalidSpec(f"{size} bytes do not fit volume {vol.name!r} of {vol.capacity_bytes} bytes")
-            self._hv.run("volumes.upload", vol.id, lambda: self._b.upload_volume(vol, stream, size, progress or _noop), wait=True, timeout=None)
+            self._hv.run(
+                "volumes.upload",
+                vol.id,
+                lambda: self._b.upload_volume(vol, stream, size, progress or _noop),
+                wait=True,
+                timeout=None,
+            )
         return self.get(vol.id)
 
-    def download(self, volume: Volume | str, dest: str | os.PathLike[str] | IO[bytes], *, progress: ProgressFn | None = None) -> int:
+    def download(
+        self, volume: Volume | str, dest: str | os.PathLike[str] | IO[bytes], *, progress: ProgressFn | None = None
+    ) -> int:
         """Write a volume's raw content to a path or a binary stream; return the byte count."""
         self._hv.require(Capability.VOLUME_DOWNLOAD, "volumes.download")
         vol = self.get(volume)
         with _open(dest, "wb") as (stream, _):
-            count: int = self._hv.run("volumes.download", vol.id, lambda: self._b.download_volume(vol, stream, progress or _noop), wait=True, timeout=None)
+            count: int = self._hv.run(
+                "volumes.download",
+                vol.id,
+                lambda: self._b.download_volume(vol, stream, progress or _noop),
+                wait=True,
+                timeout=None,
+            )
         return count
 
 
@@ -254,10 +285,14 @@ class VMManager(_Manager):
         return vm
 
     def _reread(self, vm_id: str) -> Callable[[Any], VM]:
-        return lambda result: result if isinstance(result, VM) else self.get(result if isinstance(result, str) else vm_id)
+        return lambda result: (
+            result if isinstance(result, VM) else self.get(result if isinstance(result, str) else vm_id)
+        )
 
     # -- create / delete -----------------------------------------------------------------------------
-    def create(self, spec: VMSpec, *, wait: bool = True, timeout: float | None = None, progress: ProgressCallback | None = None) -> Any:
+    def create(
+        self, spec: VMSpec, *, wait: bool = True, timeout: float | None = None, progress: ProgressCallback | None = None
+    ) -> Any:
         """Create a stopped VM. Everything the spec names is checked before anything is created."""
         self._hv.require(Capability.VM_CREATE, "vms.create")
         if not isinstance(spec, VMSpec):
@@ -292,7 +327,7 @@ class VMManager(_Manager):
         if not spec.disks:
             return spec
         pools = hv.pools.list()
-        disks = []
+        disks: builtins.list[DiskSpec] = []
         for disk in spec.disks:
             if disk.volume is not None:
                 hv.volumes.get(disk.volume)
@@ -317,23 +352,42 @@ class VMManager(_Manager):
         except HvkitError as exc:
             log.error("could not remove the partly created VM %r: %s", name, exc)
 
-    def delete(self, vm: VMRef, *, keep_disks: bool = False, force: bool = False, wait: bool = True, timeout: float | None = None) -> Any:
+    def delete(
+        self,
+        vm: VMRef,
+        *,
+        keep_disks: bool = False,
+        force: bool = False,
+        wait: bool = True,
+        timeout: float | None = None,
+    ) -> Any:
         """Delete a stopped VM and its disks (``keep_disks=True`` keeps them); ``force`` powers it off first."""
         self._hv.require(Capability.VM_DELETE, "vms.delete")
         cur = self.get(vm)
         if cur.power_state not in _OFF:
             if not force:
-                raise InvalidState(f"cannot delete VM {cur.name!r}: it is {cur.power_state.value} (stop it, or pass force=True)")
+                raise InvalidState(
+                    f"cannot delete VM {cur.name!r}: it is {cur.power_state.value} (stop it, or pass force=True)"
+                )
             self.stop(cur, force=True)
             cur = self.get(cur.id)
-        return self._hv.run("vms.delete", cur.name, lambda: self._b.delete_vm(cur, keep_disks), wait=wait, timeout=timeout, then=lambda _: None)
+        return self._hv.run(
+            "vms.delete",
+            cur.name,
+            lambda: self._b.delete_vm(cur, keep_disks),
+            wait=wait,
+            timeout=timeout,
+            then=lambda _: None,
+        )
 
     # -- power -----------------------------------------------------------------------------------------
     def start(self, vm: VMRef, *, wait: bool = True, timeout: float | None = None) -> Any:
         """Power on (a suspended VM resumes from its saved state)."""
         self._hv.require(Capability.VM_POWER, "vms.start")
         cur = self._state(vm, "start", _STARTABLE, " (a paused VM is resumed with vms.resume)")
-        return self._hv.run("vms.start", cur.name, lambda: self._b.start_vm(cur), wait=wait, timeout=timeout, then=self._reread(cur.id))
+        return self._hv.run(
+            "vms.start", cur.name, lambda: self._b.start_vm(cur), wait=wait, timeout=timeout, then=self._reread(cur.id)
+        )
 
     def stop(self, vm: VMRef, *, force: bool = False, timeout: float = 120.0, wait: bool = True) -> Any:
         """Shut down through the guest within ``timeout`` s (Timeout if it does not); ``force`` powers off."""
@@ -344,42 +398,89 @@ class VMManager(_Manager):
         if force:
             allowed |= {PowerState.SUSPENDED, PowerState.UNKNOWN}
         cur = self._state(vm, "stop", allowed, "" if force else " (force=True discards a suspended state)")
-        return self._hv.run("vms.stop", cur.name, lambda: self._b.stop_vm(cur, force, timeout), wait=wait, timeout=None, then=self._reread(cur.id))
+        return self._hv.run(
+            "vms.stop",
+            cur.name,
+            lambda: self._b.stop_vm(cur, force, timeout),
+            wait=wait,
+            timeout=None,
+            then=self._reread(cur.id),
+        )
 
     def reboot(self, vm: VMRef, *, force: bool = False, wait: bool = True, timeout: float | None = None) -> Any:
         self._hv.require(Capability.VM_POWER, "vms.reboot")
         cur = self._state(vm, "reboot", {PowerState.RUNNING}, "")
-        return self._hv.run("vms.reboot", cur.name, lambda: self._b.reboot_vm(cur, force), wait=wait, timeout=timeout, then=self._reread(cur.id))
+        return self._hv.run(
+            "vms.reboot",
+            cur.name,
+            lambda: self._b.reboot_vm(cur, force),
+            wait=wait,
+            timeout=timeout,
+            then=self._reread(cur.id),
+        )
 
     def pause(self, vm: VMRef, *, wait: bool = True, timeout: float | None = None) -> Any:
         self._hv.require(Capability.VM_PAUSE, "vms.pause")
         cur = self._state(vm, "pause", {PowerState.RUNNING}, "")
-        return self._hv.run("vms.pause", cur.name, lambda: self._b.pause_vm(cur), wait=wait, timeout=timeout, then=self._reread(cur.id))
+        return self._hv.run(
+            "vms.pause", cur.name, lambda: self._b.pause_vm(cur), wait=wait, timeout=timeout, then=self._reread(cur.id)
+        )
 
     def resume(self, vm: VMRef, *, wait: bool = True, timeout: float | None = None) -> Any:
         """Resume a paused VM (a suspended one is started with vms.start)."""
         self._hv.require(Capability.VM_PAUSE, "vms.resume")
         cur = self._state(vm, "resume", {PowerState.PAUSED}, " (a suspended VM is resumed with vms.start)")
-        return self._hv.run("vms.resume", cur.name, lambda: self._b.resume_vm(cur), wait=wait, timeout=timeout, then=self._reread(cur.id))
+        return self._hv.run(
+            "vms.resume",
+            cur.name,
+            lambda: self._b.resume_vm(cur),
+            wait=wait,
+            timeout=timeout,
+            then=self._reread(cur.id),
+        )
 
     def suspend(self, vm: VMRef, *, wait: bool = True, timeout: float | None = None) -> Any:
         """Save the VM's memory to disk and stop it; vms.start resumes it."""
         self._hv.require(Capability.VM_SUSPEND, "vms.suspend")
         cur = self._state(vm, "suspend", {PowerState.RUNNING, PowerState.PAUSED}, "")
-        return self._hv.run("vms.suspend", cur.name, lambda: self._b.suspend_vm(cur), wait=wait, timeout=timeout, then=self._reread(cur.id))
+        return self._hv.run(
+            "vms.suspend",
+            cur.name,
+            lambda: self._b.suspend_vm(cur),
+            wait=wait,
+            timeout=timeout,
+            then=self._reread(cur.id),
+        )
 
     # -- change ----------------------------------------------------------------------------------------
-    def reconfigure(self, vm: VMRef, *, cpus: int | None = None, memory_mib: int | None = None, wait: bool = True, timeout: float | None = None) -> Any:
+    def reconfigure(
+        self,
+        vm: VMRef,
+        *,
+        cpus: int | None = None,
+        memory_mib: int | None = None,
+        wait: bool = True,
+        timeout: float | None = None,
+    ) -> Any:
         """Change CPUs and/or memory; a running VM needs VM_RECONFIGURE_LIVE."""
         self._hv.require(Capability.VM_RECONFIGURE, "vms.reconfigure")
         if cpus is None and memory_mib is None:
             raise InvalidSpec("reconfigure needs cpus and/or memory_mib")
         check_sizing(cpus, memory_mib)
         cur = self.get(vm)
-        if cur.power_state not in _OFF:
-            if Capability.VM_RECONFIGURE_LIVE not in self._hv.capabilities:
-                raise InvalidState(f"VM {cur.name!r} is {cur.power_state.value}; the {self._hv.kind} backend changes CPUs and memory only while stopped")
-        return self._hv.run("vms.reconfigure", cur.name, lambda: self._b.reconfigure_vm(cur, cpus, memory_mib), wait=wait, timeout=timeout, then=self._reread(cur.id))
+        if cur.power_state not in _OFF and Capability.VM_RECONFIGURE_LIVE not in self._hv.capabilities:
+            raise InvalidState(
+                f"VM {cur.name!r} is {cur.power_state.value}; "
+                f"the {self._hv.kind} backend changes CPUs and memory only while stopped"
+            )
+        return self._hv.run(
+            "vms.reconfigure",
+            cur.name,
+            lambda: self._b.reconfigure_vm(cur, cpus, memory_mib),
+            wait=wait,
+            timeout=timeout,
+            then=self._reread(cur.id),
+        )
 
     def clone(
         self,
@@ -405,6 +506,7 @@ class VMManager(_Manager):
             host = self._hv.hosts.get(host).id
         if pool is not None:
             pool = self._hv.pools.get(pool).name
+
         def clone() -> VM:
             try:
                 result = self._b.clone_vm(src, name, linked, host, pool)
@@ -429,11 +531,14 @@ class VMManager(_Manager):
         progress: ProgressCallback | None = None,
     ) -> Any:
         """Move a VM to another host (live if running) and/or its disks to another pool."""
+        if host is not None:
+            self._hv.require(Capability.VM_MIGRATE, "vms.migrate")
+        if pool is not None:
+            self._hv.require(Capability.VM_STORAGE_MIGRATE, "vms.migrate(pool=...)")
         if host is None and pool is None:
             raise InvalidSpec("migrate needs a target host and/or pool")
         cur = self.get(vm)
         if host is not None:
-            self._hv.require(Capability.VM_MIGRATE, "vms.migrate")
             target = self._hv.hosts.get(host)
             if target.maintenance:
                 raise InvalidState(f"host {target.name!r} is in maintenance mode")
@@ -441,9 +546,16 @@ class VMManager(_Manager):
                 raise InvalidSpec(f"VM {cur.name!r} is on host {target.name!r} already")
             host = target.id
         if pool is not None:
-            self._hv.require(Capability.VM_STORAGE_MIGRATE, "vms.migrate(pool=...)")
             pool = self._hv.pools.get(pool).name
-        return self._hv.run("vms.migrate", cur.name, lambda: self._b.migrate_vm(cur, host, pool, live), wait=wait, timeout=timeout, progress=progress, then=self._reread(cur.id))
+        return self._hv.run(
+            "vms.migrate",
+            cur.name,
+            lambda: self._b.migrate_vm(cur, host, pool, live),
+            wait=wait,
+            timeout=timeout,
+            progress=progress,
+            then=self._reread(cur.id),
+        )
 
     # -- observe ---------------------------------------------------------------------------------------
     def console(self, vm: VMRef) -> Console:
@@ -451,11 +563,11 @@ class VMManager(_Manager):
         cur = self._state(vm, "open a console on", {PowerState.RUNNING, PowerState.PAUSED}, "")
         return self._hv.call("vms.console", self._b.console, cur)
 
-    def guest_ips(self, vm: VMRef) -> list[str]:
+    def guest_ips(self, vm: VMRef) -> builtins.list[str]:
         self._hv.require(Capability.VM_GUEST_IPS, "vms.guest_ips")
         return self._hv.call("vms.guest_ips", self._b.guest_ips, self.get(vm))
 
-    def metrics(self, vms: Iterable[VMRef] | None = None) -> list[VMMetrics]:
+    def metrics(self, vms: Iterable[VMRef] | None = None) -> builtins.list[VMMetrics]:
         """Counters for the given VMs (default: all), read in bulk."""
         self._hv.require(Capability.VM_METRICS, "vms.metrics")
         chosen = self.list() if vms is None else [v if isinstance(v, VM) else self.get(v) for v in vms]
@@ -474,7 +586,8 @@ class SnapshotManager(_Manager):
         return self._hv.call("snapshots.list", self._b.list_snapshots, self._hv.vms.get(vm))
 
     def get(self, vm: VMRef, ref: str) -> Snapshot:
-        return _find(self.list(vm), ref, "snapshot")
+        found: Snapshot = _find(self.list(vm), ref, "snapshot")
+        return found
 
     def create(
         self,
@@ -504,19 +617,43 @@ class SnapshotManager(_Manager):
                 return result
             return self.get(cur.id, name)
 
-        return self._hv.run("snapshots.create", cur.name, lambda: self._b.create_snapshot(cur, name, description, memory, quiesce), wait=wait, timeout=timeout, progress=progress, then=found)
+        return self._hv.run(
+            "snapshots.create",
+            cur.name,
+            lambda: self._b.create_snapshot(cur, name, description, memory, quiesce),
+            wait=wait,
+            timeout=timeout,
+            progress=progress,
+            then=found,
+        )
 
     def revert(self, snapshot: Snapshot, *, wait: bool = True, timeout: float | None = None) -> Any:
         """Return the VM to the snapshot (its power state too, where the snapshot kept memory)."""
         self._hv.require(Capability.SNAPSHOT, "snapshots.revert")
         snap, cur = self._resolve(snapshot)
-        return self._hv.run("snapshots.revert", cur.name, lambda: self._b.revert_snapshot(cur, snap), wait=wait, timeout=timeout, then=lambda _: self._hv.vms.get(cur.id))
+        return self._hv.run(
+            "snapshots.revert",
+            cur.name,
+            lambda: self._b.revert_snapshot(cur, snap),
+            wait=wait,
+            timeout=timeout,
+            then=lambda _: self._hv.vms.get(cur.id),
+        )
 
-    def delete(self, snapshot: Snapshot, *, children: bool = False, wait: bool = True, timeout: float | None = None) -> Any:
+    def delete(
+        self, snapshot: Snapshot, *, children: bool = False, wait: bool = True, timeout: float | None = None
+    ) -> Any:
         """Delete a snapshot (its data merges into its children); ``children=True`` removes the subtree."""
         self._hv.require(Capability.SNAPSHOT, "snapshots.delete")
         snap, cur = self._resolve(snapshot)
-        return self._hv.run("snapshots.delete", cur.name, lambda: self._b.delete_snapshot(cur, snap, children), wait=wait, timeout=timeout, then=lambda _: None)
+        return self._hv.run(
+            "snapshots.delete",
+            cur.name,
+            lambda: self._b.delete_snapshot(cur, snap, children),
+            wait=wait,
+            timeout=timeout,
+            then=lambda _: None,
+        )
 
     def _resolve(self, snapshot: Snapshot) -> tuple[Snapshot, VM]:
         if not isinstance(snapshot, Snapshot):

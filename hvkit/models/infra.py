@@ -8,7 +8,7 @@ from typing import Any
 
 import attrs
 
-from ._fields import extra_field
+from ._fields import extra_field, to_frozenset
 from .enums import DiskFormat
 
 __all__ = ["Host", "HostMetrics", "Network", "StoragePool", "Volume"]
@@ -41,7 +41,7 @@ class StoragePool:
     capacity_bytes: int
     free_bytes: int
     shared: bool = False
-    formats: frozenset[DiskFormat] = attrs.field(default=frozenset(), converter=frozenset)
+    formats: frozenset[DiskFormat] = attrs.field(default=frozenset(), converter=to_frozenset)
     type: str = ""
     host: str | None = None  # None when shared by every host
     active: bool = True

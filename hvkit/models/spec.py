@@ -10,7 +10,7 @@ from typing import Any
 import attrs
 
 from ..errors import InvalidSpec
-from ._fields import extra_field, tags_field
+from ._fields import extra_field, tags_field, to_tuple
 from .enums import DiskBus, DiskFormat, Firmware, GuestOS, NicModel
 
 __all__ = ["CloudInit", "DiskSpec", "NicSpec", "VMSpec", "check_name", "check_sizing", "normalize_mac"]
@@ -73,14 +73,34 @@ def _enum(kind: type, value: Any) -> Any:
         raise InvalidSpec(f"{value!r} is not a valid {kind.__name__} (one of: {choices})") from None
 
 
+def _to_format(value: DiskFormat | str | None) -> DiskFormat | None:
+    return None if value is None else _enum(DiskFormat, value)  # type: ignore[no-any-return]
+
+
+def _to_bus(value: DiskBus | str) -> DiskBus:
+    return _enum(DiskBus, value)  # type: ignore[no-any-return]
+
+
+def _to_model(value: NicModel | str) -> NicModel:
+    return _enum(NicModel, value)  # type: ignore[no-any-return]
+
+
+def _to_firmware(value: Firmware | str) -> Firmware:
+    return _enum(Firmware, value)  # type: ignore[no-any-return]
+
+
+def _to_guest_os(value: GuestOS | str) -> GuestOS:
+    return _enum(GuestOS, value)  # type: ignore[no-any-return]
+
+
 @attrs.frozen
 class DiskSpec:
     """A disk to create (``size_gib`` in ``pool``) or an existing volume to attach (``volume``)."""
 
     size_gib: float | None = None
     pool: str | None = None
-    format: DiskFormat | None = attrs.field(default=None, converter=attrs.converters.optional(lambda v: _enum(DiskFormat, v)))
-    bus: DiskBus = attrs.field(default=DiskBus.VIRTIO, converter=lambda v: _enum(DiskBus, v))
+    format: DiskFormat | None = attrs.field(default=None, converter=_to_format)
+    bus: DiskBus = attrs.field(default=DiskBus.VIRTIO, converter=_to_bus)
     name: str | None = None
     volume: str | None = None  # id of an existing volume to attach instead of creating one
 
@@ -110,7 +130,7 @@ class DiskSpec:
 class NicSpec:
     network: str
     mac: str | None = attrs.field(default=None, converter=attrs.converters.optional(normalize_mac))
-    model: NicModel = attrs.field(default=NicModel.VIRTIO, converter=lambda v: _enum(NicModel, v))
+    model: NicModel = attrs.field(default=NicModel.VIRTIO, converter=_to_model)
 
     def __attrs_post_init__(self) -> None:
         check_name("NIC network", self.network)
@@ -124,7 +144,7 @@ class CloudInit:
     hostname: str | None = None
     username: str | None = None
     password: str | None = attrs.field(default=None, repr=lambda v: "None" if v is None else "'***'")
-    ssh_keys: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    ssh_keys: tuple[str, ...] = attrs.field(default=(), converter=to_tuple)
     network_config: str | None = None
 
     def __attrs_post_init__(self) -> None:
@@ -139,10 +159,10 @@ class VMSpec:
     name: str
     cpus: int = 1
     memory_mib: int = 1024
-    disks: Sequence[DiskSpec] = attrs.field(default=(), converter=tuple)
-    nics: Sequence[NicSpec] = attrs.field(default=(), converter=tuple)
-    firmware: Firmware = attrs.field(default=Firmware.BIOS, converter=lambda v: _enum(Firmware, v))
-    guest_os: GuestOS = attrs.field(default=GuestOS.LINUX, converter=lambda v: _enum(GuestOS, v))
+    disks: Sequence[DiskSpec] = attrs.field(default=(), converter=to_tuple)
+    nics: Sequence[NicSpec] = attrs.field(default=(), converter=to_tuple)
+    firmware: Firmware = attrs.field(default=Firmware.BIOS, converter=_to_firmware)
+    guest_os: GuestOS = attrs.field(default=GuestOS.LINUX, converter=_to_guest_os)
     host: str | None = None
     notes: str = ""
     tags: frozenset[str] = tags_field()

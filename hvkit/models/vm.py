@@ -8,10 +8,10 @@ from typing import Any
 
 import attrs
 
-from ._fields import extra_field, tags_field
+from ._fields import extra_field, tags_field, to_tuple
 from .enums import DiskBus, DiskFormat, Firmware, GuestOS, NicModel, PowerState
 
-__all__ = ["Console", "Disk", "Nic", "Snapshot", "VM", "VMMetrics"]
+__all__ = ["VM", "Console", "Disk", "Nic", "Snapshot", "VMMetrics"]
 
 
 @attrs.frozen
@@ -45,14 +45,14 @@ class VM:
     cpus: int
     memory_mib: int
     uuid: str | None = None
-    disks: tuple[Disk, ...] = attrs.field(default=(), converter=tuple)
-    nics: tuple[Nic, ...] = attrs.field(default=(), converter=tuple)
+    disks: tuple[Disk, ...] = attrs.field(default=(), converter=to_tuple)
+    nics: tuple[Nic, ...] = attrs.field(default=(), converter=to_tuple)
     host: str | None = None
     firmware: Firmware = Firmware.BIOS
     guest_os: GuestOS | None = None
     notes: str = ""
     tags: frozenset[str] = tags_field()
-    ip_addresses: tuple[str, ...] = attrs.field(default=(), converter=tuple, kw_only=True)
+    ip_addresses: tuple[str, ...] = attrs.field(default=(), converter=to_tuple, kw_only=True)
     template: bool = attrs.field(default=False, kw_only=True)
     hypervisor: str | None = attrs.field(default=None, kw_only=True)  # set by Fleet: where it lives
     extra: Mapping[str, Any] = extra_field()

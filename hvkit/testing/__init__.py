@@ -1,0 +1,1 @@
+"""Testing aids: the public conformance suite, a call-recording backend, protocol simulators."""
