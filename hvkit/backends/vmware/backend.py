@@ -634,18 +634,49 @@ class VmwareBackend(Backend):
             raise InvalidSpec(str(exc)) from None
         return ref
 
-    def delete_vm(self, vm: VM, keep_disks: bool) -> Task:
+    def delete_vm(self, vm: VM, keep_disks: bool) -> Any:
         obj = self._ref(vim.VirtualMachine, vm.id)
-        if keep_disks:
-            devices = self.pc.read(obj, ["config.hardware.device"]).get("config.hardware.device") or []
-            detach = [
-                vim.vm.device.VirtualDeviceSpec(operation="remove", device=d)
-                for d in devices
-                if isinstance(d, vim.vm.device.VirtualDisk)
-            ]
-            if detach:
-                self._wait(obj.ReconfigVM_Task(spec=vim.vm.ConfigSpec(deviceChange=detach)), "vm.delete", vm.name)
-        return self._task(obj.Destroy_Task(), "vm.delete", vm.name, lambda _: None)
+        if not keep_disks:
+            return self._task(obj.Destroy_Task(), "vm.delete", vm.name, lambda _: None)
+        # Keep the disks: detach them, unregister the VM, then delete its other files one by one
+        # (Destroy_Task may remove the VM's whole folder, disks detached or not).
+        props = self.pc.read(obj, ["config.hardware.device", "config.files.vmPathName"])
+        disks = [d for d in props.get("config.hardware.device") or [] if isinstance(d, vim.vm.device.VirtualDisk)]
+        kept = {str(getattr(d.backing, "fileName", "") or "") for d in disks}
+        if disks:
+            detach = [vim.vm.device.VirtualDeviceSpec(operation="remove", device=d) for d in disks]
+            self._wait(obj.ReconfigVM_Task(spec=vim.vm.ConfigSpec(deviceChange=detach)), "vm.delete", vm.name)
+        vmx = str(props.get("config.files.vmPathName") or "")
+        obj.UnregisterVM()
+        if not vmx:
+            return None
+        ds_name, rel = split_datastore_path(vmx)
+        folder = f"[{ds_name}] {rel.rsplit('/', 1)[0]}" if "/" in rel else f"[{ds_name}]"
+        if "/" not in rel:
+            self._delete_file(vmx, vm.name)
+            return None
+        stems = tuple(k[: -len(".vmdk")] for k in kept if k.endswith(".vmdk"))
+        for path in self._folder_files(ds_name, folder):
+            if path in kept or (path.endswith(".vmdk") and path.startswith(stems)):
+                continue
+            self._delete_file(path, vm.name)
+        return None
+
+    def _folder_files(self, ds_name: str, folder: str) -> list[str]:
+        found = self.pc.collect(self._dc, {vim.Datastore: ["name", "browser"]})
+        browser = next((p.get("browser") for _, p in found if p.get("name") == ds_name), None)
+        if browser is None:
+            return []
+        spec = vim.host.DatastoreBrowser.SearchSpec(matchPattern=["*"])
+        result = self._wait(browser.SearchDatastore_Task(datastorePath=folder, searchSpec=spec), "vm.delete", folder)
+        base = folder if folder.endswith("]") else folder.rstrip("/") + "/"
+        sep = " " if folder.endswith("]") else ""
+        return [f"{base}{sep}{f.path}" for f in getattr(result, "file", None) or []]
+
+    def _delete_file(self, path: str, target: str) -> None:
+        manager = self.content.fileManager
+        with contextlib.suppress(NotFound):
+            self._wait(manager.DeleteDatastoreFile_Task(name=path, datacenter=self._dc), "vm.delete", target)
 
     def start_vm(self, vm: VM) -> Task:
         return self._task(self._ref(vim.VirtualMachine, vm.id).PowerOnVM_Task(), "vm.start", vm.name, lambda _: vm.id)

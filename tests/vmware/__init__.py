@@ -1,0 +1,1 @@
+"""VMware backend tests (vcsim)."""
