@@ -14,8 +14,11 @@ from hvkit.testing.vcsim import Vcsim, VcsimConfig
 
 pytest.importorskip("pyVmomi")
 
-if shutil.which("go") is None:
-    pytest.skip("vcsim needs the Go compiler: scripts/setup.d/30-vmware.packages", allow_module_level=True)
+
+
+def _need_go() -> None:
+    if shutil.which("go") is None:
+        pytest.skip("vcsim needs the Go compiler: see scripts/setup.d/30-vmware.packages")
 
 VCENTER = VcsimConfig(esx=False, datastores=2, username="admin@vsphere.local", password="Sim-pa55word")
 ESXI = VcsimConfig(esx=True, username="root", password="Esx-pa55word")
@@ -23,12 +26,14 @@ ESXI = VcsimConfig(esx=True, username="root", password="Esx-pa55word")
 
 @pytest.fixture(scope="session")
 def vcsim_vcenter() -> Iterator[Vcsim]:
+    _need_go()
     with Vcsim(VCENTER) as sim:
         yield sim
 
 
 @pytest.fixture(scope="session")
 def vcsim_esxi() -> Iterator[Vcsim]:
+    _need_go()
     with Vcsim(ESXI) as sim:
         yield sim
 

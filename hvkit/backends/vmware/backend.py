@@ -14,6 +14,7 @@ import logging
 import re
 import ssl
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import IO, Any, ClassVar
 
@@ -706,8 +707,6 @@ class VmwareBackend(Backend):
                 ],
             )
             collector.CreateFilter(spec, partialUpdates=False)
-            import time
-
             deadline = time.monotonic() + timeout
             version = ""
             while True:
