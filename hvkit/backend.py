@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from pathlib import Path
 from typing import IO, Any, ClassVar
 
 import attrs
@@ -140,6 +141,10 @@ class Backend:
     def reconfigure_vm(self, vm: VM, cpus: int | None, memory_mib: int | None) -> Result:
         raise self._unsupported("vms.reconfigure")
 
+    def mark_template(self, vm: VM) -> Result:
+        """Turn a stopped VM into a template (irreversible on some vendors)."""
+        raise self._unsupported("vms.mark_template")
+
     def clone_vm(self, vm: VM, name: str, linked: bool, host: str | None, pool: str | None) -> Result:
         """Clone ``vm`` (stopped, or a snapshot of it where the vendor allows) as a new stopped VM."""
         raise self._unsupported("vms.clone")
@@ -211,8 +216,13 @@ class Backend:
         """The volume's image file when it lies on this machine, else None (the default).
 
         A path returned here is read in place (never changed) by export_disk, and written by import_disk
-        only into a volume import_disk has just created.
+        only into a volume import_disk has just created. Default: ``volume.path`` when the connection
+        has the option ``local_files=true`` (the user says this hypervisor's volumes are files on this
+        machine, e.g. ``sim://a?local_files=true`` or ``qemu:///system?local_files=true``) and that
+        file exists here; else None.
         """
+        if volume.path and self.options.bool_option("local_files", False) and Path(volume.path).is_file():
+            return volume.path
         return None
 
     def export_disk(

@@ -259,8 +259,8 @@ def default_import(
     try:
         path = backend.local_path(vol)
         if path is not None:
-            write_into(image, path, fmt, fresh=True)
-            progress(image.size, image.size)
+            written = write_into(image, path, fmt, fresh=True)
+            progress(written, written)  # bytes of data written: what crossed over
         else:
             if Capability.VOLUME_UPLOAD not in backend.capabilities:
                 raise Unsupported(backend.kind, "import_disk", "the backend neither uploads volumes nor imports disks")

@@ -1,0 +1,194 @@
+"""``hvkit migrate``: move a VM between hypervisors of any two kinds, verified, with a progress bar per disk.
+
+    hvkit migrate --from esxi://vc.example/dc --to proxmox://pve.example VM \\
+        --network-map "VM Network=vmbr0" --storage-map datastore1=local-lvm [--dry-run]
+
+``register(subparsers)`` adds the command to an argparse parser; the parsed namespace carries
+``func`` (namespace -> exit code).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+import time
+from typing import IO, Any
+
+from ..errors import HvkitError
+from ..models import DiskBus, DiskFormat, NicModel
+
+__all__ = ["main", "register"]
+
+EXIT_OK, EXIT_ERROR, EXIT_PROBLEMS = 0, 1, 2
+
+
+def register(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``migrate`` to ``subparsers`` (from ``ArgumentParser.add_subparsers()``); return its parser."""
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        "migrate",
+        help="move a VM to another hypervisor (any kind to any kind), verified",
+        description="Move a VM to another hypervisor: plan (checks before anything moves), export each disk, "
+        "convert, import, verify a checksum of every disk on both sides, create the VM on the target "
+        "and optionally start it. Every step is journaled: an interrupted migration can be resumed "
+        "(--resume) or rolled back (--rollback).",
+    )
+    p.add_argument("--from", dest="source", required=True, metavar="URL", help="the source hypervisor")
+    p.add_argument("--to", dest="target", required=True, metavar="URL", help="the target hypervisor")
+    p.add_argument("vm", nargs="?", help="the VM to move (name or id); not needed with --resume/--rollback")
+    p.add_argument("--name", help="the VM's name on the target (default: the same)")
+    p.add_argument("--network-map", action="append", default=[], metavar="A=B", help="source network A -> target B")
+    p.add_argument("--storage-map", action="append", default=[], metavar="A=B", help="source pool A -> target pool B")
+    p.add_argument("--format", choices=[f.value for f in DiskFormat], help="disk format on the target")
+    p.add_argument("--bus", choices=[b.value for b in DiskBus], help="disk bus on the target")
+    p.add_argument("--nic-model", choices=[m.value for m in NicModel], help="NIC model on the target")
+    p.add_argument("--new-macs", action="store_true", help="give the NICs new MAC addresses (default: keep them)")
+    way = p.add_mutually_exclusive_group()
+    way.add_argument("--power-off", action="store_true", help="shut the source VM down first if it runs")
+    way.add_argument("--snapshot", action="store_true", help="export a snapshot taken now; the source keeps running")
+    p.add_argument("--allow-snapshot-loss", action="store_true", help="migrate although the source has snapshots")
+    p.add_argument("--no-verify", action="store_true", help="skip reading the disks back from the target")
+    p.add_argument("--start", action="store_true", help="start the VM on the target and wait until it runs")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and stop; changes nothing")
+    p.add_argument("--journal-dir", metavar="DIR", help="where to keep the journal and staging files")
+    p.add_argument("--keep-on-error", action="store_true", help="on an error keep what was done, for --resume")
+    act = p.add_mutually_exclusive_group()
+    act.add_argument("--resume", metavar="JOURNAL", help="finish the interrupted migration of this journal")
+    act.add_argument("--rollback", metavar="JOURNAL", help="undo the interrupted migration of this journal")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=main)
+    return p
+
+
+def _pairs(what: str, items: list[str]) -> dict[str, str]:
+    from ..errors import InvalidSpec
+
+    out: dict[str, str] = {}
+    for item in items:
+        a, sep, b = item.partition("=")
+        if not sep or not a.strip() or not b.strip():
+            raise InvalidSpec(f"{what} takes SOURCE=TARGET, got {item!r}")
+        out[a.strip()] = b.strip()
+    return out
+
+
+def main(args: argparse.Namespace, out: IO[str] | None = None, err: IO[str] | None = None) -> int:
+    """Run ``hvkit migrate`` for parsed ``args``; return the exit code."""
+    from .. import connect, migration
+
+    out = out or sys.stdout
+    err = err or sys.stderr
+    try:
+        if args.vm is None and not (args.resume or args.rollback):
+            err.write("hvkit migrate: error: name the VM to move (or pass --resume/--rollback JOURNAL)\n")
+            return EXIT_ERROR
+        networks = _pairs("--network-map", args.network_map)
+        storages = _pairs("--storage-map", args.storage_map)
+        with connect(args.source) as src, connect(args.target) as dst:
+            bars = None if args.no_progress else Bars(err)
+            if args.rollback:
+                migration.rollback(args.rollback, src, dst)
+                out.write(f"rolled back: nothing of the migration is left on the target ({dst.url})\n")
+                return EXIT_OK
+            if args.resume:
+                result = migration.resume(args.resume, src, dst, progress=bars or None, start=args.start or None)
+            else:
+                plan = migration.plan(
+                    src, args.vm, dst, name=args.name, network_map=networks, storage_map=storages,
+                    disk_format=args.format, disk_bus=args.bus, nic_model=args.nic_model, keep_macs=not args.new_macs,
+                    power_off=args.power_off, snapshot=args.snapshot, allow_snapshot_loss=args.allow_snapshot_loss,
+                    verify=not args.no_verify,
+                )  # fmt: skip
+                out.write(f"{plan}\n")
+                out.flush()
+                if plan.problems:
+                    err.write("hvkit migrate: the plan has problems; nothing was changed\n")
+                    return EXIT_PROBLEMS
+                if args.dry_run:
+                    out.write("dry run: nothing was changed\n")
+                    return EXIT_OK
+                result = plan.run(
+                    progress=bars or None, start=args.start, journal_dir=args.journal_dir,
+                    on_error="keep" if args.keep_on_error else "rollback",
+                )  # fmt: skip
+            if bars is not None:
+                bars.close()
+            out.write(f"{result}\n")
+            return EXIT_OK
+    except HvkitError as exc:
+        err.write(f"\nhvkit migrate: error: {exc}\n")
+        for note in getattr(exc, "__notes__", []):
+            err.write(f"  {note}\n")
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        err.write("\nhvkit migrate: interrupted; the journal keeps what was done: --resume or --rollback it\n")
+        return 130
+
+
+class Bars:
+    """One progress bar per disk (redrawn in place on a terminal, plain lines otherwise)."""
+
+    def __init__(self, stream: IO[str], *, width: int = 30, interval: float = 0.1) -> None:
+        self.stream = stream
+        self.tty = bool(getattr(stream, "isatty", lambda: False)())
+        self.width = width
+        self.interval = interval
+        self.rows: dict[str, tuple[str, int, int]] = {}
+        self.drawn = 0
+        self.last = 0.0
+        self.lock = threading.Lock()
+        self.logged: dict[tuple[str, str], int] = {}
+
+    def __call__(self, p: Any) -> None:
+        key = p.disk or "vm"
+        with self.lock:
+            self.rows[key] = (p.phase, p.done, p.total)
+            if self.tty:
+                now = time.monotonic()
+                if now - self.last >= self.interval or p.done >= p.total:
+                    self.last = now
+                    self._draw()
+            else:
+                pct = _pct(p.done, p.total)
+                step = (key, p.phase)
+                last = self.logged.get(step)
+                if last is None or (pct == 100 and last != 100) or pct - last >= 25:
+                    self.logged[step] = pct
+                    self.stream.write(f"{self._line(key, p.phase, p.done, p.total)}\n")
+                    self.stream.flush()
+
+    def _line(self, key: str, phase: str, done: int, total: int) -> str:
+        pct = _pct(done, total)
+        fill = self.width * pct // 100
+        bar = "#" * fill + "." * (self.width - fill)
+        amount = f"{_human(done)}/{_human(total)}" if total > 1 else ""
+        return f"{key[:16]:<16} {phase:<9} [{bar}] {pct:3d}% {amount}"
+
+    def _draw(self) -> None:
+        if self.drawn:
+            self.stream.write(f"\x1b[{self.drawn}F")
+        for key, (phase, done, total) in self.rows.items():
+            self.stream.write("\x1b[2K" + self._line(key, phase, done, total) + "\n")
+        self.drawn = len(self.rows)
+        self.stream.flush()
+
+    def close(self) -> None:
+        with self.lock:
+            if self.tty and self.rows:
+                self._draw()
+
+    def __bool__(self) -> bool:
+        return True
+
+
+def _pct(done: int, total: int) -> int:
+    return 100 if total <= 0 else max(0, min(100, done * 100 // total))
+
+
+def _human(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024:
+            return f"{value:.0f}{unit}" if unit == "B" else f"{value:.1f}{unit}"
+        value /= 1024
+    return f"{value:.1f}TiB"

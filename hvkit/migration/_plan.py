@@ -1,0 +1,558 @@
+"""Plan a migration: read the source VM, map its configuration onto the target, list what blocks it.
+
+Planning changes nothing on either side. Blocking problems (no capacity, name taken, unmapped network,
+unsupported firmware or disk, snapshots that would be lost, ...) and warnings (drivers the guest may
+need, vendor tools, ...) are listed before anything moves; :meth:`Plan.run` refuses a plan with problems.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from ..backend import Backend
+from ..capabilities import Capability
+from ..errors import HvkitError, InvalidSpec
+from ..models import VM, DiskBus, DiskFormat, Firmware, GuestOS, NicModel, PowerState, StoragePool
+from ..models.spec import check_name, normalize_mac
+
+if TYPE_CHECKING:
+    from ..hypervisor import Hypervisor
+    from ._run import MigrationResult, ProgressArg
+
+__all__ = ["DiskPlan", "NicPlan", "Plan", "plan"]
+
+_ALL_BUSES = frozenset(DiskBus)
+_ALL_NICS = frozenset(NicModel)
+_VMWARE = ("esxi", "vcenter", "vmware")
+# what each kind of target takes; kinds not named here take everything
+BUSES: dict[str, frozenset[DiskBus]] = {
+    **{k: frozenset({DiskBus.SCSI, DiskBus.SATA, DiskBus.IDE, DiskBus.NVME}) for k in _VMWARE},
+    "proxmox": frozenset({DiskBus.VIRTIO, DiskBus.SCSI, DiskBus.SATA, DiskBus.IDE}),
+}
+DEFAULT_BUS: dict[str, DiskBus] = {**{k: DiskBus.SCSI for k in _VMWARE}, "proxmox": DiskBus.SCSI}
+NICS: dict[str, frozenset[NicModel]] = {
+    **{k: frozenset({NicModel.VMXNET3, NicModel.E1000, NicModel.E1000E}) for k in _VMWARE},
+}
+DEFAULT_NIC: dict[str, NicModel] = {k: NicModel.VMXNET3 for k in _VMWARE}
+_THIN = {DiskFormat.QCOW2, DiskFormat.VMDK, DiskFormat.VHDX, DiskFormat.VHD, DiskFormat.VDI}
+
+
+@attrs.frozen
+class DiskPlan:
+    """One disk: where it comes from and what it becomes on the target."""
+
+    index: int
+    name: str  # the source disk's name
+    source_volume: str  # the source volume id
+    source_pool: str | None
+    size: int  # guest-visible bytes
+    allocated: int  # bytes of data to move (estimate from the source's allocation)
+    source_format: DiskFormat | None
+    source_bus: DiskBus | None
+    target_pool: str
+    target_format: DiskFormat
+    target_bus: DiskBus
+    target_volume: str  # the name the target volume gets
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "index": self.index, "name": self.name, "source_volume": self.source_volume,
+            "source_pool": self.source_pool,
+            "size": self.size, "allocated": self.allocated,
+            "source_format": self.source_format.value if self.source_format else None,
+            "source_bus": self.source_bus.value if self.source_bus else None, "target_pool": self.target_pool,
+            "target_format": self.target_format.value, "target_bus": self.target_bus.value,
+            "target_volume": self.target_volume,
+        }  # fmt: skip
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> DiskPlan:
+        return cls(
+            d["index"], d["name"], d["source_volume"], d["source_pool"], d["size"], d["allocated"],
+            DiskFormat(d["source_format"]) if d["source_format"] else None,
+            DiskBus(d["source_bus"]) if d["source_bus"] else None,
+            d["target_pool"], DiskFormat(d["target_format"]), DiskBus(d["target_bus"]), d["target_volume"],
+        )  # fmt: skip
+
+
+@attrs.frozen
+class NicPlan:
+    source_mac: str
+    mac: str | None  # kept MAC, or None: the target picks a new one
+    source_network: str | None
+    network: str
+    source_model: NicModel | None
+    model: NicModel
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "source_mac": self.source_mac, "mac": self.mac, "source_network": self.source_network,
+            "network": self.network, "source_model": self.source_model.value if self.source_model else None,
+            "model": self.model.value,
+        }  # fmt: skip
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> NicPlan:
+        return cls(
+            d["source_mac"], d["mac"], d["source_network"], d["network"],
+            NicModel(d["source_model"]) if d["source_model"] else None, NicModel(d["model"]),
+        )  # fmt: skip
+
+
+@attrs.frozen(eq=False)
+class Plan:
+    """What a migration will do. ``print(plan)`` shows it; :meth:`run` does it."""
+
+    source: Hypervisor = attrs.field(repr=False)
+    target: Hypervisor = attrs.field(repr=False)
+    vm: VM  # the source VM as read when planning
+    name: str  # the target VM's name
+    cpus: int
+    memory_mib: int
+    firmware: Firmware
+    guest_os: GuestOS
+    disks: tuple[DiskPlan, ...]
+    nics: tuple[NicPlan, ...]
+    problems: tuple[str, ...]
+    warnings: tuple[str, ...]
+    power_off: bool = False  # shut the source down first (the user allows it)
+    snapshot: bool = False  # export a snapshot taken now; the source keeps running
+    verify: bool = True
+    notes: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def bytes_to_move(self) -> int:
+        return sum(d.allocated for d in self.disks)
+
+    @property
+    def steps(self) -> list[str]:
+        out = []
+        if self.vm.power_state is not PowerState.STOPPED:
+            if self.snapshot:
+                out.append(f"take snapshot of {self.vm.name!r} on the source (it keeps running)")
+            elif self.power_off:
+                out.append(f"shut down {self.vm.name!r} on the source")
+        for d in self.disks:
+            conv = f"{(d.source_format or DiskFormat.RAW).value} -> {d.target_format.value}"
+            out.append(
+                f"disk {d.name}: export {_size(d.allocated)} of {_size(d.size)}, checksum, convert {conv}, "
+                f"import as {d.target_volume!r} into pool {d.target_pool!r}"
+                + (", verify on the target" if self.verify else "")
+            )
+        out.append(f"create VM {self.name!r} on the target ({self.target.kind})")
+        out.append(f"start {self.name!r} on the target (if asked) and wait until it runs")
+        if self.snapshot and self.vm.power_state is not PowerState.STOPPED:
+            out.append("delete the snapshot taken on the source")
+        return out
+
+    def __str__(self) -> str:
+        lines = [
+            f"Migration of VM {self.vm.name!r}: {self.source.kind} ({self.source.url}) -> "
+            f"{self.target.kind} ({self.target.url}) as {self.name!r}",
+            f"  cpus {self.cpus}, memory {self.memory_mib} MiB, firmware {self.firmware.value}, "
+            f"guest OS {self.guest_os.value}",
+        ]
+        for d in self.disks:
+            lines.append(
+                f"  disk {d.name}: {_size(d.size)} ({_size(d.allocated)} allocated), "
+                f"{(d.source_format.value if d.source_format else '?')}/{d.source_bus.value if d.source_bus else '?'} "
+                f"in {d.source_pool!r} -> {d.target_format.value}/{d.target_bus.value} in {d.target_pool!r}"
+            )
+        for n in self.nics:
+            lines.append(
+                f"  nic {n.source_mac}: network {n.source_network!r} -> {n.network!r}, "
+                f"{n.source_model.value if n.source_model else '?'} -> {n.model.value}, "
+                f"MAC {'kept' if n.mac else 'new'}"
+            )
+        lines.append(f"  bytes to move: {_size(self.bytes_to_move)}")
+        lines.append("Steps:")
+        lines += [f"  {i}. {s}" for i, s in enumerate(self.steps, 1)]
+        lines.append("Problems:" if self.problems else "Problems: none")
+        lines += [f"  - {p}" for p in self.problems]
+        lines.append("Warnings:" if self.warnings else "Warnings: none")
+        lines += [f"  - {w}" for w in self.warnings]
+        return "\n".join(lines)
+
+    def to_json(self) -> dict[str, Any]:
+        """What a journal keeps of the plan (no secrets: URLs without passwords)."""
+        return {
+            "vm_id": self.vm.id, "vm_name": self.vm.name, "name": self.name,
+            "source": {"kind": self.source.kind, "url": self.source.url},
+            "target": {"kind": self.target.kind, "url": self.target.url},
+            "source_power": self.vm.power_state.value, "cpus": self.cpus, "memory_mib": self.memory_mib,
+            "firmware": self.firmware.value, "guest_os": self.guest_os.value,
+            "disks": [d.to_json() for d in self.disks], "nics": [n.to_json() for n in self.nics],
+            "power_off": self.power_off, "snapshot": self.snapshot, "verify": self.verify, "notes": self.notes,
+            "warnings": list(self.warnings),
+        }  # fmt: skip
+
+    def run(
+        self,
+        progress: ProgressArg = None,
+        *,
+        start: bool = False,
+        journal_dir: str | os.PathLike[str] | None = None,
+        parallel: int = 2,
+        on_error: str = "rollback",
+        start_timeout: float = 300.0,
+    ) -> MigrationResult:
+        """Do the migration; see :func:`hvkit.migration.run`."""
+        from ._run import run
+
+        return run(self, progress=progress, start=start, journal_dir=journal_dir, parallel=parallel,
+                   on_error=on_error, start_timeout=start_timeout)  # fmt: skip
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
+
+
+def _overrides(backend: Backend, method: str) -> bool:
+    return getattr(type(backend), method) is not getattr(Backend, method)
+
+
+def can_export(hv: Hypervisor) -> bool:
+    b = hv.backend
+    return _overrides(b, "export_disk") or _overrides(b, "local_path") or Capability.VOLUME_DOWNLOAD in b.capabilities
+
+
+def can_import(hv: Hypervisor) -> bool:
+    b = hv.backend
+    if _overrides(b, "import_disk"):
+        return True
+    return Capability.VOLUME_CREATE in b.capabilities and (
+        _overrides(b, "local_path") or Capability.VOLUME_UPLOAD in b.capabilities
+    )
+
+
+def _parse_map(what: str, value: Mapping[str, str] | None) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise InvalidSpec(f"{what} must be a mapping of source name to target name, got {type(value).__name__}")
+    out = {}
+    for k, v in value.items():
+        if not isinstance(k, str) or not isinstance(v, str) or not k or not v:
+            raise InvalidSpec(f"{what} entries must be non-empty names, got {k!r}: {v!r}")
+        out[k] = v
+    return out
+
+
+def _pick_format(pool: StoragePool, source: DiskFormat | None, wanted: DiskFormat | None) -> DiskFormat | str:
+    formats = pool.formats
+    if wanted is not None:
+        if formats and wanted not in formats:
+            ok = ", ".join(sorted(f.value for f in formats))
+            return f"target pool {pool.name!r} does not take {wanted.value} disks (it takes: {ok})"
+        return wanted
+    if not formats:
+        return source or DiskFormat.QCOW2
+    for candidate in (source, DiskFormat.QCOW2, DiskFormat.RAW):
+        if candidate is not None and candidate in formats:
+            return candidate
+    return sorted(formats, key=lambda f: f.value)[0]
+
+
+def plan(
+    source: Hypervisor,
+    vm: VM | str,
+    target: Hypervisor,
+    *,
+    name: str | None = None,
+    network_map: Mapping[str, str] | None = None,
+    storage_map: Mapping[str, str] | None = None,
+    disk_format: DiskFormat | str | None = None,
+    disk_bus: DiskBus | str | None = None,
+    nic_model: NicModel | str | None = None,
+    keep_macs: bool = True,
+    power_off: bool = False,
+    snapshot: bool = False,
+    allow_snapshot_loss: bool = False,
+    verify: bool = True,
+) -> Plan:
+    """Plan moving ``vm`` from ``source`` to ``target``; changes nothing.
+
+    ``network_map`` / ``storage_map`` map source network / pool names (or ids) to the target's (a name
+    the target has too maps to itself). The source VM must be stopped, unless ``power_off=True``
+    (hvkit shuts it down) or ``snapshot=True`` (a snapshot taken now is exported; the VM keeps
+    running). Snapshots the source VM has are not migrated: ``allow_snapshot_loss=True`` accepts that.
+    """
+    if source is target:
+        raise InvalidSpec("source and target are the same connection; use hv.vms.migrate / clone within one hypervisor")
+    if name is not None:
+        check_name("target VM name", name)
+    nets = _parse_map("network_map", network_map)
+    stores = _parse_map("storage_map", storage_map)
+    want_fmt = _enum(DiskFormat, disk_format, "disk_format")
+    want_bus = _enum(DiskBus, disk_bus, "disk_bus")
+    want_nic = _enum(NicModel, nic_model, "nic_model")
+    if power_off and snapshot:
+        raise InvalidSpec("choose power_off=True or snapshot=True, not both")
+    src_vm = vm if isinstance(vm, VM) else source.vms.get(vm)
+    src_vm = source.vms.get(src_vm.id)
+    problems: list[str] = []
+    warnings: list[str] = []
+    tkind = target.kind
+    target_name = name or src_vm.name
+
+    # -- what the two backends can do ----------------------------------------------------------------------
+    if not can_export(source):
+        problems.append(f"the {source.kind} backend cannot export disks (no disk export, no volume download)")
+    if not can_import(target):
+        problems.append(f"the {tkind} backend cannot import disks (no disk import, no volume create + upload)")
+    if Capability.VM_CREATE not in target.capabilities:
+        problems.append(f"the {tkind} backend cannot create VMs")
+    if verify and not can_export(target):
+        problems.append(
+            f"the {tkind} backend cannot read disks back to verify them (pass verify=False to skip, not advised)"
+        )
+
+    # -- source state and snapshots ---------------------------------------------------------------------------
+    if src_vm.template:
+        warnings.append(f"{src_vm.name!r} is a template on the source; the copy is created as a normal VM")
+    state = src_vm.power_state
+    if state is not PowerState.STOPPED:
+        if snapshot:
+            if Capability.SNAPSHOT not in source.capabilities:
+                problems.append(f"snapshot=True needs snapshots, which the {source.kind} backend does not offer")
+            if state is PowerState.RUNNING:
+                warnings.append("the disks are exported from a snapshot of a running guest: crash-consistent only")
+        elif power_off:
+            if Capability.VM_POWER not in source.capabilities:
+                problems.append(f"power_off=True needs power control, which the {source.kind} backend does not offer")
+            if state not in (PowerState.RUNNING, PowerState.PAUSED, PowerState.SUSPENDED, PowerState.CRASHED):
+                problems.append(f"the source VM is {state.value}; wait until it is running or stopped")
+        else:
+            problems.append(
+                f"the source VM {src_vm.name!r} is {state.value}: stop it, or pass power_off=True (hvkit shuts it "
+                "down) or snapshot=True (hvkit exports a snapshot taken now)"
+            )
+    if Capability.SNAPSHOT in source.capabilities:
+        try:
+            snaps = source.snapshots.list(src_vm.id)
+        except HvkitError as exc:
+            snaps = []
+            warnings.append(f"could not list the source VM's snapshots: {exc}")
+        if snaps:
+            names = ", ".join(s.name for s in snaps[:5])
+            if allow_snapshot_loss:
+                warnings.append(f"the source VM's {len(snaps)} snapshot(s) ({names}) are not migrated")
+            else:
+                problems.append(
+                    f"the source VM has {len(snaps)} snapshot(s) ({names}) that would be lost: delete them, or "
+                    "pass allow_snapshot_loss=True to migrate the current state only"
+                )
+
+    # -- target: name, capacity -----------------------------------------------------------------------------
+    target_vms = target.vms.list()
+    if any(v.name == target_name for v in target_vms):
+        problems.append(f"a VM named {target_name!r} exists already on the target (pass name=... to pick another)")
+    hosts = target.hosts.list() if _offers(target, "list_hosts") else []
+    live_hosts = [h for h in hosts if h.connected and not h.maintenance]
+    if hosts and not live_hosts:
+        problems.append("the target has no connected host out of maintenance mode")
+    elif live_hosts:
+        if max(h.cpu_threads for h in live_hosts) < src_vm.cpus:
+            problems.append(
+                f"no target host has {src_vm.cpus} CPUs (largest: {max(h.cpu_threads for h in live_hosts)})"
+            )
+        biggest = max(h.memory_mib for h in live_hosts)
+        if biggest < src_vm.memory_mib:
+            problems.append(f"no target host has {src_vm.memory_mib} MiB of memory (largest: {biggest} MiB)")
+
+    # -- firmware and guest ---------------------------------------------------------------------------------
+    firmware = src_vm.firmware
+    if firmware is Firmware.UEFI:
+        if Capability.UEFI not in target.capabilities:
+            problems.append(f"the source VM boots with UEFI, which the {tkind} backend does not offer")
+        elif tkind == "proxmox":
+            warnings.append(
+                "UEFI on Proxmox: the VM gets an OVMF firmware and an EFI vars disk (efidisk0); "
+                "boot entries kept in the source's NVRAM are not carried over"
+            )
+        else:
+            warnings.append(
+                "UEFI: boot entries kept in the source's NVRAM are not carried over; the guest must boot "
+                "from the default path (\\EFI\\BOOT\\BOOTX64.EFI) or be fixed up once"
+            )
+    guest = src_vm.guest_os
+    if guest is None:
+        warnings.append("the source does not say which guest OS runs; assuming 'other'")
+        guest = GuestOS.OTHER
+    if source.kind in _VMWARE:
+        warnings.append(
+            "VMware Tools in the guest do nothing off VMware; remove them after the move "
+            "(open-vm-tools on Linux is harmless)"
+        )
+    if tkind in _VMWARE and source.kind not in _VMWARE:
+        warnings.append("install VMware Tools (open-vm-tools) in the guest after the move")
+
+    # -- disks ------------------------------------------------------------------------------------------------
+    pools = target.pools.list()
+    disks: list[DiskPlan] = []
+    need: dict[str, int] = {}
+    taken_volumes: set[str] = set()
+    buses = BUSES.get(tkind, _ALL_BUSES)
+    for i, disk in enumerate(src_vm.disks):
+        if disk.volume is None:
+            problems.append(f"disk {disk.name!r} is not a volume hvkit can read (a pass-through device?)")
+            continue
+        try:
+            vol = source.volumes.get(disk.volume)
+        except HvkitError as exc:
+            problems.append(f"disk {disk.name!r}: cannot read its volume: {exc}")
+            continue
+        src_pool = disk.pool or vol.pool
+        mapped = stores.get(src_pool or "", None)
+        tpool = _by_name_or_id(pools, mapped or src_pool or "")
+        if tpool is None:
+            if mapped:
+                problems.append(f"storage_map sends pool {src_pool!r} to {mapped!r}, which the target does not have")
+            else:
+                problems.append(
+                    f"source pool {src_pool!r} (disk {disk.name!r}) is not mapped: pass "
+                    f"storage_map={{{src_pool!r}: <target pool>}} (target pools: "
+                    f"{', '.join(sorted(p.name for p in pools)) or 'none'})"
+                )
+            continue
+        if not tpool.active:
+            problems.append(f"target pool {tpool.name!r} is not active")
+        fmt = _pick_format(tpool, vol.format or disk.format, want_fmt)
+        if isinstance(fmt, str):
+            problems.append(fmt)
+            continue
+        bus = want_bus or disk.bus or DiskBus.VIRTIO
+        if bus not in buses:
+            if want_bus is not None:
+                problems.append(f"the {tkind} backend has no {bus.value} disk bus")
+                continue
+            new_bus = DEFAULT_BUS.get(tkind, DiskBus.VIRTIO)
+            warnings.append(
+                f"disk {disk.name!r} moves from the {bus.value} bus to {new_bus.value}: the guest needs "
+                f"a {new_bus.value} driver to boot from it"
+            )
+            bus = new_bus
+        elif disk.bus is not None and bus is not disk.bus:
+            warnings.append(
+                f"disk {disk.name!r} moves from the {disk.bus.value} bus to {bus.value}: the guest needs "
+                f"a {bus.value} driver to boot from it"
+            )
+        if bus is DiskBus.VIRTIO and guest is GuestOS.WINDOWS:
+            warnings.append(
+                f"disk {disk.name!r} is on virtio: a Windows guest needs the virtio drivers installed first"
+            )
+        vname = f"{target_name}-disk{i}"
+        existing = {v.name for v in target.volumes.list(tpool)} if tpool.name not in taken_volumes else set()
+        taken_volumes.add(tpool.name)
+        if vname in existing or any(n.rsplit(".", 1)[0] == vname for n in existing):
+            problems.append(f"a volume named {vname!r} exists already in target pool {tpool.name!r}")
+        size = disk.size_bytes or vol.capacity_bytes
+        allocated = min(size, vol.allocation_bytes) if vol.allocation_bytes is not None else size
+        need[tpool.name] = need.get(tpool.name, 0) + (allocated if fmt in _THIN else size)
+        disks.append(DiskPlan(i, disk.name, vol.id, src_pool, size, allocated, vol.format or disk.format,
+                              disk.bus, tpool.name, fmt, bus, vname))  # fmt: skip
+    for pname, nbytes in need.items():
+        pool = _by_name_or_id(pools, pname)
+        if pool is not None and nbytes > pool.free_bytes:
+            problems.append(f"target pool {pname!r} has {_size(pool.free_bytes)} free; the disks need {_size(nbytes)}")
+    for key in stores:
+        if not any(dp.source_pool == key for dp in disks) and not any(d.pool == key for d in src_vm.disks):
+            warnings.append(f"storage_map entry {key!r} matches no disk of the VM")
+
+    # -- NICs ------------------------------------------------------------------------------------------------
+    tnets = target.networks.list() if src_vm.nics else []
+    models = NICS.get(tkind, _ALL_NICS)
+    used_macs = {n.mac.lower() for v in target_vms for n in v.nics}
+    nics: list[NicPlan] = []
+    for nic in src_vm.nics:
+        src_net = nic.network
+        mapped = nets.get(src_net or "", None)
+        tnet = _by_name_or_id(tnets, mapped or src_net or "")
+        if tnet is None:
+            if mapped:
+                problems.append(f"network_map sends {src_net!r} to {mapped!r}, which the target does not have")
+            else:
+                problems.append(
+                    f"network {src_net!r} (NIC {nic.mac}) is not mapped: pass network_map={{{src_net!r}: "
+                    f"<target network>}} (target networks: {', '.join(sorted(n.name for n in tnets)) or 'none'})"
+                )
+            continue
+        model = want_nic or nic.model or NicModel.VIRTIO
+        if model not in models:
+            new = DEFAULT_NIC.get(tkind, NicModel.VIRTIO)
+            warnings.append(
+                f"NIC {nic.mac}: the {tkind} backend has no {model.value} model; using {new.value} "
+                "(the guest needs its driver)"
+            )
+            model = new
+        elif nic.model is not None and model is not nic.model:
+            warnings.append(
+                f"NIC {nic.mac} changes from {nic.model.value} to {model.value}: the guest needs its driver "
+                "and may rename the interface"
+            )
+        if model is NicModel.VIRTIO and guest is GuestOS.WINDOWS:
+            warnings.append(f"NIC {nic.mac} is virtio: a Windows guest needs the virtio drivers installed first")
+        mac: str | None = None
+        if keep_macs:
+            try:
+                mac = normalize_mac(nic.mac)
+            except InvalidSpec as exc:
+                problems.append(f"NIC {nic.mac!r}: {exc}")
+                continue
+            if mac in used_macs:
+                problems.append(f"MAC {mac} is in use by a VM on the target already (pass keep_macs=False)")
+            if tkind in _VMWARE and not mac.startswith("00:50:56"):
+                warnings.append(
+                    f"MAC {mac} is outside VMware's range for static MACs (00:50:56:00:00:00-"
+                    "00:50:56:3f:ff:ff); vSphere may refuse it (pass keep_macs=False)"
+                )
+        else:
+            warnings.append(f"NIC {nic.mac} gets a new MAC: the guest may rename the interface or lose a DHCP lease")
+        nics.append(NicPlan(nic.mac, mac, src_net, tnet.name, nic.model, model))
+    for key in nets:
+        if not any(n.network == key for n in src_vm.nics):
+            warnings.append(f"network_map entry {key!r} matches no NIC of the VM")
+    if not src_vm.disks:
+        warnings.append("the source VM has no disks")
+    return Plan(
+        source, target, src_vm, target_name, src_vm.cpus, src_vm.memory_mib, firmware, guest, tuple(disks),
+        tuple(nics), tuple(dict.fromkeys(problems)), tuple(dict.fromkeys(warnings)), power_off, snapshot, verify,
+        src_vm.notes,
+    )  # fmt: skip
+
+
+def _offers(hv: Hypervisor, method: str) -> bool:
+    return _overrides(hv.backend, method)
+
+
+def _by_name_or_id(items: list[Any], ref: str) -> Any:
+    for item in items:
+        if item.id == ref:
+            return item
+    for item in items:
+        if item.name == ref:
+            return item
+    return None
+
+
+def _enum(kind: Callable[[str], Any], value: object, what: str) -> Any:
+    if value is None or isinstance(value, kind):  # type: ignore[arg-type]
+        return value
+    try:
+        return kind(str(value))
+    except ValueError:
+        choices = ", ".join(m.value for m in kind)  # type: ignore[attr-defined]
+        raise InvalidSpec(f"{what} {value!r} is not one of: {choices}") from None

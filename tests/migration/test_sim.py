@@ -1,0 +1,274 @@
+"""Plan, run, verify, fail, resume and roll back: sim -> sim (two named sim hypervisors)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import hvkit
+from hvkit import migration
+from hvkit.errors import AlreadyExists, BackendError, InvalidSpec, InvalidState
+from hvkit.hypervisor import Hypervisor
+from hvkit.migration import ChecksumMismatch, PlanProblems
+from hvkit.migration._run import HOOKS
+
+from .conftest import MIB, env_without_crash, forget, inventory, make_source, sim_url, volume_content
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def _no_hooks() -> None:
+    HOOKS.clear()
+
+
+def test_plan_maps_everything_and_changes_nothing(pair: tuple[Hypervisor, Hypervisor], tmp_path: Path) -> None:
+    src, dst = pair
+    source = make_source(src, tmp_path)
+    before = inventory(src), inventory(dst)
+    plan = migration.plan(src, "web-1", dst, network_map={"lan": "default"}, storage_map={"fast": "default"})
+    assert plan.ok, plan.problems
+    assert (plan.cpus, plan.memory_mib) == (2, 1024)
+    assert [d.target_pool for d in plan.disks] == ["default", "default"]
+    assert [d.target_format for d in plan.disks] == [hvkit.DiskFormat.QCOW2, hvkit.DiskFormat.RAW]
+    assert [n.network for n in plan.nics] == ["default", "default"]
+    assert [n.mac for n in plan.nics] == [n.mac for n in source.vm.nics]  # MACs kept by default
+    assert 0 < plan.bytes_to_move < 24 * MIB
+    text = str(plan)
+    for needle in ("Steps:", "bytes to move", "Problems: none", "disk disk0", "'lan' -> 'default'", "MAC kept"):
+        assert needle in text
+    assert (inventory(src), inventory(dst)) == before
+
+
+def test_plan_lists_blocking_problems(pair: tuple[Hypervisor, Hypervisor], tmp_path: Path) -> None:
+    src, dst = pair
+    make_source(src, tmp_path, running=True)
+    dst.vms.create(hvkit.VMSpec(name="web-1"))
+    dst.volumes.create("fast", "other-disk0", 0.01)
+    src.snapshots.create("web-1", "before-upgrade")
+    plan = migration.plan(src, "web-1", dst, network_map={"lan": "nowhere"}, storage_map={"fast": "missing"})
+    text = "\n".join(plan.problems)
+    assert "is running" in text and "power_off=True" in text
+    assert "exists already on the target" in text
+    assert "'nowhere', which the target does not have" in text
+    assert "'missing', which the target does not have" in text
+    assert "snapshot(s) (before-upgrade) that would be lost" in text
+    before = inventory(dst)
+    with pytest.raises(PlanProblems) as err:
+        plan.run()
+    assert "nothing was changed" in str(err.value)
+    assert inventory(dst) == before
+    # the same VM under another name, powered off by hvkit, snapshots given up: no problems left
+    plan = migration.plan(src, "web-1", dst, name="other", power_off=True, allow_snapshot_loss=True)
+    assert plan.ok, plan.problems
+    assert any("snapshot" in w for w in plan.warnings)
+    assert any("volume named 'other-disk0'" in p for p in migration.plan(src, "web-1", dst, name="other", storage_map={"default": "fast"}, power_off=True, allow_snapshot_loss=True).problems)  # noqa: E501
+
+
+def test_bad_input_is_refused_before_anything(pair: tuple[Hypervisor, Hypervisor], tmp_path: Path) -> None:
+    src, dst = pair
+    make_source(src, tmp_path)
+    with pytest.raises(InvalidSpec):
+        migration.plan(src, "web-1", dst, network_map={"lan": ""})
+    with pytest.raises(InvalidSpec):
+        migration.plan(src, "web-1", dst, disk_format="floppy")
+    with pytest.raises(InvalidSpec):
+        migration.plan(src, "web-1", dst, power_off=True, snapshot=True)
+    with pytest.raises(InvalidSpec):
+        migration.plan(src, "web-1", src)
+    with pytest.raises(hvkit.errors.NotFound):
+        migration.plan(src, "no-such-vm", dst)
+    plan = migration.plan(src, "web-1", dst)
+    with pytest.raises(InvalidSpec):
+        plan.run(on_error="ignore")
+
+
+def test_run_moves_every_disk_verified(pair: tuple[Hypervisor, Hypervisor], tmp_path: Path, journal_root: Path) -> None:
+    src, dst = pair
+    source = make_source(src, tmp_path)
+    events: list[migration.Progress] = []
+    plan = migration.plan(src, "web-1", dst, storage_map={"fast": "fast"}, disk_format="qcow2")
+    result = plan.run(progress=events.append, start=True)
+    assert result.started and result.vm.power_state is hvkit.PowerState.RUNNING
+    assert result.verified
+    assert [d.source_checksum for d in result.disks] == source.checksums
+    assert [d.target_checksum for d in result.disks] == source.checksums
+    for disk, content in zip(result.vm.disks, source.contents, strict=True):
+        assert disk.format is hvkit.DiskFormat.QCOW2
+        assert volume_content(dst, disk.volume or "", tmp_path)[: len(content)] == content
+    assert [n.mac for n in result.vm.nics] == [n.mac for n in source.vm.nics]
+    assert (result.vm.cpus, result.vm.memory_mib) == (2, 1024)
+    # sparse: bytes moved are the allocated bytes, not the disk sizes
+    for d in result.disks:
+        assert d.bytes_moved <= 1.1 * d.bytes_allocated + 64 * 1024
+    phases = {(e.disk, e.phase) for e in events}
+    want = {("disk0", "export"), ("disk0", "checksum"), ("disk0", "import"), ("disk0", "verify"), ("", "start")}
+    assert want <= phases
+    # the source is as it was; the journal says completed; staging files are gone
+    assert src.vms.get("web-1").power_state is hvkit.PowerState.STOPPED
+    journal = migration.Journal.open(result.journal)
+    assert journal.current_status == "completed"
+    assert not (Path(result.journal) / "staging").exists()
+    assert "verified" in str(result)
+
+
+def test_generic_stream_path_without_local_files(names: tuple[str, str], tmp_path: Path, journal_root: Path) -> None:
+    """Volume download/upload streams (no local files): the default disk export/import still works."""
+    with hvkit.connect(sim_url(names[0], local=False)) as src, hvkit.connect(sim_url(names[1], local=False)) as dst:
+        source = make_source(src, tmp_path, disks=((8, "default", "qcow2"),))
+        result = migration.plan(src, "web-1", dst).run()
+        assert result.verified and [d.target_checksum for d in result.disks] == source.checksums
+        assert volume_content(dst, result.vm.disks[0].volume or "", tmp_path) == source.contents[0]
+
+
+def test_checksum_mismatch_stops_and_leaves_nothing(pair: tuple[Hypervisor, Hypervisor], tmp_path: Path, journal_root: Path) -> None:  # noqa: E501
+    src, dst = pair
+    source = make_source(src, tmp_path)
+    before = inventory(dst)
+
+    def corrupt() -> None:  # flip one byte of what the target holds, after the import
+        vol = next(v for v in dst.volumes.list("default") if v.name.startswith("web-1-disk0"))
+        fmt = (vol.format or hvkit.DiskFormat.RAW).value
+        raw = tmp_path / "c.raw"
+        subprocess.run(["qemu-img", "convert", "-f", fmt, "-O", "raw", vol.path or "", str(raw)], check=True)
+        data = bytearray(raw.read_bytes())
+        data[0] ^= 0xFF
+        raw.write_bytes(bytes(data))
+        subprocess.run(["qemu-img", "convert", "-n", "-f", "raw", "-O", fmt, str(raw), vol.path or ""], check=True)
+
+    HOOKS["disk0.import:acted"] = corrupt
+    plan = migration.plan(src, "web-1", dst, storage_map={"fast": "default"})
+    with pytest.raises(ChecksumMismatch) as err:
+        plan.run(start=True, parallel=1)
+    assert "disk0" in str(err.value) and source.checksums[0] in str(err.value)
+    assert "not started" in str(err.value)
+    assert inventory(dst) == before  # no VM was created, the imported volumes are gone
+    assert src.vms.get("web-1").power_state is hvkit.PowerState.STOPPED
+
+
+STEPS = ["source.prepare", "disk0.export", "disk0.checksum", "disk0.import", "disk0.verify", "disk1.import", "vm.create", "vm.start"]  # noqa: E501
+POINTS = [f"{s}:{p}" for s in STEPS for p in ("begin", "acted", "done")]
+
+
+@pytest.mark.parametrize("point", POINTS)
+def test_failure_at_each_step_rolls_back(pair: tuple[Hypervisor, Hypervisor], tmp_path: Path, journal_root: Path, point: str) -> None:  # noqa: E501
+    """An error anywhere: what was made on the target goes, the source is put back (started again)."""
+    src, dst = pair
+    source = make_source(src, tmp_path, running=True)
+    before = inventory(dst)
+
+    def fail() -> None:
+        raise BackendError(f"injected failure at {point}")
+
+    HOOKS[point] = fail
+    plan = migration.plan(src, "web-1", dst, power_off=True)
+    with pytest.raises(BackendError, match="injected") as err:
+        plan.run(start=True)
+    assert any("rolled back" in n for n in getattr(err.value, "__notes__", []))
+    assert inventory(dst) == before
+    assert src.vms.get("web-1").power_state is hvkit.PowerState.RUNNING
+    assert [checksum_of(src, d.volume or "", tmp_path) for d in source.vm.disks] == source.checksums
+    journal = migration.Journal.open(next(journal_root.iterdir()))
+    assert journal.current_status == "rolled-back"
+    assert not journal.staging.exists() or not any(journal.staging.iterdir())
+
+
+def checksum_of(hv: Hypervisor, volume: str, tmp: Path) -> str:
+    from hvkit.migration._verify import checksum_bytes
+
+    return checksum_bytes(volume_content(hv, volume, tmp))
+
+
+def test_keep_on_error_then_resume(pair: tuple[Hypervisor, Hypervisor], tmp_path: Path, journal_root: Path) -> None:
+    src, dst = pair
+    source = make_source(src, tmp_path)
+    dst.backend.faults.fail("create_vm")  # type: ignore[attr-defined]
+    plan = migration.plan(src, "web-1", dst)
+    with pytest.raises(BackendError) as err:
+        plan.run(on_error="keep")
+    assert any("resume() or rollback()" in n for n in err.value.__notes__)
+    jdir = next(journal_root.iterdir())
+    assert migration.Journal.open(jdir).current_status == "failed"
+    result = migration.resume(jdir, src, dst)
+    assert result.verified and [d.target_checksum for d in result.disks] == source.checksums
+    with pytest.raises(InvalidState):
+        migration.resume(jdir, src, dst)
+    with pytest.raises(InvalidState):
+        migration.rollback(jdir, src, dst)
+
+
+def test_snapshot_export_keeps_the_source_running(pair: tuple[Hypervisor, Hypervisor], tmp_path: Path, journal_root: Path) -> None:  # noqa: E501
+    src, dst = pair
+    source = make_source(src, tmp_path, running=True, disks=((8, "default", "qcow2"),))
+    plan = migration.plan(src, "web-1", dst, snapshot=True)
+    assert plan.ok, plan.problems
+    result = plan.run()
+    assert result.verified and [d.source_checksum for d in result.disks] == source.checksums
+    assert src.vms.get("web-1").power_state is hvkit.PowerState.RUNNING
+    assert src.snapshots.list("web-1") == []  # the snapshot hvkit took is gone again
+
+
+def test_target_name_taken_between_plan_and_run(pair: tuple[Hypervisor, Hypervisor], tmp_path: Path, journal_root: Path) -> None:  # noqa: E501
+    """Someone else's VM of the same name appears after planning: the run fails, and it is not touched."""
+    src, dst = pair
+    make_source(src, tmp_path)
+    plan = migration.plan(src, "web-1", dst)
+    other = dst.vms.create(hvkit.VMSpec(name="web-1", cpus=1, memory_mib=256))
+    with pytest.raises(AlreadyExists):
+        plan.run()
+    assert dst.vms.get("web-1").id == other.id
+    assert inventory(dst) == (["web-1"], [])
+
+
+# -- killed processes: resume and roll back ------------------------------------------------------------------
+CHILD = textwrap.dedent(
+    """
+    import sys, hvkit
+    from hvkit import migration
+    src, dst, jdir = sys.argv[1:4]
+    with hvkit.connect(src) as s, hvkit.connect(dst) as d:
+        plan = migration.plan(s, "web-1", d, power_off=True)
+        plan.run(start=True, journal_dir=jdir, parallel=1)
+    print("finished")
+    """
+)
+KILL_POINTS = [f"{s}:{p}" for s in STEPS for p in ("begin", "acted")] + ["vm.start:done"]
+
+
+@pytest.mark.parametrize("then", ["resume", "rollback"])
+@pytest.mark.parametrize("point", KILL_POINTS)
+def test_killed_at_each_step(names: tuple[str, str], tmp_path: Path, point: str, then: str) -> None:
+    state = tmp_path / "state"
+    src_url, dst_url = sim_url(names[0], state_dir=state), sim_url(names[1], state_dir=state)
+    with hvkit.connect(src_url) as src:
+        source = make_source(src, tmp_path, running=True)
+    forget(*names)
+    jdir = tmp_path / "journal"
+    env = {**env_without_crash(), "HVKIT_MIGRATION_CRASH_AT": point}
+    proc = subprocess.run([sys.executable, "-c", CHILD, src_url, dst_url, str(jdir)], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == -9, proc.stderr  # killed (SIGKILL) at the point, not finished
+    assert "finished" not in proc.stdout
+    lines = (jdir / "journal.jsonl").read_text().splitlines()
+    assert json.loads(lines[0])["kind"] == "plan"
+    forget(*names)
+    with hvkit.connect(src_url) as src, hvkit.connect(dst_url) as dst:
+        if then == "resume":
+            result = migration.resume(jdir, src, dst)
+            assert result.verified
+            assert [d.target_checksum for d in result.disks] == source.checksums
+            vm = dst.vms.get("web-1")
+            assert vm.power_state is hvkit.PowerState.RUNNING
+            assert len(vm.disks) == 2 and len(dst.volumes.list()) == 2  # nothing doubled by the retry
+            assert src.vms.get("web-1").power_state is hvkit.PowerState.STOPPED
+        else:
+            migration.rollback(jdir, src, dst)
+            assert inventory(dst) == ([], [])
+            assert src.vms.get("web-1").power_state is hvkit.PowerState.RUNNING
+            assert migration.Journal.open(jdir).current_status == "rolled-back"
+        assert [checksum_of(src, d.volume or "", tmp_path) for d in source.vm.disks] == source.checksums
