@@ -62,7 +62,7 @@ def parallel_clones() -> None:
     ) as sim:  # PVE waits 10 s; a short wait forces collisions
         hv = hvkit.connect(sim.url, token=sim.token, ca_file=sim.ca_file)
         base = hv.vms.create(VMSpec("golden", disks=[DiskSpec(size_gib=1, pool="local-lvm")], nics=[NicSpec("vmbr0")]))  # type: ignore[list-item]  # attrs plugin vs. converter=tuple
-        hv.backend.make_template(base).wait(60)  # type: ignore[attr-defined]
+        hv.backend.mark_template(base).wait(60)  # type: ignore[attr-defined]
         template = hv.vms.get(base.id)
         sim.reset_counts()
         start = time.perf_counter()

@@ -21,6 +21,7 @@ class Capability(enum.Enum):
     VM_SUSPEND = "vm.suspend"  # save to disk and stop; start resumes
     VM_RECONFIGURE = "vm.reconfigure"  # cpus / memory while stopped
     VM_RECONFIGURE_LIVE = "vm.reconfigure_live"  # cpus / memory while running
+    VM_TEMPLATE = "vm.template"  # mark a VM as a template: a clone source that never starts
     VM_CLONE = "vm.clone"
     VM_LINKED_CLONE = "vm.linked_clone"
     VM_CONSOLE = "vm.console"
@@ -48,6 +49,7 @@ DESCRIPTIONS: dict[Capability, str] = {
     Capability.VM_SUSPEND: "suspend to disk; start resumes",
     Capability.VM_RECONFIGURE: "change CPUs and memory while stopped",
     Capability.VM_RECONFIGURE_LIVE: "change CPUs and memory while running",
+    Capability.VM_TEMPLATE: "mark a VM as a template (clone source that never starts)",
     Capability.VM_CLONE: "full clone",
     Capability.VM_LINKED_CLONE: "linked clone sharing the source's disks",
     Capability.VM_CONSOLE: "console address (VNC, SPICE, WebMKS ...)",

@@ -385,6 +385,8 @@ class VMManager(_Manager):
         """Power on (a suspended VM resumes from its saved state)."""
         self._hv.require(Capability.VM_POWER, "vms.start")
         cur = self._state(vm, "start", _STARTABLE, " (a paused VM is resumed with vms.resume)")
+        if cur.template:
+            raise InvalidState(f"VM {cur.name!r} is a template; templates never start (clone it)")
         return self._hv.run(
             "vms.start", cur.name, lambda: self._b.start_vm(cur), wait=wait, timeout=timeout, then=self._reread(cur.id)
         )
@@ -479,6 +481,17 @@ class VMManager(_Manager):
             lambda: self._b.reconfigure_vm(cur, cpus, memory_mib),
             wait=wait,
             timeout=timeout,
+            then=self._reread(cur.id),
+        )
+
+    def mark_template(self, vm: VMRef, *, wait: bool = True, timeout: float | None = None) -> Any:
+        """Turn a stopped VM into a template: a source for (linked) clones that never starts."""
+        self._hv.require(Capability.VM_TEMPLATE, "vms.mark_template")
+        cur = self._state(vm, "mark as template", _OFF, "")
+        if cur.template:
+            raise InvalidState(f"VM {cur.name!r} is a template already")
+        return self._hv.run(
+            "vms.mark_template", cur.name, lambda: self._b.mark_template(cur), wait=wait, timeout=timeout,
             then=self._reread(cur.id),
         )
 

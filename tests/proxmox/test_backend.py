@@ -164,7 +164,7 @@ def test_snapshot_tree(hv: Hypervisor) -> None:
 # -- clone, locks, migrate --------------------------------------------------------------------------------------------
 def test_ten_parallel_linked_clones_from_one_template(sim: ProxmoxSimulator, hv: Hypervisor) -> None:
     base = hv.vms.create(_spec("tmpl"))
-    hv.backend.make_template(base).wait(60)  # type: ignore[attr-defined]
+    hv.backend.mark_template(base).wait(60)  # type: ignore[attr-defined]
     template = hv.vms.get(base.id)
     assert template.template
     with concurrent.futures.ThreadPoolExecutor(10) as pool:

@@ -238,7 +238,7 @@ def test_template_clone(vc: Hypervisor, cleanup: list[tuple[Hypervisor, str]]) -
     for name in ("tpl1", "fromtpl1"):
         cleanup.append((vc, name))
     src = vc.vms.create(_spec(vc, "tpl1"))
-    vc.backend.mark_as_template(src)  # type: ignore[attr-defined]
+    vc.backend.mark_template(src)  # type: ignore[attr-defined]
     tpl = vc.vms.get("tpl1")
     assert tpl.template
     made = vc.vms.clone(tpl, "fromtpl1")

@@ -161,6 +161,7 @@ class ProxmoxBackend(Backend):
             Capability.VM_PAUSE,
             Capability.VM_SUSPEND,
             Capability.VM_RECONFIGURE,
+            Capability.VM_TEMPLATE,
             Capability.VM_CLONE,
             Capability.VM_LINKED_CLONE,
             Capability.VM_CONSOLE,
@@ -661,8 +662,8 @@ class ProxmoxBackend(Backend):
                 serial.release()
         return Task(id=f"clone-{name}", operation="vms.clone", target=name, source=source)
 
-    def make_template(self, vm: VM) -> Task:
-        """Convert a stopped VM into a template (Proxmox-only; linked clones come from templates)."""
+    def mark_template(self, vm: VM) -> Task:
+        """Convert a stopped VM into a template (linked clones on Proxmox come from templates only)."""
         with translate():
             upid = self._qemu(vm).template.post()
         return self._task(str(vm.host), upid, "vms.template", vm.name, vm.id)

@@ -497,6 +497,18 @@ class SimBackend(Backend):
 
         return self._task("reconfigure_vm", vm.name, effect)
 
+    def mark_template(self, vm: VM) -> Task:
+        self._enter("mark_template")
+
+        def effect() -> VM:
+            with self.world.lock:
+                rec = self._vm(vm.id)
+                rec["template"] = True
+                self._changed(rec, "templated")
+                return self._vm_model(rec)
+
+        return self._task("mark_template", vm.name, effect)
+
     def clone_vm(self, vm: VM, name: str, linked: bool, host: str | None, pool: str | None) -> Task:
         self._enter("clone_vm")
 

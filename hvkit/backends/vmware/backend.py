@@ -113,7 +113,13 @@ HOST_PROPS = [
 DS_PROPS = ["name", "summary", "host", "browser"]
 LINKED_CLONE_BASE = "hvkit-linked-clone-base"
 _VCENTER_ONLY = frozenset(
-    {Capability.VM_CLONE, Capability.VM_LINKED_CLONE, Capability.VM_MIGRATE, Capability.VM_STORAGE_MIGRATE}
+    {
+        Capability.VM_CLONE,
+        Capability.VM_LINKED_CLONE,
+        Capability.VM_TEMPLATE,
+        Capability.VM_MIGRATE,
+        Capability.VM_STORAGE_MIGRATE,
+    }
 )
 _CAPACITY = re.compile(r"^\s*RW\s+(\d+)\s+(FLAT|VMFS|SPARSE|VMFSSPARSE|SESPARSE)", re.MULTILINE)
 _SKIP_VMDK = ("-flat.vmdk", "-delta.vmdk", "-ctk.vmdk", "-sesparse.vmdk", "-rdm.vmdk", "-rdmp.vmdk")
@@ -139,6 +145,7 @@ class VmwareBackend(Backend):
             Capability.VM_POWER,
             Capability.VM_SUSPEND,
             Capability.VM_RECONFIGURE,
+            Capability.VM_TEMPLATE,
             Capability.VM_CLONE,
             Capability.VM_LINKED_CLONE,
             Capability.VM_CONSOLE,
@@ -1084,8 +1091,7 @@ class VmwareBackend(Backend):
             progress(count, total)
         return count
 
-    # -- vendor-only ---------------------------------------------------------------------------
-    def mark_as_template(self, vm: VM) -> None:
+    def mark_template(self, vm: VM) -> None:
         """Turn a stopped VM into a template (vCenter); clone it with ``hv.vms.clone``."""
         with translating():
             self._ref(vim.VirtualMachine, vm.id).MarkAsTemplate()

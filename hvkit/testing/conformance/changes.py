@@ -57,8 +57,23 @@ class CloneTests(ConformanceBase):
     @requires(Capability.VM_CREATE, Capability.VM_LINKED_CLONE)
     def test_linked_clone(self, hv: Hypervisor, make_vm: Callable[..., VM]) -> None:
         src = make_vm("base")
+        if Capability.VM_TEMPLATE in hv.capabilities:  # some vendors link clones to templates only
+            src = hv.vms.mark_template(src)
         clone = hv.vms.clone(src, f"{src.name}-linked", linked=True, timeout=self.operation_timeout)
         assert clone.power_state is PowerState.STOPPED and len(clone.disks) == len(src.disks)
+        assert not clone.template
+        hv.vms.delete(clone)
+
+    @requires(Capability.VM_CREATE, Capability.VM_TEMPLATE, Capability.VM_CLONE)
+    def test_template_never_starts_and_clones(self, hv: Hypervisor, make_vm: Callable[..., VM]) -> None:
+        tpl = hv.vms.mark_template(make_vm("tpl"))
+        assert tpl.template
+        with pytest.raises(errors.InvalidState):
+            hv.vms.start(tpl)
+        with pytest.raises(errors.InvalidState):
+            hv.vms.mark_template(tpl)
+        clone = hv.vms.clone(tpl, f"{tpl.name}-copy", timeout=self.operation_timeout)
+        assert not clone.template and clone.power_state is PowerState.STOPPED
         hv.vms.delete(clone)
 
     @requires(Capability.VM_CREATE, Capability.VM_CLONE)

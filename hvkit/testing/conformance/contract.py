@@ -36,6 +36,7 @@ CALLS: dict[Capability, Callable[[Hypervisor], Any]] = {
     Capability.VM_SUSPEND: lambda hv: hv.vms.suspend(_VM),
     Capability.VM_RECONFIGURE: lambda hv: hv.vms.reconfigure(_VM, cpus=2),
     Capability.VM_RECONFIGURE_LIVE: None,  # type: ignore[dict-item]  # shown as InvalidState, tested in ReconfigureTests
+    Capability.VM_TEMPLATE: lambda hv: hv.vms.mark_template(_VM),
     Capability.VM_CLONE: lambda hv: hv.vms.clone(_VM, "hvkit-clone-probe"),
     Capability.VM_LINKED_CLONE: lambda hv: hv.vms.clone(_VM, "hvkit-clone-probe", linked=True),
     Capability.VM_CONSOLE: lambda hv: hv.vms.console(_VM),

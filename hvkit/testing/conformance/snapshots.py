@@ -46,13 +46,13 @@ class SnapshotTests(ConformanceBase):
     @requires(Capability.VM_CREATE, Capability.SNAPSHOT)
     def test_delete_middle_reparents(self, hv: Hypervisor, make_vm: Callable[..., VM]) -> None:
         vm = make_vm("reparent")
-        a = hv.snapshots.create(vm, "a")
-        b = hv.snapshots.create(vm, "b")
-        c = hv.snapshots.create(vm, "c")
+        a = hv.snapshots.create(vm, "snap_a")
+        b = hv.snapshots.create(vm, "snap_b")
+        c = hv.snapshots.create(vm, "snap_c")
         hv.snapshots.delete(b)
         tree = {s.name: s for s in hv.snapshots.list(vm)}
-        assert set(tree) == {"a", "c"} and tree["c"].parent == a.id
-        assert c.id == tree["c"].id
+        assert set(tree) == {"snap_a", "snap_c"} and tree["snap_c"].parent == a.id
+        assert c.id == tree["snap_c"].id
 
     @requires(Capability.VM_CREATE, Capability.VM_POWER, Capability.SNAPSHOT_MEMORY)
     def test_memory_snapshot_restores_running(self, hv: Hypervisor, make_vm: Callable[..., VM]) -> None:
