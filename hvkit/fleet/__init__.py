@@ -1,9 +1,51 @@
-"""Fleet view and placement: one inventory over many hypervisors, capacity, health, balancing, consolidation."""
+"""Fleet view and placement: one inventory over many hypervisors, capacity, health, balancing, consolidation.
+
+>>> from hvkit.fleet import Fleet
+>>> with Fleet(["sim://a", "sim://b"]) as fleet:
+...     plan = fleet.balance(target=0.8)
+...     outcome = fleet.execute(plan)
+
+The planners are pure and work on :class:`Problem` values too (``balance``, ``consolidate``,
+``lower_bound``), which is how they are tested and benchmarked.
+"""
 
 from __future__ import annotations
 
+from ._build import Built, host_problem, storage_problem
+from ._capacity import CapacityReport, Finding, HostCapacity, PoolCapacity, capacity, health
 from ._consolidation import Bound, consolidate, lower_bound
+from ._inventory import Failure, Fleet, Inventory, Member, Outcome, Step
 from ._placement import balance
 from ._plan import Bin, Item, Move, Plan, Problem
+from ._rules import Affinity, AntiAffinity, Rule, rules_from_tags
 
-__all__ = ["Bin", "Bound", "Item", "Move", "Plan", "Problem", "balance", "consolidate", "lower_bound"]
+__all__ = [
+    "Affinity",
+    "AntiAffinity",
+    "Bin",
+    "Bound",
+    "Built",
+    "CapacityReport",
+    "Failure",
+    "Finding",
+    "Fleet",
+    "HostCapacity",
+    "Inventory",
+    "Item",
+    "Member",
+    "Move",
+    "Outcome",
+    "Plan",
+    "PoolCapacity",
+    "Problem",
+    "Rule",
+    "Step",
+    "balance",
+    "capacity",
+    "consolidate",
+    "health",
+    "host_problem",
+    "lower_bound",
+    "rules_from_tags",
+    "storage_problem",
+]
