@@ -73,7 +73,7 @@ class _LeastLoaded:
 
 
 def _name(st: _State, u: int) -> str:
-    keys = [st.ikey[m] for m in st.members[u]]
+    keys = [st.iname[m] for m in st.members[u]]
     return keys[0] if len(keys) == 1 else "{" + ", ".join(sorted(keys)) + "}"
 
 
@@ -108,7 +108,7 @@ def relieve(st: _State, finder: _LeastLoaded, unresolved: list[str], max_moves: 
     for u in leaving:
         if out_of_moves():
             return
-        src = ", ".join(sorted(st.bkey[b] for b in st.unit_bins(u) if not st.accepts[b]))
+        src = ", ".join(sorted(st.bname[b] for b in st.unit_bins(u) if not st.accepts[b]))
         if not st.umovable[u]:
             unresolved.append(f"cannot evacuate {_name(st, u)} from {src}: it cannot be moved")
             continue
@@ -141,7 +141,7 @@ def relieve(st: _State, finder: _LeastLoaded, unresolved: list[str], max_moves: 
                 dest = finder.find(u, {b}) if st.umovable[u] else None
                 if dest is None:
                     who = _name(st, u)
-                    unresolved.append(f"anti-affinity: {who} shares {st.bkey[b]} with a partner and cannot move")
+                    unresolved.append(f"anti-affinity: {who} shares {st.bname[b]} with a partner and cannot move")
                     continue
                 go(u, dest, "anti-affinity")
     # 3. relieve overloaded bins, the worst first
@@ -171,7 +171,7 @@ def relieve(st: _State, finder: _LeastLoaded, unresolved: list[str], max_moves: 
             else:
                 ratio = st.ratio_of(b)
                 unresolved.append(
-                    f"{st.bkey[b]} stays over the target ({ratio:.0%} > {st.ratio:.0%}): no VM on it fits elsewhere"
+                    f"{st.bname[b]} stays over the target ({ratio:.0%} > {st.ratio:.0%}): no VM on it fits elsewhere"
                 )
                 break
 

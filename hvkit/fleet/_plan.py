@@ -270,6 +270,7 @@ class _State:
         self.ndim = nd = len(problem.dims)
         bins = problem.bins
         self.bkey = [b.key for b in bins]
+        self.bname = [b.label or b.key for b in bins]  # for messages
         self.bidx = {b.key: i for i, b in enumerate(bins)}
         self.cap = [list(b.capacity) for b in bins]
         self.limit = [[c * ratio for c in b.capacity] for b in bins]
@@ -278,6 +279,7 @@ class _State:
         self.bdomain = [b.domain for b in bins]
         items = problem.items
         self.ikey = [it.key for it in items]
+        self.iname = [it.label or it.key for it in items]
         self.iidx = iidx = {it.key: i for i, it in enumerate(items)}
         self.where = [self.bidx[it.bin] for it in items]
         self.dem = [it.demand for it in items]
