@@ -62,6 +62,7 @@ class Backend:
 
     kind: ClassVar[str] = "?"
     capabilities: frozenset[Capability] = frozenset()
+    capability_notes: ClassVar[dict[Capability, str]] = {}  # e.g. "vCenter only", shown in the support matrix
 
     def __init__(self, options: ConnectOptions) -> None:
         self.options = options

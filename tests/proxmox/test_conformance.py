@@ -11,6 +11,7 @@ from hvkit.hypervisor import Hypervisor
 from hvkit.testing.conformance import AllTests
 from hvkit.testing.proxmox_sim import ProxmoxSimulator
 
+
 @pytest.fixture(scope="module")
 def conformance_sim() -> Iterator[ProxmoxSimulator]:
     with ProxmoxSimulator(nodes=2, task_delay=0.01, lock_timeout=0.5) as sim:

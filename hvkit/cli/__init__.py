@@ -1,0 +1,80 @@
+"""The ``hvkit`` command.
+
+Exit codes: 0 success; 1 other hvkit error; 2 invalid input; 3 not found; 4 state, conflict or name taken;
+5 unsupported by the backend; 6 connection or authentication; 7 timeout. Errors print one line
+(``--debug`` shows the traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from .. import __version__
+from ..errors import HvkitError
+from . import demo, inventory, vm
+from ._common import exit_code
+
+__all__ = ["build_parser", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    # Global options work before or after the command. The copy given to sub-commands defaults to
+    # SUPPRESS, so a sub-command's parser never overwrites a value given before it.
+    common = _global_options(argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS))
+    parser = _global_options(argparse.ArgumentParser(prog="hvkit", description="One API over every hypervisor."))
+    parser.add_argument("--version", action="version", version=f"hvkit {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    vm.register(sub, common)
+    inventory.register(sub, common)
+    demo.register(sub, common)
+    _register_optional(sub, common)
+    return parser
+
+
+def _register_optional(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
+    """Commands from the fleet and migration packages (they add themselves when present)."""
+    from . import migrate
+
+    migrate.register(sub)
+    try:
+        from . import fleet  # type: ignore[attr-defined]
+    except ImportError:
+        return
+    fleet.register(sub)
+
+
+def _global_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("--url", help="hypervisor URL (default: $HVKIT_URL, else the built-in sim://)")
+    parser.add_argument("--profile", help="a profile from the config file ($HVKIT_CONFIG)")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        code: int = args.func(args)
+        return code
+    except HvkitError as exc:
+        if args.debug:
+            raise
+        sys.stderr.write(f"hvkit: error: {exc}\n")
+        return exit_code(exc)
+    except BrokenPipeError:  # output piped into head & co.
+        sys.stderr.close()
+        return 0
+    except KeyboardInterrupt:
+        sys.stderr.write("hvkit: interrupted\n")
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
