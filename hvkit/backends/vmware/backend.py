@@ -138,7 +138,9 @@ class VmwareBackend(Backend):
     """pyvmomi driver for vCenter and ESXi."""
 
     kind: ClassVar[str] = "vcenter"
-    capability_notes: ClassVar[dict[Capability, str]] = dict.fromkeys(_VCENTER_ONLY, "vCenter only, not on a standalone ESXi")
+    capability_notes: ClassVar[dict[Capability, str]] = dict.fromkeys(
+        _VCENTER_ONLY, "vCenter only, not on a standalone ESXi"
+    )
     capabilities: frozenset[Capability] = frozenset(
         {
             Capability.VM_CREATE,
