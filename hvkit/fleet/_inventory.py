@@ -133,11 +133,18 @@ class Fleet:
 
     Members are :class:`~hvkit.Hypervisor` connections (the caller keeps them open and closes them),
     URLs (anything with ``://``) or profile names (both opened here, and closed by :meth:`close`); a
-    mapping ``{label: source}`` names them. Reads run in a thread pool, one task per member; a member
-    that fails is reported in ``inventory.failures`` and the rest go on.
+    mapping ``{label: source}`` names them; ``opener(text)``, if given, opens URLs and profiles instead
+    of :func:`hvkit.connect`. Reads run in a thread pool, one task per member; a member that fails is
+    reported in ``inventory.failures`` and the rest go on.
     """
 
-    def __init__(self, members: Iterable[Source] | Mapping[str, Source], *, max_workers: int = 8) -> None:
+    def __init__(
+        self,
+        members: Iterable[Source] | Mapping[str, Source],
+        *,
+        max_workers: int = 8,
+        opener: Callable[[str], Hypervisor] | None = None,
+    ) -> None:
         if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
             raise InvalidSpec(f"max_workers must be a whole number >= 1, got {max_workers!r}")
         if isinstance(members, str | Hypervisor):
@@ -155,6 +162,7 @@ class Fleet:
             if label is not None and not label:
                 raise InvalidSpec("fleet member labels must be non-empty")
         self.max_workers = max_workers
+        self._opener = opener
         self._hvs: dict[str, Hypervisor] = {}
         self._owned: set[str] = set()
         self._connect_failures: list[Failure] = []
@@ -180,10 +188,11 @@ class Fleet:
             elif exc is not None:
                 self._connect_failures.append(Failure(label, "connect", *_err(exc)))
 
-    @staticmethod
-    def _open(src: Source) -> Hypervisor:
+    def _open(self, src: Source) -> Hypervisor:
         if isinstance(src, Hypervisor):
             return src
+        if self._opener is not None:
+            return self._opener(src)
         return connect(src) if "://" in src else connect(profile=src)
 
     def _map(self, items: Sequence[T], fn: Callable[[T], Any]) -> list[tuple[Any, BaseException | None]]:

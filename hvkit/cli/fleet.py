@@ -1,0 +1,335 @@
+"""``hvkit fleet``: list, hosts, capacity, health, balance and consolidate over many hypervisors.
+
+Members come from ``-m/--member`` (repeatable: a URL, a profile name, or ``LABEL=URL``), else from
+``$HVKIT_FLEET`` (comma-separated), else the global ``--url``/``--profile``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable
+from typing import IO, Any
+
+from .._connect import connect
+from .._url import parse_url
+from ..errors import InvalidSpec
+from ..fleet import Affinity, AntiAffinity, Fleet, Plan, Rule, Step
+from ..hypervisor import Hypervisor
+from ._common import default_sim_state, emit, exit_code, to_jsonable
+
+__all__ = ["register"]
+
+
+def register(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``fleet`` and its sub-commands to ``subparsers`` (from ``add_subparsers()``); return its parser."""
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        "fleet",
+        help="one view over many hypervisors: inventory, capacity, health, balancing, consolidation",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = p.add_subparsers(dest="fleet_command", required=True, metavar="FLEET_COMMAND")
+
+    def command(name: str, help: str, fn: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
+        c: argparse.ArgumentParser = sub.add_parser(name, help=help, description=help)
+        c.add_argument(
+            "-m",
+            "--member",
+            action="append",
+            default=[],
+            metavar="SOURCE",
+            help="a hypervisor: URL, profile name, or LABEL=URL (repeatable)",
+        )
+        c.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
+        c.set_defaults(func=fn)
+        return c
+
+    c = command("list", "VMs of every member, filtered", _list)
+    c.add_argument("--name", help="name pattern (glob)")
+    c.add_argument("--state", action="append", help="power state (repeatable)")
+    c.add_argument("--tag", action="append", help="tag the VM must have (repeatable: all of them)")
+    c.add_argument("--host", help="host id or name pattern")
+    c.add_argument("--kind", help="backend kind (sim, kvm, vcenter ...)")
+    c.add_argument("--hypervisor", help="member label pattern")
+
+    c = command("hosts", "hosts of every member", _hosts)
+    c.add_argument("--name", help="name pattern (glob)")
+    c.add_argument("--kind", help="backend kind")
+
+    command("capacity", "CPU and memory allocated vs physical, measured usage; pools used, free, headroom", _capacity)
+
+    c = command(
+        "health", "findings: overloaded hosts, full pools, old snapshots, long-stopped VMs, single points", _health
+    )
+    c.add_argument("--host-threshold", type=float, default=0.85, metavar="RATIO")
+    c.add_argument("--pool-threshold", type=float, default=0.9, metavar="RATIO")
+    c.add_argument("--snapshot-days", type=float, default=7.0, metavar="DAYS")
+    c.add_argument("--stopped-days", type=float, default=30.0, metavar="DAYS")
+    c.add_argument("--no-snapshots", action="store_true", help="skip the snapshot check (one call per VM)")
+
+    c = command("balance", "live migrations that bring every host under a target load (or pools, --storage)", _balance)
+    c.add_argument("--target", type=float, default=0.8, metavar="RATIO", help="load ratio every host must end under")
+    c.add_argument("--storage", action="store_true", help="balance pools (storage migration) instead of hosts")
+    c.add_argument("--evacuate", action="append", default=[], metavar="HOST", help="treat a host as in maintenance")
+    c.add_argument("--max-moves", type=int, metavar="N")
+    _plan_options(c)
+
+    c = command("consolidate", "live migrations that empty the most hosts, keeping each under a headroom", _consolidate)
+    c.add_argument("--headroom", type=float, default=0.8, metavar="RATIO", help="load ratio every host must stay under")
+    c.add_argument("--watts", type=float, metavar="W", help="power drawn by one host, for the saving estimate")
+    _plan_options(c)
+    return p
+
+
+def _plan_options(c: argparse.ArgumentParser) -> None:
+    c.add_argument("--dry-run", action="store_true", help="show the plan; move nothing")
+    c.add_argument("--affinity", action="append", default=[], metavar="VM,VM[,...]", help="keep these VMs together")
+    c.add_argument("--anti-affinity", action="append", default=[], metavar="VM,VM[,...]", help="keep these VMs apart")
+    c.add_argument(
+        "--demand",
+        choices=["allocated", "measured"],
+        default="allocated",
+        help="size VMs by what they were given (default) or what they use",
+    )
+    c.add_argument("--cpu-overcommit", type=float, default=4.0, metavar="RATIO", help="vCPUs per thread allowed")
+    c.add_argument("--no-tag-rules", action="store_true", help="ignore affinity=G / anti-affinity=G tags")
+
+
+# -- helpers ---------------------------------------------------------------------------------------------
+def _opener(text: str) -> Hypervisor:
+    if "://" not in text:
+        return connect(profile=text)
+    options: dict[str, Any] = {}
+    if parse_url(text).kind == "sim" and "state_dir" not in text:
+        options["state_dir"] = default_sim_state()  # the same sim the other commands use
+    return connect(text, **options)
+
+
+def _fleet(args: argparse.Namespace) -> Fleet:
+    members: list[str] = list(args.member)
+    if not members and os.environ.get("HVKIT_FLEET"):
+        members = [m.strip() for m in os.environ["HVKIT_FLEET"].split(",") if m.strip()]
+    if not members:
+        single = getattr(args, "url", None) or getattr(args, "profile", None) or os.environ.get("HVKIT_URL")
+        if not single:
+            raise InvalidSpec("no fleet members: pass -m URL (repeatable), set HVKIT_FLEET, or give --url/--profile")
+        members = [single]
+    named: dict[str, str] = {}
+    for m in members:
+        label, sep, source = m.partition("=")
+        if sep and "://" not in label and label and source:
+            named[label] = source
+        else:
+            named[m] = m
+    fleet = Fleet(named, opener=_opener)
+    for f in fleet.inventory.failures:
+        sys.stderr.write(f"hvkit: warning: {f.hypervisor}: {f.operation} failed: {f.error_type}: {f.error}\n")
+    return fleet
+
+
+def _json(args: argparse.Namespace) -> bool:
+    return bool(getattr(args, "json", False))
+
+
+def _dump(value: Any, out: IO[str] | None = None) -> None:
+    out = out or sys.stdout
+    json.dump(to_jsonable(value), out, indent=2, sort_keys=True)
+    out.write("\n")
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{x:.0%}"
+
+
+def _gib(n: float) -> str:
+    return f"{n / 1024**3:.1f}"
+
+
+def _rules(args: argparse.Namespace) -> list[Rule]:
+    rules: list[Rule] = []
+    for kind, values in ((Affinity, args.affinity), (AntiAffinity, args.anti_affinity)):
+        for text in values:
+            rules.append(kind(frozenset(v.strip() for v in text.split(",") if v.strip())))
+    return rules
+
+
+# -- commands --------------------------------------------------------------------------------------------
+def _list(args: argparse.Namespace) -> int:
+    with _fleet(args) as fleet:
+        vms = fleet.vms(
+            name=args.name,
+            power_state=args.state,
+            tag=args.tag,
+            host=args.host,
+            kind=args.kind,
+            hypervisor=args.hypervisor,
+        )
+        hosts = {(h.hypervisor, h.id): h.name for h in fleet.inventory.hosts}
+        emit(
+            args,
+            vms,
+            [
+                ("HYPERVISOR", lambda v: v.hypervisor),
+                ("NAME", lambda v: v.name),
+                ("STATE", lambda v: v.power_state),
+                ("HOST", lambda v: hosts.get((v.hypervisor, v.host or ""), v.host)),
+                ("CPUS", lambda v: v.cpus),
+                ("MEMORY_MIB", lambda v: v.memory_mib),
+                ("TAGS", lambda v: sorted(v.tags)),
+            ],
+        )
+    return 0
+
+
+def _hosts(args: argparse.Namespace) -> int:
+    with _fleet(args) as fleet:
+        emit(
+            args,
+            fleet.hosts(name=args.name, kind=args.kind),
+            [
+                ("HYPERVISOR", lambda h: h.hypervisor),
+                ("NAME", lambda h: h.name),
+                ("ID", lambda h: h.id),
+                ("CPUS", lambda h: h.cpu_threads),
+                ("MEMORY_MIB", lambda h: h.memory_mib),
+                ("CPU_USE", lambda h: _pct(h.cpu_usage)),
+                ("MEM_USED_MIB", lambda h: h.memory_used_mib),
+                ("MAINTENANCE", lambda h: "yes" if h.maintenance else "no"),
+            ],
+        )
+    return 0
+
+
+def _capacity(args: argparse.Namespace) -> int:
+    with _fleet(args) as fleet:
+        report = fleet.capacity()
+    if _json(args):
+        _dump(report.to_dict())
+        return 0
+    emit(
+        args,
+        report.hosts,
+        [
+            ("HYPERVISOR", lambda h: h.hypervisor),
+            ("HOST", lambda h: h.name),
+            ("VCPUS", lambda h: f"{h.vcpus_allocated}/{h.cpus}"),
+            ("CPU_OVERCOMMIT", lambda h: f"{h.cpu_overcommit:.2f}"),
+            ("MEMORY_MIB", lambda h: f"{h.memory_allocated_mib}/{h.memory_mib}"),
+            ("MEM_OVERCOMMIT", lambda h: f"{h.memory_overcommit:.2f}"),
+            ("CPU_USE", lambda h: _pct(h.cpu_usage)),
+            ("MEM_USE", lambda h: _pct(h.memory_usage)),
+            ("VMS", lambda h: f"{h.vms_running}/{h.vms_total}"),
+        ],
+    )
+    sys.stdout.write("\n")
+    emit(
+        args,
+        report.pools,
+        [
+            ("HYPERVISOR", lambda p: p.hypervisor),
+            ("POOL", lambda p: p.name),
+            ("USED_GIB", lambda p: _gib(p.used_bytes)),
+            ("FREE_GIB", lambda p: _gib(p.free_bytes)),
+            ("USED", lambda p: _pct(p.used_ratio)),
+            ("PROVISIONED_GIB", lambda p: _gib(p.provisioned_bytes)),
+            ("HEADROOM_GIB", lambda p: _gib(p.growth_headroom_bytes)),
+        ],
+    )
+    return 0
+
+
+def _health(args: argparse.Namespace) -> int:
+    with _fleet(args) as fleet:
+        findings = fleet.health(
+            host_threshold=args.host_threshold,
+            pool_threshold=args.pool_threshold,
+            snapshot_days=None if args.no_snapshots else args.snapshot_days,
+            stopped_days=args.stopped_days,
+        )
+    if _json(args):
+        _dump([f.to_dict() for f in findings])
+        return 0
+    if not findings:
+        sys.stdout.write("no findings\n")
+    for f in findings:
+        sys.stdout.write(f"{f.severity.upper():8} {f.check:26} {f.hypervisor or '-'}: {f.message}\n")
+    return 0
+
+
+def _show(args: argparse.Namespace, plan: Plan) -> None:
+    if _json(args):
+        return
+    out = sys.stdout
+    if not plan.moves:
+        out.write("nothing to move\n")
+    for n, m in enumerate(plan.moves, 1):
+        out.write(f"{n:4}. {m.describe()}\n")
+    if plan.moves:
+        out.write(f"{len(plan.moves)} move(s), {plan.data_bytes / 1024**3:.1f} GiB to copy\n")
+    if plan.kind == "consolidate":
+        out.write(f"hosts used after: {plan.bins_used} (lower bound {plan.lower_bound}); freed: {len(plan.freed)}")
+        out.write(f" ({', '.join(plan.freed)})\n" if plan.freed else "\n")
+        if plan.power_saved_watts is not None:
+            out.write(f"estimated power saved: {plan.power_saved_watts:.0f} W\n")
+    for u in plan.unresolved:
+        out.write(f"unresolved: {u}\n")
+
+
+def _run(args: argparse.Namespace, fleet: Fleet, plan: Plan) -> int:
+    _show(args, plan)
+    if args.dry_run:
+        if _json(args):
+            _dump(plan.to_dict())
+        return 0
+
+    def progress(step: Step) -> None:
+        if step.status in ("start", "done", "failed"):
+            sys.stderr.write(f"[{step.index}/{step.total}] {step.status}: {step.message}\n")
+        elif sys.stderr.isatty():
+            sys.stderr.write(f"\r[{step.index}/{step.total}] {step.percent:3d}%")
+            sys.stderr.flush()
+
+    outcome = fleet.execute(plan, progress=progress)
+    if _json(args):
+        _dump({"plan": plan.to_dict(), "outcome": outcome.to_dict()})
+    if outcome.error is not None:
+        sys.stderr.write(
+            f"hvkit: error: stopped at move {len(outcome.done) + 1} of {len(plan.moves)}: {outcome.error}\n"
+        )
+        return exit_code(outcome.error)
+    return 0
+
+
+def _balance(args: argparse.Namespace) -> int:
+    rules = _rules(args)
+    with _fleet(args) as fleet:
+        if args.storage:
+            plan = fleet.balance_storage(args.target, rules, max_moves=args.max_moves, tag_rules=not args.no_tag_rules)
+        else:
+            plan = fleet.balance(
+                args.target,
+                rules,
+                demand=args.demand,
+                cpu_overcommit=args.cpu_overcommit,
+                evacuate=args.evacuate,
+                max_moves=args.max_moves,
+                tag_rules=not args.no_tag_rules,
+            )
+        return _run(args, fleet, plan)
+
+
+def _consolidate(args: argparse.Namespace) -> int:
+    rules = _rules(args)
+    with _fleet(args) as fleet:
+        plan = fleet.consolidate(
+            args.headroom,
+            rules,
+            watts_per_host=args.watts,
+            demand=args.demand,
+            cpu_overcommit=args.cpu_overcommit,
+            tag_rules=not args.no_tag_rules,
+        )
+        return _run(args, fleet, plan)
