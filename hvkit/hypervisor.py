@@ -237,6 +237,8 @@ class VolumeManager(_Manager):
     ) -> Volume:
         """Write raw content (a path or a binary stream) into a volume, as the guest will see it."""
         self._hv.require(Capability.VOLUME_UPLOAD, "volumes.upload")
+        if isinstance(source, str | os.PathLike) and not Path(source).is_file():
+            raise InvalidSpec(f"{source} is not a file")
         vol = self.get(volume)
         with _open(source, "rb") as (stream, size):
             if size is None:
