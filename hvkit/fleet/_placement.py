@@ -132,7 +132,7 @@ def relieve(st: _State, finder: _LeastLoaded, unresolved: list[str], max_moves: 
         for g, count in list(st.anti[b].items()):
             if count <= 1:
                 continue
-            partners = [st.unit[i] for i in range(len(st.ikey)) if st.where[i] == b and g in st.igroups[i]]
+            partners = [st.unit[i] for i in sorted(st.on_bin[b]) if g in st.igroups[i]]
             # keep the one that is the dearest to move, move the others
             partners.sort(key=lambda u: (not st.umovable[u], st.move_cost(u, -1)), reverse=True)
             for u in partners[1:]:

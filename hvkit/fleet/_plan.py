@@ -285,7 +285,9 @@ class _State:
         self.dem = [it.demand for it in items]
         self.cost = [it.cost for it in items]
         self.nitems = [0] * len(bins)
+        self.on_bin: list[set[int]] = [set() for _ in bins]
         for i, it in enumerate(items):
+            self.on_bin[self.where[i]].add(i)
             row = self.load[self.where[i]]
             for d in range(nd):
                 row[d] += it.demand[d]
@@ -363,8 +365,8 @@ class _State:
     def units_on(self, b: int) -> list[int]:
         seen: set[int] = set()
         out = []
-        for i, w in enumerate(self.where):
-            if w == b and self.unit[i] not in seen:
+        for i in sorted(self.on_bin[b]):
+            if self.unit[i] not in seen:
                 seen.add(self.unit[i])
                 out.append(self.unit[i])
         return out
@@ -409,6 +411,8 @@ class _State:
             z[d] += dm[d]
         self.nitems[src] -= 1
         self.nitems[dst] += 1
+        self.on_bin[src].discard(i)
+        self.on_bin[dst].add(i)
         for g in self.igroups[i]:
             self.anti[src][g] -= 1
             self.anti[dst][g] = self.anti[dst].get(g, 0) + 1
