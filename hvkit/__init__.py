@@ -12,6 +12,7 @@ from ._connect import connect
 from ._registry import register
 from ._url import URL, parse_url
 from .capabilities import Capability
+from .fleet import Fleet
 from .hypervisor import Hypervisor
 from .models import (
     VM,
@@ -52,6 +53,7 @@ __all__ = [
     "DiskFormat",
     "DiskSpec",
     "Firmware",
+    "Fleet",
     "GuestOS",
     "Host",
     "HostMetrics",

@@ -35,14 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _register_optional(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
-    """Commands from the fleet and migration packages (they add themselves when present)."""
-    from . import migrate
+    """Commands of the fleet and migration packages."""
+    from . import fleet, migrate
 
     migrate.register(sub)
-    try:
-        from . import fleet  # type: ignore[attr-defined]
-    except ImportError:
-        return
     fleet.register(sub)
 
 

@@ -12,7 +12,7 @@ from hvkit import errors
 
 PUBLIC = {
     "URL", "VM", "Capability", "CloudInit", "Console", "Disk", "DiskBus", "DiskFormat", "DiskSpec", "Firmware",
-    "GuestOS", "Host", "HostMetrics", "Hypervisor", "Network", "Nic", "NicModel", "NicSpec", "PowerState",
+    "Fleet", "GuestOS", "Host", "HostMetrics", "Hypervisor", "Network", "Nic", "NicModel", "NicSpec", "PowerState",
     "Snapshot", "StoragePool", "Task", "TaskInfo", "TaskState", "VMMetrics", "VMSpec", "Volume", "__version__",
     "connect", "errors", "parse_url", "register",
 }  # fmt: skip
