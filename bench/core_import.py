@@ -34,7 +34,8 @@ def main() -> None:
     hvkit_modules = [m for m in modules if m.startswith("hvkit")]
     sdk = sorted(SDKS & {m.split(".")[0] for m in modules})
     print(
-        f"import hvkit: {seconds * 1000:.1f} ms (median of 7); import attrs alone: {statistics.median(base) * 1000:.1f} ms"
+        f"import hvkit: {seconds * 1000:.1f} ms (median of 7); "
+        f"import attrs alone: {statistics.median(base) * 1000:.1f} ms"
     )
     print(f"  ratio over importing its one dependency: {seconds / statistics.median(base):.2f}x")
     print(f"  modules pulled in: {len(modules)} ({len(hvkit_modules)} of hvkit's own); vendor SDKs: {sdk or 'none'}")
