@@ -28,8 +28,10 @@ for part in scripts/setup.d/*.sh; do
   source "$part"
 done
 
-echo "== lint and types"
-.venv/bin/ruff check hvkit tests bench
+echo "== lint, types, docs"
+.venv/bin/ruff check hvkit tests bench scripts noxfile.py
 .venv/bin/mypy
+.venv/bin/python scripts/update_matrix.py --check
+.venv/bin/mkdocs build --strict --quiet --site-dir "$(mktemp -d)"
 echo "== tests"
 exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
