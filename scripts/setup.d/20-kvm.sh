@@ -1,6 +1,11 @@
 # KVM/QEMU backend: start virtlogd and libvirtd (no systemd needed), make sure the "default" network
 # and the "default" storage pool exist and run, and libvirt-python is in the venv. Idempotent.
 kvm_virsh() { $SUDO virsh -q -c qemu:///system "$@"; }
+# Without udev, /dev/kvm stays root-only: libvirt then finds KVM "not available" to the qemu user on
+# every call and probes QEMU's capabilities again each time (seconds per domain define or start).
+if [ -c /dev/kvm ] && getent group kvm >/dev/null; then
+  $SUDO chgrp kvm /dev/kvm && $SUDO chmod 660 /dev/kvm
+fi
 pgrep -x virtlogd >/dev/null || $SUDO virtlogd -d
 pgrep -x libvirtd >/dev/null || $SUDO libvirtd -d
 for _ in $(seq 1 100); do

@@ -65,9 +65,9 @@ def download(conn: libvirt.virConnect, vol: libvirt.virStorageVol, sink: IO[byte
     try:
         while True:
             data = stream.recvFlags(CHUNK, libvirt.VIR_STREAM_RECV_STOP_AT_HOLE)
-            if isinstance(data, int):
+            if isinstance(data, int) and data != -3:  # -3: at a hole
                 raise BackendError(f"the libvirt stream failed while downloading ({data})")
-            if data:
+            if isinstance(data, bytes) and data:
                 if pending_hole:
                     _skip(sink, pending_hole, seekable)
                     pending_hole = 0

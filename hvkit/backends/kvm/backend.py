@@ -18,7 +18,7 @@ from ..._options import ConnectOptions
 from ..._rollback import Rollback
 from ...backend import Backend, Event, ProgressFn
 from ...capabilities import Capability
-from ...errors import ConnectionError, InvalidSpec, InvalidState, NotFound, Timeout, Unsupported
+from ...errors import AlreadyExists, ConnectionError, InvalidSpec, InvalidState, NotFound, Timeout, Unsupported
 from ...models import (
     VM,
     Console,
@@ -47,7 +47,7 @@ __all__ = ["KvmBackend"]
 log = logging.getLogger("hvkit.kvm")
 _FILE_POOLS = {"dir", "fs", "netfs", "gluster"}
 _SHARED_POOLS = {"netfs", "iscsi", "iscsi-direct", "rbd", "gluster", "sheepdog", "mpath", "vstorage"}
-_EXT = {DiskFormat.QCOW2: ".qcow2", DiskFormat.RAW: ".img"}
+_EXT = {f: "." + f.value for f in DiskFormat} | {DiskFormat.QCOW2: ".qcow2", DiskFormat.RAW: ".img"}
 _ALL = frozenset(
     {
         Capability.VM_CREATE,
@@ -177,6 +177,7 @@ class KvmBackend(Backend):
         self._host_name = ""
         self._cpu_sample: tuple[float, int, int] | None = None
         self._subscriptions: set[int] = set()
+        self._list_cache: dict[str, tuple[dict[str, Any], bool, VM]] = {}
 
     # -- connection ---------------------------------------------------------------------------------
     def connect(self) -> None:
@@ -379,10 +380,24 @@ class KvmBackend(Backend):
         )
         records = self.conn.getAllDomainStats(stats, 0)
         saved = {d.UUIDString() for d in self.conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_MANAGEDSAVE)}
-        return [self._vm_from_stats(dom, st, dom.UUIDString() in saved) for dom, st in records]
+        # VMs are immutable values: one whose stats did not change since the last listing is reused
+        previous, cache = self._list_cache, {}
+        result = []
+        for dom, st in records:
+            uuid = dom.UUIDString()
+            is_saved = uuid in saved
+            hit = previous.get(uuid)
+            vm = (
+                hit[2]
+                if hit is not None and hit[0] == st and hit[1] == is_saved and "vcpu.current" in st
+                else self._vm_from_stats(dom, uuid, st, is_saved)
+            )
+            cache[uuid] = (st, is_saved, vm)
+            result.append(vm)
+        self._list_cache = cache
+        return result
 
-    def _vm_from_stats(self, dom: libvirt.virDomain, st: dict[str, Any], saved: bool) -> VM:
-        uuid = dom.UUIDString()
+    def _vm_from_stats(self, dom: libvirt.virDomain, uuid: str, st: dict[str, Any], saved: bool) -> VM:
         cpus = st.get("vcpu.current")
         memory = st.get("balloon.current") or st.get("balloon.maximum")
         if cpus is None or memory is None:  # drivers with partial bulk stats (the test driver)
@@ -472,6 +487,15 @@ class KvmBackend(Backend):
         seed_target = _domxml.next_target(DiskBus.SATA, used) if spec.cloud_init is not None else None
         files = _cloudinit.seed_files(spec.name, spec.cloud_init) if spec.cloud_init is not None else None
         vm_uuid = str(uuidlib.uuid4())
+        names = [
+            (d.pool or "default", f"{d.name or spec.name + '-' + t}{_EXT.get(d.format or DiskFormat.QCOW2, '.')}")
+            for d, t in zip(spec.disks, targets, strict=True)
+            if d.volume is None
+        ]
+        for pool_name, vol_name in names:  # refuse taken names before creating anything
+            with contextlib.suppress(libvirt.libvirtError):
+                self.conn.storagePoolLookupByName(pool_name).storageVolLookupByName(vol_name)
+                raise AlreadyExists(f"volume {vol_name!r} exists already in pool {pool_name!r}")
         devs: list[_domxml.DiskDev] = []
         seed_path = None
         with Rollback() as undo:
@@ -482,7 +506,7 @@ class KvmBackend(Backend):
                 else:
                     pool = self.conn.storagePoolLookupByName(disk.pool or "default")
                     fmt = disk.format or DiskFormat.QCOW2
-                    name = f"{disk.name or spec.name + '-' + target}{_EXT.get(fmt, '.' + fmt.value)}"
+                    name = f"{disk.name or spec.name + '-' + target}{_EXT.get(fmt, '.')}"
                     vol = pool.createXML(_domxml.volume_xml(name, disk.size_bytes, fmt), 0)
                     undo.push(_deleter(vol), f"delete volume {name}")
                 devs.append(_domxml.DiskDev(vol.path(), fmt, disk.bus, target, kind=self._disk_kind(vol)))

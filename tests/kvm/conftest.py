@@ -1,0 +1,125 @@
+"""Fixtures for the kvm backend: libvirt's test:///default driver (fast) and qemu:///system (real guests).
+
+Every object a test makes carries the run's unique name prefix; a finalizer removes whatever is left
+with that prefix (domains, volumes, networks, pools), even when a test fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import hvkit
+from hvkit.hypervisor import Hypervisor
+
+libvirt = pytest.importorskip("libvirt")
+
+PREFIX = f"hvt-{uuid.uuid4().hex[:6]}-"
+
+
+def _sweep(conn: object, prefix: str) -> None:
+    """Remove every domain, volume, network and pool whose name starts with ``prefix``."""
+    c = conn  # a libvirt.virConnect
+    for dom in c.listAllDomains(0):  # type: ignore[attr-defined]
+        if dom.name().startswith(prefix):
+            with contextlib.suppress(libvirt.libvirtError):
+                if dom.isActive():
+                    dom.destroy()
+            with contextlib.suppress(libvirt.libvirtError):
+                dom.undefineFlags(
+                    libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
+                )
+            with contextlib.suppress(libvirt.libvirtError):
+                dom.undefine()
+    for pool in c.listAllStoragePools(0):  # type: ignore[attr-defined]
+        if not pool.isActive():
+            continue
+        with contextlib.suppress(libvirt.libvirtError):
+            pool.refresh(0)
+        # overlays first, then their bases
+        vols = [
+            v
+            for v in pool.listAllVolumes(0)
+            if v.name().lstrip(".").startswith(prefix) or v.name().startswith(".hvkit-")
+        ]
+        for vol in sorted(vols, key=lambda v: -len(v.name())):
+            with contextlib.suppress(libvirt.libvirtError):
+                vol.delete(0)
+    for net in c.listAllNetworks(0):  # type: ignore[attr-defined]
+        if net.name().startswith(prefix):
+            with contextlib.suppress(libvirt.libvirtError):
+                net.destroy()
+            with contextlib.suppress(libvirt.libvirtError):
+                net.undefine()
+    for pool in c.listAllStoragePools(0):  # type: ignore[attr-defined]
+        if pool.name().startswith(prefix):
+            with contextlib.suppress(libvirt.libvirtError):
+                pool.destroy()
+            with contextlib.suppress(libvirt.libvirtError):
+                pool.undefine()
+
+
+@pytest.fixture
+def prefix(request: pytest.FixtureRequest) -> str:
+    return f"{PREFIX}{request.node.name[:20].replace('[', '-').replace(']', '')}-"
+
+
+@pytest.fixture
+def test_hv(prefix: str) -> Iterator[Hypervisor]:
+    """libvirt's in-memory test driver: fast, no guests."""
+    with hvkit.connect("libvirt://test/default") as hv:
+        try:
+            yield hv
+        finally:
+            _sweep(hv.backend.conn, prefix)  # type: ignore[attr-defined]
+
+
+def _qemu_available() -> str | None:
+    try:
+        conn = libvirt.open("qemu:///system")
+    except libvirt.libvirtError as exc:
+        return f"no libvirtd at qemu:///system ({exc.get_error_message()}); run scripts/setup.d/20-kvm.sh"
+    try:
+        conn.storagePoolLookupByName("default")
+    except libvirt.libvirtError:
+        return "qemu:///system has no 'default' storage pool; run scripts/setup.d/20-kvm.sh"
+    finally:
+        conn.close()
+    return None
+
+
+@pytest.fixture(scope="session")
+def qemu_session() -> Iterator[Hypervisor]:
+    reason = _qemu_available()
+    if reason:
+        pytest.skip(reason)
+    with hvkit.connect("kvm:///system", virt_type="qemu") as hv:
+        try:
+            yield hv
+        finally:
+            _sweep(hv.backend.conn, PREFIX)  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def qemu_hv(qemu_session: Hypervisor, prefix: str) -> Iterator[Hypervisor]:
+    try:
+        yield qemu_session
+    finally:
+        _sweep(qemu_session.backend.conn, prefix)  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="session")
+def guest_image() -> Path:
+    """The bootable test disk (built once, cached); needs root for the loop mount on the first build."""
+    from hvkit.testing.guest_image import build_guest_image
+
+    if os.geteuid() != 0 and not any(
+        (Path(os.environ.get("HVKIT_CACHE", "~/.cache/hvkit")).expanduser() / "guest").glob("base-*")
+    ):
+        pytest.skip("building the guest image needs root the first time")
+    return build_guest_image("hvkit-kvm-tests")
