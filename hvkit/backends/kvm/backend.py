@@ -400,9 +400,8 @@ class KvmBackend(Backend):
     def _vm_from_stats(self, dom: libvirt.virDomain, uuid: str, st: dict[str, Any], saved: bool) -> VM:
         cpus = st.get("vcpu.current")
         memory = st.get("balloon.current") or st.get("balloon.maximum")
-        if cpus is None or memory is None:  # drivers with partial bulk stats (the test driver)
-            _, max_mem, cur_mem, ncpu, _ = dom.info()
-            cpus, memory = ncpu, cur_mem or max_mem
+        if cpus is None or memory is None:  # drivers with partial bulk stats (the in-process test driver)
+            return self._vm_from_domain(dom)
         disks = []
         for i in range(int(st.get("block.count", 0))):
             path = st.get(f"block.{i}.path")

@@ -1,0 +1,52 @@
+"""The public conformance suite, bound to the kvm backend: libvirt's test driver and qemu:///system."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+import hvkit
+from hvkit.hypervisor import Hypervisor
+from hvkit.testing.conformance import AllTests
+
+from .conftest import _qemu_available, _sweep
+
+
+class KvmTestDriverFixtures:
+    pool = "default-pool"
+    network = "default"
+
+    @pytest.fixture
+    def hv(self) -> Iterator[Hypervisor]:
+        with hvkit.connect("libvirt://test/default") as hv:
+            try:
+                yield hv
+            finally:
+                _sweep(hv.backend.conn, "hvk-")  # type: ignore[attr-defined]
+
+
+class KvmQemuFixtures:
+    pool = "default"
+    network = "default"
+    graceful_stop = False  # the blank test disks boot no OS that could answer the ACPI power button
+
+    @pytest.fixture
+    def hv(self) -> Iterator[Hypervisor]:
+        reason = _qemu_available()
+        if reason:
+            pytest.skip(reason)
+        with hvkit.connect("kvm:///system", virt_type="qemu") as hv:
+            try:
+                yield hv
+            finally:
+                _sweep(hv.backend.conn, "hvk-")  # type: ignore[attr-defined]
+
+
+class TestKvmTestDriver(KvmTestDriverFixtures, AllTests):
+    pass
+
+
+@pytest.mark.slow
+class TestKvmQemu(KvmQemuFixtures, AllTests):
+    pass
