@@ -41,6 +41,8 @@ def test_no_machine_paths_in_the_project() -> None:
     offenders = []
     for name in tracked:
         path = ROOT / name
+        if name == "tests/core/test_docs.py":  # this file names the patterns
+            continue
         text_file = path.suffix in {".py", ".md", ".sh", ".toml", ".yml", ".go", ".packages"} and path.is_file()
         if text_file and re.search(r"/work/main|/root/|/tmp/hvkit", path.read_text(errors="ignore")):
             offenders.append(name)
