@@ -477,7 +477,9 @@ class KvmBackend(Backend):
     # -- VMs ----------------------------------------------------------------------------------------
     def create_vm(self, spec: VMSpec) -> VM:
         extra = dict(spec.extra)
-        max_cpus = int(extra.get("max_cpus", spec.cpus))
+        # room to hot-add CPUs up to the host's logical CPUs, unless the spec says otherwise
+        host_cpus = 1 if self._driver == "test" else int(self.conn.getInfo()[2])
+        max_cpus = int(extra.get("max_cpus", max(spec.cpus, host_cpus)))
         max_memory = int(extra.get("max_memory_mib", spec.memory_mib))
         if max_cpus < spec.cpus or max_memory < spec.memory_mib:
             raise InvalidSpec("extra max_cpus / max_memory_mib must not be below cpus / memory_mib")
