@@ -459,7 +459,7 @@ def plan(
         taken_volumes.add(tpool.name)
         if vname in existing or any(n.rsplit(".", 1)[0] == vname for n in existing):
             problems.append(f"a volume named {vname!r} exists already in target pool {tpool.name!r}")
-        size = disk.size_bytes or vol.capacity_bytes
+        size = max(disk.size_bytes, vol.capacity_bytes)  # never cut a disk short when one of them is off
         allocated = min(size, vol.allocation_bytes) if vol.allocation_bytes is not None else size
         need[tpool.name] = need.get(tpool.name, 0) + (allocated if fmt in _THIN else size)
         disks.append(DiskPlan(i, disk.name, vol.id, src_pool, size, allocated, vol.format or disk.format,

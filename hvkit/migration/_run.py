@@ -233,9 +233,9 @@ class _Runner:
             if hv.kind != want["kind"] or hv.url != want["url"]:
                 raise InvalidSpec(f"the journal's {side} is {want['kind']} at {want['url']}, not {hv.kind} at {hv.url}")
 
-    def _step(self, step: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    def _step(self, step: str, fn: Callable[[], dict[str, Any]], **begin: Any) -> dict[str, Any]:
         """Run a step once: record begin, do it, record done with what it returns."""
-        self.journal.begin(step)
+        self.journal.begin(step, **begin)
         _point(f"{step}:begin")
         data = fn()
         _point(f"{step}:acted")
@@ -251,6 +251,7 @@ class _Runner:
             snapshot = self._prepare_source()
             results = self._disks(snapshot)
             vm = self._create_vm(results)
+            results = self._verify_all(vm, results)
             started = False
             if start:
                 vm = self._start(vm, start_timeout)
@@ -352,11 +353,36 @@ class _Runner:
             raise MigrationError("stopped: another disk failed")
         source_value = source_check.value if isinstance(source_check, Checksum) else source_check["value"]
         allocated = source_check.data_bytes if isinstance(source_check, Checksum) else source_check["data_bytes"]
-        target_value: str | None = None
-        if self.data["verify"]:
-            target_value = self._verify(d, vol, source_value)
         export_moved = int(self.journal.state(f"{key}.export")[1].get("bytes_moved", 0))
-        return DiskResult(d.name, vol.id, d.size, source_value, target_value, allocated, export_moved + import_moved)
+        return DiskResult(d.name, vol.id, d.size, source_value, None, allocated, export_moved + import_moved)
+
+    def _verify_all(self, vm: VM, results: list[DiskResult]) -> list[DiskResult]:
+        """Match the new VM's disks to the plan's (in order); drop import files the target copied; verify."""
+        if len(vm.disks) != len(self.disks):
+            raise MigrationError(f"the target VM has {len(vm.disks)} disks; {len(self.disks)} were imported")
+        adopted = []
+        for d, r, disk in zip(self.disks, results, vm.disks, strict=True):
+            if disk.volume is None:
+                raise MigrationError(f"the target VM's disk {disk.name!r} is not a volume hvkit can read back")
+            if disk.volume != r.volume:  # the target copied the import (e.g. Proxmox import-from): drop the file
+                step = f"disk{d.index}.import_cleanup"
+                if not self.journal.is_done(step):
+                    self._step(step, lambda d=d, r=r: self._drop_volume(d, r.volume))  # type: ignore[misc]
+            adopted.append(attrs.evolve(r, volume=disk.volume))
+        if not self.data["verify"]:
+            return adopted
+        with concurrent.futures.ThreadPoolExecutor(max_workers=min(self.parallel, len(adopted) or 1),
+                                                   thread_name_prefix="hvkit-verify") as pool:  # fmt: skip
+            values = list(pool.map(lambda pair: self._verify(pair[0], pair[1].volume, pair[1].source_checksum),
+                                   zip(self.disks, adopted, strict=True)))  # fmt: skip
+        return [attrs.evolve(r, target_checksum=v) for r, v in zip(adopted, values, strict=True)]
+
+    def _drop_volume(self, d: DiskPlan, volume_id: str) -> dict[str, Any]:
+        try:
+            self.dst.volumes.delete(volume_id)
+        except NotFound:
+            pass
+        return {}
 
     def _export(self, d: DiskPlan, snapshot: Snapshot | None) -> DiskImage:
         step = f"disk{d.index}.export"
@@ -441,7 +467,7 @@ class _Runner:
         self._step(step, do_import)
         return vols[0], moved[0]
 
-    def _verify(self, d: DiskPlan, vol: Volume, source_value: str) -> str:
+    def _verify(self, d: DiskPlan, volume_id: str, source_value: str) -> str:
         step = f"disk{d.index}.verify"
         state, data = self.journal.state(step)
         if state == "done" and data.get("value") == source_value:
@@ -451,7 +477,7 @@ class _Runner:
             self.report(Progress(d.name, "verify", done, total))
 
         def verify() -> dict[str, Any]:
-            current = self.dst.volumes.get(vol.id)
+            current = self.dst.volumes.get(volume_id)
             with self.dst.translating("export_disk"):
                 img = self.dst.backend.export_disk(current, str(self.journal.staging), lambda a, b: None, None)
             try:
@@ -467,18 +493,10 @@ class _Runner:
 
         return str(self._step(step, verify)["value"])
 
-    def _volume_ids(self) -> set[str]:
-        out = set()
-        for d in self.disks:
-            vid = self.journal.state(f"disk{d.index}.import")[1].get("volume")
-            if vid:
-                out.add(vid)
-        return out
-
     def _ours(self, vm: VM) -> bool:
-        """A target VM with the plan's name is ours only if every disk it has is a volume we imported."""
-        ours = self._volume_ids()
-        return bool(vm.disks) and all(disk.volume in ours for disk in vm.disks)
+        """A target VM with the plan's name is ours only if it was not there when the create step began."""
+        state, data = self.journal.state("vm.create")
+        return state is not None and "existing" in data and vm.id not in data["existing"]
 
     def _create_vm(self, results: list[DiskResult]) -> VM:
         step = "vm.create"
@@ -491,6 +509,7 @@ class _Runner:
                 pass
         if state is not None:
             self._delete_target_vm(data.get("vm"))
+        existing = [v.id for v in self.dst.vms.list() if v.name == name]
         by_index = {d.index: r for d, r in zip(self.disks, results, strict=True)}
         spec = VMSpec(
             name=name,
@@ -511,7 +530,7 @@ class _Runner:
             self.report(Progress("", "create", 1, 1))
             return {"vm": vm.id}
 
-        self._step(step, create)
+        self._step(step, create, existing=existing)
         return made[0]
 
     def _start(self, vm: VM, timeout: float) -> VM:
@@ -560,20 +579,20 @@ class _Runner:
             self.dst.volumes.delete(vol)
 
     def _delete_target_vm(self, vm_id: str | None) -> None:
-        vm: VM | None = None
-        for ref in (vm_id, self.data["name"]):
-            if not ref:
-                continue
-            try:
-                vm = self.dst.vms.get(ref)
-                break
-            except NotFound:
-                continue
-        if vm is None:
-            return
-        if vm.id != vm_id and not self._ours(vm):
-            return  # a VM of that name that is not ours: leave it alone
-        self.dst.vms.delete(vm, keep_disks=True, force=True)
+        """Delete the VM this migration made (and its disks); a VM of the same name that is not ours stays."""
+        name = self.data["name"]
+        imported = {self.journal.state(f"disk{d.index}.import")[1].get("volume") for d in self.disks}
+        for vm in self.dst.vms.list():
+            if vm.id == vm_id or (vm.name == name and self._ours(vm)):
+                # keep the imported volumes (a resume attaches them again; a rollback deletes them next);
+                # disks the target copied from them at create time (import-from) go with the VM
+                self.dst.vms.delete(vm, keep_disks=True, force=True)
+                for disk in vm.disks:
+                    if disk.volume and disk.volume not in imported:
+                        try:
+                            self.dst.volumes.delete(disk.volume)
+                        except NotFound:
+                            pass
 
     def rollback(self) -> None:
         """Undo every step begun, newest first; the source is put back as it was."""

@@ -1,0 +1,72 @@
+"""``hvkit migrate``: dry run, a real run with progress, bad input, exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import io
+from pathlib import Path
+
+from hvkit.cli.migrate import Bars, register
+from hvkit.hypervisor import Hypervisor
+
+from .conftest import inventory, make_source, sim_url
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="hvkit")
+    register(parser.add_subparsers(dest="command"))
+    return parser.parse_args(argv)
+
+
+def call(argv: list[str]) -> tuple[int, str, str]:
+    args = parse(argv)
+    out, err = io.StringIO(), io.StringIO()
+    code = args.func(args, out, err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_dry_run_prints_the_plan_and_changes_nothing(
+    pair: tuple[Hypervisor, Hypervisor], names: tuple[str, str], tmp_path: Path
+) -> None:
+    src, dst = pair
+    make_source(src, tmp_path)
+    before = inventory(dst)
+    code, out, _ = call(["migrate", "--from", sim_url(names[0]), "--to", sim_url(names[1]), "web-1",
+                         "--network-map", "lan=default", "--dry-run"])  # fmt: skip
+    assert code == 0
+    assert "Steps:" in out and "'lan' -> 'default'" in out and "dry run: nothing was changed" in out
+    assert inventory(dst) == before
+
+
+def test_run_with_progress_and_problems(
+    pair: tuple[Hypervisor, Hypervisor], names: tuple[str, str], tmp_path: Path
+) -> None:
+    src, dst = pair
+    make_source(src, tmp_path)
+    base = ["migrate", "--from", sim_url(names[0]), "--to", sim_url(names[1])]
+    code, out, err = call([*base, "web-1", "--network-map", "lan=nowhere"])
+    assert code == 2 and "not have" in out and "nothing was changed" in err
+    code, out, err = call([*base, "web-1", "--network-map", "lan", "--dry-run"])
+    assert code == 1 and "SOURCE=TARGET" in err
+    code, out, err = call([*base, "web-1", "--start", "--journal-dir", str(tmp_path / "j")])
+    assert code == 0, err
+    assert "verified" in out and "running" in out
+    assert "disk0" in err and "verify" in err and "100%" in err  # a progress line per disk and phase
+    assert [v.name for v in dst.vms.list()] == ["web-1"]
+
+
+def test_bars_redraw_in_place_on_a_terminal() -> None:
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    from hvkit.migration import Progress
+
+    out = Tty()
+    bars = Bars(out, interval=0)
+    bars(Progress("disk0", "import", 50, 100))
+    bars(Progress("disk1", "import", 10, 100))
+    bars(Progress("disk0", "import", 100, 100))
+    bars.close()
+    text = out.getvalue()
+    assert "\x1b[2F" in text and "disk0" in text and "100%" in text and "#" * 30 in text
