@@ -1,0 +1,99 @@
+"""hv.snapshots: the snapshot tree of a VM."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._managers import Manager
+from ._resolve import find
+from ._vms import VMRef
+from .capabilities import Capability
+from .errors import AlreadyExists, InvalidSpec, InvalidState
+from .models import VM, PowerState, Snapshot
+from .models.spec import check_name
+from .tasks import ProgressCallback
+
+__all__ = ["SnapshotManager"]
+
+
+class SnapshotManager(Manager):
+    def list(self, vm: VMRef) -> list[Snapshot]:
+        """Every snapshot of a VM; ``parent`` links make the tree."""
+        self._hv.require(Capability.SNAPSHOT, "snapshots.list")
+        return self._hv.call("snapshots.list", self._b.list_snapshots, self._hv.vms.get(vm))
+
+    def get(self, vm: VMRef, ref: str) -> Snapshot:
+        found: Snapshot = find(self.list(vm), ref, "snapshot")
+        return found
+
+    def create(
+        self,
+        vm: VMRef,
+        name: str,
+        *,
+        description: str = "",
+        memory: bool = False,
+        quiesce: bool = False,
+        wait: bool = True,
+        timeout: float | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> Any:
+        self._hv.require(Capability.SNAPSHOT, "snapshots.create")
+        if memory:
+            self._hv.require(Capability.SNAPSHOT_MEMORY, "snapshots.create(memory=True)")
+        check_name("snapshot name", name)
+        cur = self._hv.vms.get(vm)
+        if memory and cur.power_state is not PowerState.RUNNING:
+            raise InvalidState(f"a memory snapshot needs a running VM; {cur.name!r} is {cur.power_state.value}")
+        existing = self._hv.call("snapshots.list", self._b.list_snapshots, cur)
+        if any(s.name == name for s in existing):
+            raise AlreadyExists(f"VM {cur.name!r} has a snapshot named {name!r} already")
+
+        def found(result: Any) -> Snapshot:
+            if isinstance(result, Snapshot):
+                return result
+            return self.get(cur.id, name)
+
+        return self._hv.run(
+            "snapshots.create",
+            cur.name,
+            lambda: self._b.create_snapshot(cur, name, description, memory, quiesce),
+            wait=wait,
+            timeout=timeout,
+            progress=progress,
+            then=found,
+        )
+
+    def revert(self, snapshot: Snapshot, *, wait: bool = True, timeout: float | None = None) -> Any:
+        """Return the VM to the snapshot (its power state too, where the snapshot kept memory)."""
+        self._hv.require(Capability.SNAPSHOT, "snapshots.revert")
+        snap, cur = self._resolve(snapshot)
+        return self._hv.run(
+            "snapshots.revert",
+            cur.name,
+            lambda: self._b.revert_snapshot(cur, snap),
+            wait=wait,
+            timeout=timeout,
+            then=lambda _: self._hv.vms.get(cur.id),
+        )
+
+    def delete(
+        self, snapshot: Snapshot, *, children: bool = False, wait: bool = True, timeout: float | None = None
+    ) -> Any:
+        """Delete a snapshot (its data merges into its children); ``children=True`` removes the subtree."""
+        self._hv.require(Capability.SNAPSHOT, "snapshots.delete")
+        snap, cur = self._resolve(snapshot)
+        return self._hv.run(
+            "snapshots.delete",
+            cur.name,
+            lambda: self._b.delete_snapshot(cur, snap, children),
+            wait=wait,
+            timeout=timeout,
+            then=lambda _: None,
+        )
+
+    def _resolve(self, snapshot: Snapshot) -> tuple[Snapshot, VM]:
+        if not isinstance(snapshot, Snapshot):
+            raise InvalidSpec(f"expected a Snapshot (from snapshots.list or create), got {type(snapshot).__name__}")
+        cur = self._hv.vms.get(snapshot.vm)
+        return self.get(cur.id, snapshot.id), cur

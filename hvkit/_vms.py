@@ -1,0 +1,353 @@
+"""hv.vms: create, power, change, clone, migrate and observe VMs."""
+
+from __future__ import annotations
+
+import builtins
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import attrs
+
+from ._managers import Manager
+from ._resolve import default_pool, find, pick_format, ref_text
+from .backend import Event
+from .capabilities import Capability
+from .errors import AlreadyExists, HvkitError, InvalidSpec, InvalidState, NotFound
+from .models import VM, Console, DiskSpec, PowerState, VMMetrics, VMSpec
+from .models.spec import check_name, check_sizing
+from .tasks import ProgressCallback, Task
+
+__all__ = ["VMManager", "VMRef"]
+
+log = logging.getLogger("hvkit")
+VMRef = VM | str
+_STARTABLE = {PowerState.STOPPED, PowerState.SUSPENDED, PowerState.CRASHED}
+_OFF = {PowerState.STOPPED, PowerState.SUSPENDED, PowerState.CRASHED}
+
+
+class VMManager(Manager):
+    def list(self) -> list[VM]:
+        return self._hv.call("vms.list", self._b.list_vms)
+
+    def get(self, ref: VMRef) -> VM:
+        """Read a VM again, by VM value, id or name; NotFound if absent."""
+        text = ref_text(ref, VM, "VM")
+        return self._hv.call("vms.get", self._b.get_vm, text)
+
+    def _state(self, ref: VMRef, operation: str, allowed: set[PowerState], hint: str) -> VM:
+        vm = self.get(ref)
+        if vm.power_state not in allowed:
+            raise InvalidState(f"cannot {operation} VM {vm.name!r}: it is {vm.power_state.value}{hint}")
+        return vm
+
+    def _reread(self, vm_id: str) -> Callable[[Any], VM]:
+        return lambda result: (
+            result if isinstance(result, VM) else self.get(result if isinstance(result, str) else vm_id)
+        )
+
+    # -- create / delete -----------------------------------------------------------------------------
+    def create(
+        self, spec: VMSpec, *, wait: bool = True, timeout: float | None = None, progress: ProgressCallback | None = None
+    ) -> Any:
+        """Create a stopped VM. Everything the spec names is checked before anything is created."""
+        self._hv.require(Capability.VM_CREATE, "vms.create")
+        if not isinstance(spec, VMSpec):
+            raise InvalidSpec(f"vms.create takes a VMSpec, got {type(spec).__name__}")
+        resolved = self._check_spec(spec)
+
+        def create() -> VM:
+            try:
+                result = self._b.create_vm(resolved)
+                if isinstance(result, Task):
+                    result = result.wait(self._hv.task_timeout if timeout is None else timeout, progress)
+            except BaseException:
+                self._remove_leftover(spec.name)
+                raise
+            return self._reread(spec.name)(result)
+
+        return self._hv.run("vms.create", spec.name, create, wait=wait, timeout=timeout, progress=progress)
+
+    def _check_spec(self, spec: VMSpec) -> VMSpec:
+        hv = self._hv
+        if spec.firmware.value == "uefi":
+            hv.require(Capability.UEFI, "vms.create with UEFI firmware")
+        if spec.cloud_init is not None:
+            hv.require(Capability.CLOUD_INIT, "vms.create with cloud_init")
+        if any(vm.name == spec.name for vm in self.list()):
+            raise AlreadyExists(f"a VM named {spec.name!r} exists already on {hv.kind}")
+        if spec.host is not None:
+            hv.hosts.get(spec.host)
+        networks = hv.networks.list() if spec.nics else []
+        for nic in spec.nics:
+            find(networks, nic.network, "network")
+        if not spec.disks:
+            return spec
+        pools = hv.pools.list()
+        disks: builtins.list[DiskSpec] = []
+        for disk in spec.disks:
+            if disk.volume is not None:
+                hv.volumes.get(disk.volume)
+                disks.append(disk)
+                continue
+            pool = find(pools, disk.pool, "storage pool") if disk.pool else default_pool(pools)
+            fmt = pick_format(pool, disk.format)
+            disks.append(attrs.evolve(disk, pool=pool.name, format=fmt))
+        return attrs.evolve(spec, disks=disks)
+
+    def _remove_leftover(self, name: str) -> None:
+        """After a failed create: remove the half-made VM, which did not exist before."""
+        try:
+            with self._hv.translating("vms.create clean-up"):
+                vm = self._b.get_vm(name)
+                result = self._b.delete_vm(vm, False)
+                if isinstance(result, Task):
+                    result.wait(self._hv.task_timeout)
+            log.warning("removed the partly created VM %r after a failed create", name)
+        except NotFound:
+            pass
+        except HvkitError as exc:
+            log.error("could not remove the partly created VM %r: %s", name, exc)
+
+    def delete(
+        self,
+        vm: VMRef,
+        *,
+        keep_disks: bool = False,
+        force: bool = False,
+        wait: bool = True,
+        timeout: float | None = None,
+    ) -> Any:
+        """Delete a stopped VM and its disks (``keep_disks=True`` keeps them); ``force`` powers it off first."""
+        self._hv.require(Capability.VM_DELETE, "vms.delete")
+        cur = self.get(vm)
+        if cur.power_state not in _OFF:
+            if not force:
+                raise InvalidState(
+                    f"cannot delete VM {cur.name!r}: it is {cur.power_state.value} (stop it, or pass force=True)"
+                )
+            self.stop(cur, force=True)
+            cur = self.get(cur.id)
+        return self._hv.run(
+            "vms.delete",
+            cur.name,
+            lambda: self._b.delete_vm(cur, keep_disks),
+            wait=wait,
+            timeout=timeout,
+            then=lambda _: None,
+        )
+
+    # -- power -----------------------------------------------------------------------------------------
+    def start(self, vm: VMRef, *, wait: bool = True, timeout: float | None = None) -> Any:
+        """Power on (a suspended VM resumes from its saved state)."""
+        self._hv.require(Capability.VM_POWER, "vms.start")
+        cur = self._state(vm, "start", _STARTABLE, " (a paused VM is resumed with vms.resume)")
+        if cur.template:
+            raise InvalidState(f"VM {cur.name!r} is a template; templates never start (clone it)")
+        return self._hv.run(
+            "vms.start", cur.name, lambda: self._b.start_vm(cur), wait=wait, timeout=timeout, then=self._reread(cur.id)
+        )
+
+    def stop(self, vm: VMRef, *, force: bool = False, timeout: float = 120.0, wait: bool = True) -> Any:
+        """Shut down through the guest within ``timeout`` s (Timeout if it does not); ``force`` powers off."""
+        self._hv.require(Capability.VM_POWER, "vms.stop")
+        if not timeout > 0:
+            raise InvalidSpec(f"stop timeout must be > 0 seconds, got {timeout}")
+        allowed = {PowerState.RUNNING, PowerState.PAUSED, PowerState.STARTING, PowerState.STOPPING, PowerState.CRASHED}
+        if force:
+            allowed |= {PowerState.SUSPENDED, PowerState.UNKNOWN}
+        cur = self._state(vm, "stop", allowed, "" if force else " (force=True discards a suspended state)")
+        return self._hv.run(
+            "vms.stop",
+            cur.name,
+            lambda: self._b.stop_vm(cur, force, timeout),
+            wait=wait,
+            timeout=None,
+            then=self._reread(cur.id),
+        )
+
+    def reboot(self, vm: VMRef, *, force: bool = False, wait: bool = True, timeout: float | None = None) -> Any:
+        self._hv.require(Capability.VM_POWER, "vms.reboot")
+        cur = self._state(vm, "reboot", {PowerState.RUNNING}, "")
+        return self._hv.run(
+            "vms.reboot",
+            cur.name,
+            lambda: self._b.reboot_vm(cur, force),
+            wait=wait,
+            timeout=timeout,
+            then=self._reread(cur.id),
+        )
+
+    def pause(self, vm: VMRef, *, wait: bool = True, timeout: float | None = None) -> Any:
+        self._hv.require(Capability.VM_PAUSE, "vms.pause")
+        cur = self._state(vm, "pause", {PowerState.RUNNING}, "")
+        return self._hv.run(
+            "vms.pause", cur.name, lambda: self._b.pause_vm(cur), wait=wait, timeout=timeout, then=self._reread(cur.id)
+        )
+
+    def resume(self, vm: VMRef, *, wait: bool = True, timeout: float | None = None) -> Any:
+        """Resume a paused VM (a suspended one is started with vms.start)."""
+        self._hv.require(Capability.VM_PAUSE, "vms.resume")
+        cur = self._state(vm, "resume", {PowerState.PAUSED}, " (a suspended VM is resumed with vms.start)")
+        return self._hv.run(
+            "vms.resume",
+            cur.name,
+            lambda: self._b.resume_vm(cur),
+            wait=wait,
+            timeout=timeout,
+            then=self._reread(cur.id),
+        )
+
+    def suspend(self, vm: VMRef, *, wait: bool = True, timeout: float | None = None) -> Any:
+        """Save the VM's memory to disk and stop it; vms.start resumes it."""
+        self._hv.require(Capability.VM_SUSPEND, "vms.suspend")
+        cur = self._state(vm, "suspend", {PowerState.RUNNING, PowerState.PAUSED}, "")
+        return self._hv.run(
+            "vms.suspend",
+            cur.name,
+            lambda: self._b.suspend_vm(cur),
+            wait=wait,
+            timeout=timeout,
+            then=self._reread(cur.id),
+        )
+
+    # -- change ----------------------------------------------------------------------------------------
+    def reconfigure(
+        self,
+        vm: VMRef,
+        *,
+        cpus: int | None = None,
+        memory_mib: int | None = None,
+        wait: bool = True,
+        timeout: float | None = None,
+    ) -> Any:
+        """Change CPUs and/or memory; a running VM needs VM_RECONFIGURE_LIVE."""
+        self._hv.require(Capability.VM_RECONFIGURE, "vms.reconfigure")
+        if cpus is None and memory_mib is None:
+            raise InvalidSpec("reconfigure needs cpus and/or memory_mib")
+        check_sizing(cpus, memory_mib)
+        cur = self.get(vm)
+        if cur.power_state not in _OFF and Capability.VM_RECONFIGURE_LIVE not in self._hv.capabilities:
+            raise InvalidState(
+                f"VM {cur.name!r} is {cur.power_state.value}; "
+                f"the {self._hv.kind} backend changes CPUs and memory only while stopped"
+            )
+        return self._hv.run(
+            "vms.reconfigure",
+            cur.name,
+            lambda: self._b.reconfigure_vm(cur, cpus, memory_mib),
+            wait=wait,
+            timeout=timeout,
+            then=self._reread(cur.id),
+        )
+
+    def mark_template(self, vm: VMRef, *, wait: bool = True, timeout: float | None = None) -> Any:
+        """Turn a stopped VM into a template: a source for (linked) clones that never starts."""
+        self._hv.require(Capability.VM_TEMPLATE, "vms.mark_template")
+        cur = self._state(vm, "mark as template", _OFF, "")
+        if cur.template:
+            raise InvalidState(f"VM {cur.name!r} is a template already")
+        return self._hv.run(
+            "vms.mark_template",
+            cur.name,
+            lambda: self._b.mark_template(cur),
+            wait=wait,
+            timeout=timeout,
+            then=self._reread(cur.id),
+        )
+
+    def clone(
+        self,
+        vm: VMRef,
+        name: str,
+        *,
+        linked: bool = False,
+        host: str | None = None,
+        pool: str | None = None,
+        wait: bool = True,
+        timeout: float | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> Any:
+        """Clone into a new stopped VM; ``linked=True`` shares the source's disks copy-on-write."""
+        self._hv.require(Capability.VM_CLONE, "vms.clone")
+        if linked:
+            self._hv.require(Capability.VM_LINKED_CLONE, "vms.clone(linked=True)")
+        check_name("clone name", name)
+        src = self.get(vm)
+        if any(v.name == name for v in self.list()):
+            raise AlreadyExists(f"a VM named {name!r} exists already on {self._hv.kind}")
+        if host is not None:
+            host = self._hv.hosts.get(host).id
+        if pool is not None:
+            pool = self._hv.pools.get(pool).name
+
+        def clone() -> VM:
+            try:
+                result = self._b.clone_vm(src, name, linked, host, pool)
+                if isinstance(result, Task):
+                    result = result.wait(self._hv.task_timeout if timeout is None else timeout, progress)
+            except BaseException:
+                self._remove_leftover(name)
+                raise
+            return self._reread(name)(result)
+
+        return self._hv.run("vms.clone", name, clone, wait=wait, timeout=timeout, progress=progress)
+
+    def migrate(
+        self,
+        vm: VMRef,
+        *,
+        host: str | None = None,
+        pool: str | None = None,
+        live: bool = True,
+        wait: bool = True,
+        timeout: float | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> Any:
+        """Move a VM to another host (live if running) and/or its disks to another pool."""
+        if host is not None:
+            self._hv.require(Capability.VM_MIGRATE, "vms.migrate")
+        if pool is not None:
+            self._hv.require(Capability.VM_STORAGE_MIGRATE, "vms.migrate(pool=...)")
+        if host is None and pool is None:
+            raise InvalidSpec("migrate needs a target host and/or pool")
+        cur = self.get(vm)
+        if host is not None:
+            target = self._hv.hosts.get(host)
+            if target.maintenance:
+                raise InvalidState(f"host {target.name!r} is in maintenance mode")
+            if target.id == cur.host or target.name == cur.host:
+                raise InvalidSpec(f"VM {cur.name!r} is on host {target.name!r} already")
+            host = target.id
+        if pool is not None:
+            pool = self._hv.pools.get(pool).name
+        return self._hv.run(
+            "vms.migrate",
+            cur.name,
+            lambda: self._b.migrate_vm(cur, host, pool, live),
+            wait=wait,
+            timeout=timeout,
+            progress=progress,
+            then=self._reread(cur.id),
+        )
+
+    # -- observe ---------------------------------------------------------------------------------------
+    def console(self, vm: VMRef) -> Console:
+        self._hv.require(Capability.VM_CONSOLE, "vms.console")
+        cur = self._state(vm, "open a console on", {PowerState.RUNNING, PowerState.PAUSED}, "")
+        return self._hv.call("vms.console", self._b.console, cur)
+
+    def guest_ips(self, vm: VMRef) -> builtins.list[str]:
+        self._hv.require(Capability.VM_GUEST_IPS, "vms.guest_ips")
+        return self._hv.call("vms.guest_ips", self._b.guest_ips, self.get(vm))
+
+    def metrics(self, vms: Iterable[VMRef] | None = None) -> builtins.list[VMMetrics]:
+        """Counters for the given VMs (default: all), read in bulk."""
+        self._hv.require(Capability.VM_METRICS, "vms.metrics")
+        chosen = self.list() if vms is None else [v if isinstance(v, VM) else self.get(v) for v in vms]
+        return self._hv.call("vms.metrics", self._b.vm_metrics, chosen)
+
+    def watch(self, callback: Callable[[Event], None]) -> Callable[[], None]:
+        """Call ``callback`` on lifecycle events; returns a function that stops watching."""
+        self._hv.require(Capability.VM_EVENTS, "vms.watch")
+        return self._hv.call("vms.watch", self._b.subscribe, callback)
