@@ -272,3 +272,15 @@ def test_killed_at_each_step(names: tuple[str, str], tmp_path: Path, point: str,
             assert src.vms.get("web-1").power_state is hvkit.PowerState.RUNNING
             assert migration.Journal.open(jdir).current_status == "rolled-back"
         assert [checksum_of(src, d.volume or "", tmp_path) for d in source.vm.disks] == source.checksums
+
+
+def test_no_secret_in_plan_result_or_journal(names: tuple[str, str], tmp_path: Path, journal_root: Path) -> None:
+    secret = "Very-s3cret-pa55"
+    url = f"sim://admin:{secret}@{names[0]}?local_files=true"
+    with hvkit.connect(url) as src, hvkit.connect(sim_url(names[1])) as dst:
+        make_source(src, tmp_path, disks=((4, "default", "qcow2"),))
+        plan = migration.plan(src, "web-1", dst)
+        result = plan.run()
+        texts = [str(plan), repr(plan), str(result), repr(result)]
+        texts += [p.read_text() for p in Path(result.journal).rglob("*") if p.is_file()]
+        assert all(secret not in t for t in texts)
