@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from .errors import InvalidSpec
+from .errors import InvalidSpec, Unsupported
 
 if TYPE_CHECKING:
     from .backend import Backend
@@ -44,6 +44,8 @@ _BUILTIN: dict[str, BackendEntry] = {
         BackendEntry("vcenter", "hvkit.backends.vmware:VmwareBackend", "vmware", "VMware vCenter (pyvmomi)"),
     )
 }
+# Kinds users will try whose drivers are not built yet: refused with a message that says so.
+_NOT_BUILT = {"hyperv": "Hyper-V", "xen": "Xen (XenServer / XCP-ng)", "vbox": "VirtualBox"}
 _registered: dict[str, BackendEntry] = {}
 _entry_points_loaded = False
 
@@ -72,6 +74,8 @@ def known() -> Mapping[str, BackendEntry]:
 def load(kind: str) -> type[Backend]:
     """Import and return the driver class for ``kind``; ImportError names the extra to install."""
     entries = known()
+    if kind not in entries and kind in _NOT_BUILT:
+        raise Unsupported(kind, "connect", f"hvkit has no {_NOT_BUILT[kind]} backend yet")
     if kind not in entries:
         raise InvalidSpec(f"no hvkit backend for URLs of kind {kind!r}; known kinds: {', '.join(entries)}")
     entry = entries[kind]

@@ -166,3 +166,9 @@ def test_secrets_never_in_errors_or_logs(caplog: pytest.LogCaptureFixture) -> No
         assert secret not in str(info.value) and "***" in str(info.value)
         hv.vms.delete(vm)
     assert secret not in caplog.text
+
+
+@pytest.mark.parametrize("kind", ["hyperv", "xen", "vbox"])
+def test_backends_not_built_say_so(kind: str) -> None:
+    with pytest.raises(errors.Unsupported, match="no .* backend yet"):
+        hvkit.connect(f"{kind}://host")
