@@ -170,5 +170,5 @@ def test_secrets_never_in_errors_or_logs(caplog: pytest.LogCaptureFixture) -> No
 
 @pytest.mark.parametrize("kind", ["hyperv", "xen", "vbox"])
 def test_backends_not_built_say_so(kind: str) -> None:
-    with pytest.raises(errors.Unsupported, match="no .* backend yet"):
+    with pytest.raises(errors.Unsupported, match=r"no .* backend yet"):
         hvkit.connect(f"{kind}://host")
