@@ -18,7 +18,9 @@ import pytest
 
 import hvkit
 from hvkit import migration
+from hvkit.backend import DiskImage
 from hvkit.hypervisor import Hypervisor
+from hvkit.migration import convert_image
 from hvkit.migration._plan import can_export, can_import
 from hvkit.migration._verify import checksum_bytes
 
@@ -111,11 +113,21 @@ def _data_file(tmp: Path, size: int, seed: int) -> bytes:
 
 
 def _source_on(hv: Hypervisor, tmp: Path, name: str, content: bytes, pool: str, network: str, bus: str) -> hvkit.VM:
-    """A stopped VM whose one disk holds ``content`` (uploaded through the vendor's API)."""
-    vol = hv.volumes.create(pool, f"{name}-src", max(len(content) / 1024**3, 0.01))
+    """A stopped VM whose one disk holds ``content``, put there through the vendor's API.
+
+    Uses the volume upload stream where the backend has one, else its disk import (Proxmox).
+    """
     raw = tmp / f"{name}.raw"
     raw.write_bytes(content)
-    hv.volumes.upload(vol.id, raw)
+    if hvkit.Capability.VOLUME_UPLOAD in hv.capabilities:
+        vol = hv.volumes.create(pool, f"{name}-src", max(len(content) / 1024**3, 0.01))
+        hv.volumes.upload(vol.id, raw)
+    else:
+        target = hv.pools.get(pool)
+        fmt = hvkit.DiskFormat.QCOW2 if hvkit.DiskFormat.QCOW2 in target.formats else hvkit.DiskFormat.RAW
+        image = DiskImage(str(raw), hvkit.DiskFormat.RAW, len(content))
+        with hv.translating("import_disk"):
+            vol = hv.backend.import_disk(target, f"{name}-src", image, fmt, str(tmp), lambda a, b: None)
     disk = hvkit.DiskSpec(volume=vol.id, bus=bus)
     vm: hvkit.VM = hv.vms.create(
         hvkit.VMSpec(name=name, cpus=1, memory_mib=256, disks=[disk], nics=[hvkit.NicSpec(network)])
@@ -124,9 +136,12 @@ def _source_on(hv: Hypervisor, tmp: Path, name: str, content: bytes, pool: str, 
 
 
 def _read_back(hv: Hypervisor, volume: str, tmp: Path, size: int) -> bytes:
-    out = tmp / f"back-{uuid.uuid4().hex[:6]}.raw"
-    hv.volumes.download(volume, out)
-    return out.read_bytes()[:size]
+    """A volume's content, read through the backend's disk export (any backend in the contract)."""
+    work = tmp / f"back-{uuid.uuid4().hex[:6]}"
+    with hv.translating("export_disk"):
+        image = hv.backend.export_disk(hv.volumes.get(volume), str(work), lambda a, b: None)
+    raw = convert_image(image, hvkit.DiskFormat.RAW, work)
+    return Path(raw.path).read_bytes()[:size]
 
 
 # -- the paths -----------------------------------------------------------------------------------------------
