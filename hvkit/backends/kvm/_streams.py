@@ -85,11 +85,7 @@ def download(conn: libvirt.virConnect, vol: libvirt.virStorageVol, sink: IO[byte
             done += hole
             progress(done, total)
         if pending_hole:
-            if seekable:
-                sink.seek(pending_hole, os.SEEK_CUR)
-                sink.truncate()
-            else:
-                _skip(sink, pending_hole, False)
+            _end_with_hole(sink, pending_hole, seekable)
         stream.finish()
     except BaseException:
         try:
@@ -105,6 +101,27 @@ def _seekable(sink: IO[bytes]) -> bool:
         return sink.seekable()
     except (AttributeError, OSError):
         return False
+
+
+def _end_with_hole(sink: IO[bytes], length: int, seekable: bool) -> None:
+    """Extend ``sink`` by ``length`` zero bytes at its end (a hole in a file that can have one).
+
+    ``truncate()`` past the end makes a hole in a file but never extends some sinks (``io.BytesIO``
+    only shrinks), so a sink still short after it gets its last byte written.
+    """
+    if not seekable:
+        _skip(sink, length, False)
+        return
+    end = sink.tell() + length
+    sink.seek(end)
+    try:
+        sink.truncate()
+    except OSError:
+        pass
+    if sink.seek(0, os.SEEK_END) < end:
+        sink.seek(end - 1)
+        sink.write(b"\0")
+    sink.seek(end)
 
 
 def _skip(sink: IO[bytes], length: int, seekable: bool) -> None:
