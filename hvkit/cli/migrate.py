@@ -74,7 +74,7 @@ def _pairs(what: str, items: list[str]) -> dict[str, str]:
 
 def main(args: argparse.Namespace, out: IO[str] | None = None, err: IO[str] | None = None) -> int:
     """Run ``hvkit migrate`` for parsed ``args``; return the exit code."""
-    from .. import connect, migration
+    from .. import migration
 
     out = out or sys.stdout
     err = err or sys.stderr
@@ -84,7 +84,7 @@ def main(args: argparse.Namespace, out: IO[str] | None = None, err: IO[str] | No
             return EXIT_ERROR
         networks = _pairs("--network-map", args.network_map)
         storages = _pairs("--storage-map", args.storage_map)
-        with connect(args.source) as src, connect(args.target) as dst:
+        with _connect(args.source) as src, _connect(args.target) as dst:
             bars = None if args.no_progress else Bars(err)
             if args.rollback:
                 migration.rollback(args.rollback, src, dst)
@@ -119,10 +119,23 @@ def main(args: argparse.Namespace, out: IO[str] | None = None, err: IO[str] | No
         err.write(f"\nhvkit migrate: error: {exc}\n")
         for note in getattr(exc, "__notes__", []):
             err.write(f"  {note}\n")
-        return EXIT_ERROR
+        from ._common import exit_code
+
+        return exit_code(exc)
     except KeyboardInterrupt:
         err.write("\nhvkit migrate: interrupted; the journal keeps what was done: --resume or --rollback it\n")
         return 130
+
+
+def _connect(url: str) -> Any:
+    """Connect like the other hvkit commands: a ``sim://`` URL without ``state_dir`` uses the CLI's sim state."""
+    from .. import connect, parse_url
+    from ._common import default_sim_state
+
+    options: dict[str, Any] = {}
+    if parse_url(url).kind == "sim" and "state_dir" not in url:
+        options["state_dir"] = default_sim_state()
+    return connect(url, **options)
 
 
 class Bars:

@@ -4,12 +4,28 @@ from __future__ import annotations
 
 import argparse
 import io
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
+import hvkit
 from hvkit.cli.migrate import Bars, register
 from hvkit.hypervisor import Hypervisor
 
 from .conftest import inventory, make_source, sim_url
+
+
+@pytest.fixture
+def urls(names: tuple[str, str], tmp_path: Path) -> tuple[str, str]:
+    """The CLI keeps sim state on disk; these URLs name a state directory of the test's own."""
+    return sim_url(names[0], state_dir=tmp_path / "state"), sim_url(names[1], state_dir=tmp_path / "state")
+
+
+@pytest.fixture
+def cli_pair(urls: tuple[str, str]) -> Iterator[tuple[Hypervisor, Hypervisor]]:
+    with hvkit.connect(urls[0]) as src, hvkit.connect(urls[1]) as dst:
+        yield src, dst
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -26,12 +42,12 @@ def call(argv: list[str]) -> tuple[int, str, str]:
 
 
 def test_dry_run_prints_the_plan_and_changes_nothing(
-    pair: tuple[Hypervisor, Hypervisor], names: tuple[str, str], tmp_path: Path
+    cli_pair: tuple[Hypervisor, Hypervisor], urls: tuple[str, str], tmp_path: Path
 ) -> None:
-    src, dst = pair
+    src, dst = cli_pair
     make_source(src, tmp_path)
     before = inventory(dst)
-    code, out, _ = call(["migrate", "--from", sim_url(names[0]), "--to", sim_url(names[1]), "web-1",
+    code, out, _ = call(["migrate", "--from", urls[0], "--to", urls[1], "web-1",
                          "--network-map", "lan=default", "--dry-run"])  # fmt: skip
     assert code == 0
     assert "Steps:" in out and "'lan' -> 'default'" in out and "dry run: nothing was changed" in out
@@ -39,15 +55,15 @@ def test_dry_run_prints_the_plan_and_changes_nothing(
 
 
 def test_run_with_progress_and_problems(
-    pair: tuple[Hypervisor, Hypervisor], names: tuple[str, str], tmp_path: Path
+    cli_pair: tuple[Hypervisor, Hypervisor], urls: tuple[str, str], tmp_path: Path
 ) -> None:
-    src, dst = pair
+    src, dst = cli_pair
     make_source(src, tmp_path)
-    base = ["migrate", "--from", sim_url(names[0]), "--to", sim_url(names[1])]
+    base = ["migrate", "--from", urls[0], "--to", urls[1]]
     code, out, err = call([*base, "web-1", "--network-map", "lan=nowhere"])
     assert code == 2 and "not have" in out and "nothing was changed" in err
     code, out, err = call([*base, "web-1", "--network-map", "lan", "--dry-run"])
-    assert code == 1 and "SOURCE=TARGET" in err
+    assert code == 2 and "SOURCE=TARGET" in err  # invalid input, as everywhere in the hvkit command
     code, out, err = call([*base, "web-1", "--start", "--journal-dir", str(tmp_path / "j")])
     assert code == 0, err
     assert "verified" in out and "running" in out
