@@ -16,7 +16,7 @@ libvirt = pytest.importorskip("libvirt")
 from hvkit._options import resolve  # noqa: E402
 from hvkit.backends.kvm import _cloudinit, _domxml  # noqa: E402
 from hvkit.backends.kvm._errors import ERROR_TABLE, error_for  # noqa: E402
-from hvkit.backends.kvm._uri import libvirt_uri  # noqa: E402
+from hvkit.backends.kvm._uri import is_local_uri, libvirt_uri  # noqa: E402
 
 WEIRD = "a<b&c'\"d ü€"
 
@@ -37,6 +37,27 @@ WEIRD = "a<b&c'\"d ü€"
 def test_urls_map_to_libvirt_uris(url: str, options: dict[str, str], expected: str) -> None:
     opts = resolve(url, profile=None, explicit={}, backend_options=options)
     assert libvirt_uri(opts) == expected
+
+
+@pytest.mark.parametrize(
+    ("uri", "local"),
+    [
+        ("qemu:///system", True),
+        ("qemu:///session", True),
+        ("qemu+unix:///system", True),
+        ("qemu+unix:///system?socket=/run/peer/libvirt-sock", False),
+        ("qemu+ssh://root@host1/system", False),
+        ("qemu+tcp://10.0.0.2/system", False),
+        ("qemu://host3/system", False),
+    ],
+)
+def test_local_uris(uri: str, local: bool) -> None:
+    assert is_local_uri(uri) is local
+
+
+def test_test_driver_volumes_have_no_local_path(test_hv: Hypervisor, prefix: str) -> None:
+    vol = test_hv.volumes.create("default-pool", prefix + "v", 0.01)
+    assert test_hv.backend.local_path(vol) is None
 
 
 def test_bad_urls_are_refused_before_libvirt() -> None:

@@ -136,3 +136,35 @@ def test_cloud_init_seed_is_attached_and_removed(qemu_hv: Hypervisor, prefix: st
     assert b"CIDATA" in sink.getvalue().upper() and b"seeded" in sink.getvalue()
     qemu_hv.vms.delete(vm)
     assert not [v for v in qemu_hv.volumes.list("default") if v.name.startswith(prefix)]
+
+
+def test_local_path_reads_and_writes_volumes_in_place(qemu_hv: Hypervisor, prefix: str, tmp_path: Path) -> None:
+    """On qemu:///system the dir pool's files are read by export_disk and written by import_disk in place."""
+    import hvkit
+    from hvkit.backend import DiskImage
+
+    content = bytearray(4 * 1024 * 1024)
+    content[:4096] = os.urandom(4096)
+    content[3 * 1024 * 1024 : 3 * 1024 * 1024 + 16] = b"hvkit-local-path"
+    backend = qemu_hv.backend
+    vol = qemu_hv.volumes.upload(qemu_hv.volumes.create("default", f"{prefix}lp.qcow2", 4 / 1024), io.BytesIO(content))
+    assert backend.local_path(vol) == vol.path
+    image = backend.export_disk(vol, str(tmp_path), lambda done, total: None)
+    assert (image.path, image.temporary, image.bytes_moved) == (vol.path, False, 0)
+    # import: qemu-img writes the raw file into the new qcow2 volume's own file; libvirt streams read it back
+    raw = tmp_path / "in.raw"
+    raw.write_bytes(bytes(content))
+    pool = qemu_hv.pools.get("default")
+    source = DiskImage(str(raw), hvkit.DiskFormat.RAW, len(content))
+    imported = backend.import_disk(
+        pool, f"{prefix}imp.qcow2", source, hvkit.DiskFormat.QCOW2, str(tmp_path), lambda done, total: None
+    )
+    assert backend.local_path(imported) == imported.path
+    sink = io.BytesIO()
+    qemu_hv.volumes.download(imported, sink)
+    assert sink.getvalue() == bytes(content)
+    # through a socket of its own the daemon may be another host's (a peer in other namespaces): no local path
+    with hvkit.connect("kvm:///system", uri="qemu+unix:///system?socket=/run/libvirt/libvirt-sock") as other:
+        assert other.backend.local_path(other.volumes.get(vol.id)) is None
+    with hvkit.connect("kvm:///system", local_files="false") as off:
+        assert off.backend.local_path(off.volumes.get(vol.id)) is None

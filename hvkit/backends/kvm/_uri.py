@@ -24,7 +24,7 @@ import urllib.parse
 from ..._options import ConnectOptions
 from ...errors import InvalidSpec
 
-__all__ = ["libvirt_uri"]
+__all__ = ["is_local_uri", "libvirt_uri"]
 
 _PASS_THROUGH = ("keyfile", "known_hosts", "known_hosts_verify", "no_tty", "sshauth", "socket", "mode", "pkipath")
 _TRANSPORTS = {"ssh", "tls", "tcp", "unix", "libssh", "libssh2", "ext"}
@@ -72,3 +72,16 @@ def libvirt_uri(options: ConnectOptions) -> str:
     if query:
         text += "?" + urllib.parse.urlencode(query)
     return text
+
+
+def is_local_uri(uri: str) -> bool:
+    """Whether ``uri`` reaches the libvirt daemon of this machine through its default socket.
+
+    ``qemu:///system`` and ``qemu:///session`` are local; any host, any transport but ``unix``, or a
+    ``socket=`` of its own (a daemon in other namespaces, whose paths may name other files) is not.
+    """
+    parsed = urllib.parse.urlsplit(uri)
+    _, _, transport = parsed.scheme.partition("+")
+    if transport not in ("", "unix") or parsed.hostname:
+        return False
+    return "socket" not in urllib.parse.parse_qs(parsed.query)

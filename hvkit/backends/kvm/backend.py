@@ -997,6 +997,36 @@ class KvmBackend(Backend):
         with self._raw_twin(vol, volume, copy=True) as raw:
             return _streams.download(self.conn, raw, sink, progress)
 
+    def local_path(self, volume: Volume) -> str | None:
+        """The volume's image file when this machine's own libvirtd keeps it in a file pool, else None.
+
+        Local means ``qemu:///system`` or ``qemu:///session`` through the default socket (see
+        ``_uri.is_local_uri``); a remote URI, or a daemon behind a ``socket=`` of its own, gives None.
+        The volume must be a file (a dir/fs/netfs pool, not a block device) that this process can read
+        and write. The option ``local_files`` overrides the URI rule: ``false`` never, ``true`` always
+        (e.g. a remote host whose images are mounted here at the same paths).
+        """
+        import os
+
+        from ._uri import is_local_uri
+
+        explicit = self.options.option("local_files")
+        local = self.options.bool_option("local_files", False) if explicit is not None else None
+        if local is False or self._driver != "qemu" or (local is None and not is_local_uri(self._uri)):
+            return None
+        try:
+            vol = self._vol(volume.id)
+            vtype = vol.info()[0]
+            path = vol.path()
+            pool_type = ET.fromstring(vol.storagePoolLookupByVolume().XMLDesc(0)).get("type", "")
+        except (libvirt.libvirtError, NotFound):
+            return None
+        if vtype != libvirt.VIR_STORAGE_VOL_FILE or pool_type not in _FILE_POOLS:
+            return None
+        if not (os.path.isfile(path) and os.access(path, os.R_OK | os.W_OK)):  # noqa: PTH113
+            return None
+        return str(path)
+
     @contextlib.contextmanager
     def _raw_twin(
         self, vol: libvirt.virStorageVol, volume: Volume, copy: bool = False
