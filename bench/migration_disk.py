@@ -52,6 +52,7 @@ def source_vm(hv: Hypervisor, name: str, content: Path, size_gib: float, fmt: st
 
 def bare_convert(path: str, fmt: str, workdir: Path) -> float:
     out = workdir / f"bare-{uuid.uuid4().hex[:6]}.{fmt}"
+    os.sync()  # start both measurements with no dirty pages of earlier runs to write back
     t0 = time.perf_counter()
     subprocess.run(["qemu-img", "convert", "-f", fmt, "-O", fmt, path, str(out)], check=True)
     took = time.perf_counter() - t0
@@ -70,6 +71,7 @@ def one_pair(label: str, src: Hypervisor, dst: Hypervisor, args: argparse.Namesp
             bare = bare_convert(path, args.format, work) if path else float("nan")
             target_name = f"{name}-to-{i}"
             storage = {vm.disks[0].pool or "": dst_pool} if dst_pool else None
+            os.sync()
             t0 = time.perf_counter()
             plan = migration.plan(src, vm.name, dst, name=target_name, storage_map=storage, disk_format=args.format)
             if plan.problems:
