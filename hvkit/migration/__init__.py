@@ -16,6 +16,7 @@ from ._errors import ChecksumMismatch, MigrationError, PlanProblems
 from ._journal import Journal
 from ._plan import DiskPlan, NicPlan, Plan, plan
 from ._run import DiskResult, MigrationResult, Progress, resume, rollback, run
+from ._ssh import SshNode, ssh_export
 from ._verify import Checksum, checksum
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "Plan",
     "PlanProblems",
     "Progress",
+    "SshNode",
     "allocated_bytes",
     "checksum",
     "convert_image",
@@ -37,4 +39,5 @@ __all__ = [
     "resume",
     "rollback",
     "run",
+    "ssh_export",
 ]

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import attrs
 import pytest
 
 import hvkit
@@ -234,6 +235,52 @@ def test_proxmox_paths(request: pytest.FixtureRequest, direction: str, tmp_path:
             for v in hv.vms.list():
                 if v.name == tag:
                     hv.vms.delete(v, force=True)
+
+
+@pytest.fixture
+def ssh_node() -> migration.SshNode:
+    ssh_dir = Path(os.environ.get("HVKIT_MIGRATION_SSH_DIR", "/var/lib/hvkit/migration-ssh"))
+    if not (ssh_dir / "known_hosts").is_file() or not os.access(ssh_dir / "client_ed25519", os.R_OK):
+        pytest.skip(f"no loopback SSH server set up in {ssh_dir}: run scripts/setup.d/60-migration.sh")
+    port = int(os.environ.get("HVKIT_MIGRATION_SSH_PORT", "2222"))
+    return migration.SshNode("127.0.0.1", port, "root", str(ssh_dir / "client_ed25519"), str(ssh_dir / "known_hosts"))
+
+
+@pytest.mark.parametrize("fmt", [hvkit.DiskFormat.RAW, hvkit.DiskFormat.QCOW2], ids=lambda f: f.value)
+def test_ssh_export_moves_only_data(ssh_node: migration.SshNode, tmp_path: Path, fmt: hvkit.DiskFormat) -> None:
+    """A node's image file copied over a real OpenSSH server: same content, only the data travels."""
+    import subprocess
+
+    from hvkit.migration import checksum
+
+    size = 64 * MIB
+    content = bytearray(size)
+    rnd = random.Random(23)
+    for off in (0, 17 * MIB + 4096, 50 * MIB):
+        content[off : off + MIB] = rnd.randbytes(MIB)
+    raw = tmp_path / "node" / "disk.raw"
+    raw.parent.mkdir()
+    with raw.open("wb") as f:
+        f.truncate(size)
+        for off in (0, 17 * MIB + 4096, 50 * MIB):
+            f.seek(off)
+            f.write(content[off : off + MIB])
+    node_file = raw
+    if fmt is not hvkit.DiskFormat.RAW:
+        node_file = raw.with_suffix(f".{fmt.value}")
+        subprocess.run(["qemu-img", "convert", "-f", "raw", "-O", fmt.value, str(raw), str(node_file)], check=True)
+    seen: list[int] = []
+    local, vsize, moved = migration.ssh_export(ssh_node, str(node_file), fmt, tmp_path / "staging",
+                                               lambda done, total: seen.append(done))  # fmt: skip
+    assert vsize == size
+    assert checksum(DiskImage(str(local), fmt, vsize)).value == checksum_bytes(bytes(content))
+    assert 3 * MIB <= moved <= 3 * MIB + 2 * MIB  # the data (plus qcow2 metadata), not 64 MiB
+    assert seen and seen[-1] == moved
+    with pytest.raises(hvkit.errors.BackendError):
+        migration.ssh_export(ssh_node, str(tmp_path / "missing.raw"), fmt, tmp_path / "staging")
+    bad = attrs.evolve(ssh_node, port=1)
+    with pytest.raises(hvkit.errors.ConnectionError):
+        migration.ssh_export(bad, str(node_file), fmt, tmp_path / "staging")
 
 
 def test_loopback_ssh_server_streams_a_disk(tmp_path: Path) -> None:
