@@ -38,7 +38,7 @@ from ...models import (
 )
 from ...models.enums import TaskState
 from ...tasks import TaskInfo, wait_for
-from . import _cloudinit, _domxml, _streams
+from . import _cloudinit, _domxml, _migrate, _streams
 from ._errors import error_for, translate
 from ._uri import libvirt_uri
 
@@ -71,6 +71,8 @@ _ALL = frozenset(
         Capability.VOLUME_DELETE,
         Capability.VOLUME_UPLOAD,
         Capability.VOLUME_DOWNLOAD,
+        Capability.VM_MIGRATE,
+        Capability.VM_STORAGE_MIGRATE,
     }
 )
 # libvirt's test:///default driver keeps everything in memory: no images to stream, no guests to ask.
@@ -85,6 +87,8 @@ _TEST_DRIVER_LACKS = frozenset(
         Capability.VOLUME_DOWNLOAD,
         Capability.HOST_METRICS,
         Capability.SNAPSHOT_MEMORY,
+        Capability.VM_MIGRATE,
+        Capability.VM_STORAGE_MIGRATE,
     }
 )
 _EVENTS = {
@@ -178,6 +182,7 @@ class KvmBackend(Backend):
         self._cpu_sample: tuple[float, int, int] | None = None
         self._subscriptions: set[int] = set()
         self._list_cache: dict[str, tuple[dict[str, Any], bool, VM]] = {}
+        self._peers = _migrate.Peers(self)  # other libvirt hosts to migrate to (option "peers")
 
     # -- connection ---------------------------------------------------------------------------------
     def connect(self) -> None:
@@ -245,7 +250,12 @@ class KvmBackend(Backend):
     def virt_type(self) -> str:
         return self._virt_type
 
+    @property
+    def host_id(self) -> str:
+        return self._host_id
+
     def close(self) -> None:
+        self._peers.close()
         conn, self._conn = self._conn, None
         if conn is None:
             return
@@ -303,25 +313,27 @@ class KvmBackend(Backend):
 
     # -- inventory ----------------------------------------------------------------------------------
     def list_hosts(self) -> list[Host]:
+        """This connection's host, then the hosts of the option ``peers`` (see ``_migrate``)."""
+        return [self._local_host(), *self._peers.hosts(self._host_id)]
+
+    def _local_host(self) -> Host:
         info = self.conn.getInfo()  # model, MiB, cpus, MHz, nodes, sockets, cores, threads
         sockets = max(1, info[4] * info[5])
         free = self.conn.getFreeMemory() // (1024 * 1024) if self._driver != "test" else None
-        return [
-            Host(
-                id=self._host_id,
-                name=self._host_name,
-                cpu_sockets=sockets,
-                cpu_cores=sockets * info[6],
-                cpu_threads=info[2],
-                memory_mib=info[1],
-                hypervisor_kind=self.kind,
-                hypervisor_version=self.version,
-                cpu_model=info[0],
-                cpu_mhz=info[3] or None,
-                memory_used_mib=None if free is None else max(0, info[1] - free),
-                extra={"uri": self._uri, "driver": self._driver, "virt_type": self._virt_type},
-            )
-        ]
+        return Host(
+            id=self._host_id,
+            name=self._host_name,
+            cpu_sockets=sockets,
+            cpu_cores=sockets * info[6],
+            cpu_threads=info[2],
+            memory_mib=info[1],
+            hypervisor_kind=self.kind,
+            hypervisor_version=self.version,
+            cpu_model=info[0],
+            cpu_mhz=info[3] or None,
+            memory_used_mib=None if free is None else max(0, info[1] - free),
+            extra={"uri": self._uri, "driver": self._driver, "virt_type": self._virt_type},
+        )
 
     def list_pools(self) -> list[StoragePool]:
         pools = []
@@ -755,6 +767,16 @@ class KvmBackend(Backend):
                 disk.remove(store)
         self.conn.defineXML(ET.tostring(root, encoding="unicode"))
         undo.push(lambda: self.conn.defineXML(original), "restore the source's disks")
+
+    def migrate_vm(self, vm: VM, host: str | None, pool: str | None, live: bool) -> Any:
+        """To a peer host (live, disks copied unless shared) and/or disks to another pool: see ``_migrate``."""
+        if self._driver == "test":
+            raise Unsupported(self.kind, "vms.migrate", "libvirt's test driver does not migrate")
+        if host is not None and host not in (self._host_id, self._host_name):
+            return _migrate.migrate_to_host(self, self._peers, vm, host, pool, live)
+        if pool is None:
+            raise InvalidSpec(f"VM {vm.name!r} is on host {self._host_name!r} already")
+        return _migrate.migrate_storage(self, vm, pool, live)
 
     def console(self, vm: VM) -> Console:
         dom = self._dom(vm)
