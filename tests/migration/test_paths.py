@@ -198,6 +198,7 @@ def test_kvm_to_vmware(
 
 def test_kvm_to_sim_and_back(kvm: Hypervisor, tmp_path: Path, tag: str, cleanup: list[tuple[Hypervisor, str]]) -> None:
     """libvirt volume streams out and in again; the second leg proves the checksums agree across vendors."""
+    kvm = hvkit.connect("kvm:///system", virt_type="qemu", local_files=False)  # streams, not files in place
     cleanup.append((kvm, tag))
     content = _data_file(tmp_path, 8 * MIB, 11)
     src = _source_on(kvm, tmp_path, tag, content, "default", "default", "virtio")
