@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 import hvkit
-from hvkit.errors import NotFound
+from hvkit.errors import HvkitError, NotFound
 from hvkit.hypervisor import Hypervisor
 from hvkit.models import DiskSpec, PowerState, VMSpec
 from hvkit.tasks import TaskInfo
@@ -188,5 +188,27 @@ def test_live_migration_over_a_veth_link_and_back(
         back = on_b.vms.migrate(vm_id, host=a.host_uuid)
         print(f"B -> A over TCP: {time.monotonic() - t0:.1f} s")
         assert back.host == a.host_uuid and back.power_state is PowerState.RUNNING
+        # cancel: slowed down to 1 MiB/s, the job is aborted; the VM stays on A, B keeps nothing
+        dom = on_a.backend.conn.lookupByUUIDString(vm_id)  # type: ignore[attr-defined]
+        dom.migrateSetMaxSpeed(1, 0)
+        task = on_a.backend.migrate_vm(on_a.vms.get(vm_id), b.host_uuid, None, True)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not dom.jobInfo()[0]:  # VIR_DOMAIN_JOB_NONE
+            time.sleep(0.05)
+        time.sleep(0.5)
+        task.cancel()
+        with pytest.raises(HvkitError):
+            task.wait(60)
+        dom.migrateSetMaxSpeed(0, 0)
+        assert on_a.vms.get(vm_id).power_state is PowerState.RUNNING
+        assert not on_b.vms.list() and not (b.base / "lib/images" / Path(path).name).exists()
         _stop_and_see_poweroff(on_a, vm_id, a.base / "log/qemu" / serial)
-        on_a.vms.delete(vm_id)
+        # stopped: disks by storage streams, the domain defined on B; it boots there from the copied disk
+        t0 = time.monotonic()
+        cold = on_a.vms.migrate(vm_id, host=b.name)
+        print(f"A -> B stopped (streams): {time.monotonic() - t0:.1f} s")
+        assert cold.host == b.host_uuid and cold.power_state is PowerState.STOPPED
+        assert not on_a.vms.list() and not (a.base / "lib/images" / Path(path).name).exists()
+        on_b.vms.start(vm_id)
+        assert wait_for_marker(b.base / "log/qemu" / serial, MARKER, BOOT_TIMEOUT) == MARKER
+        on_b.vms.delete(vm_id, force=True)

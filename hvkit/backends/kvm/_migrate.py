@@ -162,6 +162,7 @@ class _JobSource:
         self._cancel = cancel
         self._done = threading.Event()
         self._info = TaskInfo(TaskState.RUNNING)
+        self._percent = 0
         threading.Thread(target=self._run, args=(work,), daemon=True, name=f"hvkit-{what}").start()
 
     def _run(self, work: Callable[[], VM]) -> None:
@@ -184,7 +185,9 @@ class _JobSource:
             percent = self._progress()
         except Exception:  # the job ended between two reads
             percent = 0
-        return TaskInfo(TaskState.RUNNING, max(0, min(99, percent)))
+        # disks, then memory: libvirt's totals grow between phases; progress never goes back
+        self._percent = max(self._percent, min(99, percent))
+        return TaskInfo(TaskState.RUNNING, self._percent)
 
     def wait_change(self, seconds: float) -> TaskInfo:
         self._done.wait(min(seconds, 0.5))
