@@ -56,17 +56,16 @@ class VMManager(Manager):
             raise InvalidSpec(f"vms.create takes a VMSpec, got {type(spec).__name__}")
         resolved = self._check_spec(spec)
 
-        def create() -> VM:
-            try:
-                result = self._b.create_vm(resolved)
-                if isinstance(result, Task):
-                    result = result.wait(self._hv.task_timeout if timeout is None else timeout, progress)
-            except BaseException:
-                self._remove_leftover(spec.name)
-                raise
-            return self._reread(spec.name)(result)
-
-        return self._hv.run("vms.create", spec.name, create, wait=wait, timeout=timeout, progress=progress)
+        return self._hv.run(
+            "vms.create",
+            spec.name,
+            lambda: self._b.create_vm(resolved),
+            wait=wait,
+            timeout=timeout,
+            progress=progress,
+            then=self._reread(spec.name),
+            on_error=lambda: self._remove_leftover(spec.name),
+        )
 
     def _check_spec(self, spec: VMSpec) -> VMSpec:
         hv = self._hv
@@ -281,17 +280,16 @@ class VMManager(Manager):
         if pool is not None:
             pool = self._hv.pools.get(pool).name
 
-        def clone() -> VM:
-            try:
-                result = self._b.clone_vm(src, name, linked, host, pool)
-                if isinstance(result, Task):
-                    result = result.wait(self._hv.task_timeout if timeout is None else timeout, progress)
-            except BaseException:
-                self._remove_leftover(name)
-                raise
-            return self._reread(name)(result)
-
-        return self._hv.run("vms.clone", name, clone, wait=wait, timeout=timeout, progress=progress)
+        return self._hv.run(
+            "vms.clone",
+            name,
+            lambda: self._b.clone_vm(src, name, linked, host, pool),
+            wait=wait,
+            timeout=timeout,
+            progress=progress,
+            then=self._reread(name),
+            on_error=lambda: self._remove_leftover(name),
+        )
 
     def migrate(
         self,

@@ -117,16 +117,33 @@ class Hypervisor:
         timeout: float | None,
         progress: ProgressCallback | None = None,
         then: Callable[[Any], Any] | None = None,
+        on_error: Callable[[], None] | None = None,
     ) -> Any:
-        """Run a changing backend call; wait for its Task; return ``then(result)`` or a Task."""
-        if not wait:
-            return Task.in_thread(
-                operation,
-                target,
-                lambda: self.run(operation, target, fn, wait=True, timeout=timeout, progress=progress, then=then),
-            )
-        with self.translating(operation):
-            result = fn()
+        """Run a changing backend call and wait for its Task; return ``then(result)``.
+
+        With ``wait=False`` return a Task at once: the call runs in a thread and the returned Task
+        follows (and cancels) the backend's own Task. ``on_error`` runs when the call or its Task fails
+        or is cancelled (e.g. to remove a half-made VM).
+        """
+
+        def submit() -> Any:
+            with self.translating(operation):
+                return fn()
+
+        def finish(result: Any) -> Any:
             if isinstance(result, Task):
-                result = result.wait(self.task_timeout if timeout is None else timeout, progress)
-        return then(result) if then is not None else result
+                with self.translating(operation):
+                    result = result.wait(self.task_timeout if timeout is None else timeout, progress)
+            return then(result) if then is not None else result
+
+        def guarded(step: Callable[..., Any], *args: Any) -> Any:
+            try:
+                return step(*args)
+            except BaseException:
+                if on_error is not None:
+                    on_error()
+                raise
+
+        if not wait:
+            return Task.in_thread(operation, target, lambda: guarded(submit), finish=lambda r: guarded(finish, r))
+        return guarded(finish, guarded(submit))

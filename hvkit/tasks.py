@@ -117,30 +117,46 @@ class Task:
         self._source.cancel()
 
     @classmethod
-    def in_thread(cls, operation: str, target: str, fn: Callable[[], Any]) -> Task:
-        """Run ``fn`` in a thread and follow it as a task (a nested Task's progress is forwarded)."""
-        source = _ThreadSource(operation, fn)
+    def in_thread(
+        cls, operation: str, target: str, fn: Callable[[], Any], finish: Callable[[Any], Any] | None = None
+    ) -> Task:
+        """Run ``fn`` in a thread and follow it as a task.
+
+        When ``fn`` returns a Task (the vendor's own), this task forwards its progress and ``cancel()``
+        to it; ``finish(result)`` (default: wait for a Task result) gives the final result.
+        """
+        source = _ThreadSource(operation, fn, finish)
         return cls(id=f"thread-{id(source):x}", operation=operation, target=target, source=source)
 
 
+def _wait_result(result: Any) -> Any:
+    return result.wait() if isinstance(result, Task) else result
+
+
 class _ThreadSource:
-    def __init__(self, operation: str, fn: Callable[[], Any]) -> None:
+    def __init__(self, operation: str, fn: Callable[[], Any], finish: Callable[[Any], Any] | None) -> None:
         self._operation = operation
         self._lock = threading.Lock()
         self._info = TaskInfo(TaskState.RUNNING)
         self._inner: Task | None = None
         self._done = threading.Event()
+        self._finish = finish or _wait_result
         threading.Thread(target=self._run, args=(fn,), daemon=True, name=f"hvkit-{operation}").start()
 
     def _run(self, fn: Callable[[], Any]) -> None:
         try:
             result = fn()
             if isinstance(result, Task):
-                self._inner = result
-                result = result.wait()
-            info = TaskInfo(TaskState.SUCCESS, 100, result=result)
+                with self._lock:
+                    self._inner = result
+            info = TaskInfo(TaskState.SUCCESS, 100, result=self._finish(result))
         except HvkitError as exc:
-            info = TaskInfo(TaskState.ERROR, message=str(exc), error=exc)
+            state = (
+                TaskState.CANCELLED
+                if self._inner is not None and self._inner.state is TaskState.CANCELLED
+                else TaskState.ERROR
+            )
+            info = TaskInfo(state, message=str(exc), error=exc)
         except Exception as exc:  # a bug or untranslated error: keep it visible
             err = HvkitError(f"{self._operation} failed: {type(exc).__name__}: {exc}")
             err.__cause__ = exc
@@ -151,20 +167,24 @@ class _ThreadSource:
 
     def poll(self) -> TaskInfo:
         with self._lock:
-            if not self._info.state.done and self._inner is not None:
-                inner = self._inner.info()
-                return TaskInfo(TaskState.RUNNING, inner.progress, inner.message)
-            return self._info
+            info, inner = self._info, self._inner
+        if not info.state.done and inner is not None:
+            now = inner.info()
+            return TaskInfo(TaskState.RUNNING, min(now.progress, 99), now.message)
+        return info
 
     def wait_change(self, seconds: float) -> TaskInfo:
         self._done.wait(min(seconds, 0.2) if self._inner is not None else seconds)
         return self.poll()
 
     def cancel(self) -> None:
+        deadline = time.monotonic() + 5.0
+        while self._inner is None and not self._done.is_set() and time.monotonic() < deadline:
+            time.sleep(0.01)  # the vendor call is being submitted
         if self._inner is not None:
             self._inner.cancel()
             return
-        raise Unsupported("core", f"cancel {self._operation}", "the operation runs synchronously")
+        raise Unsupported("core", f"cancel {self._operation}", "the operation runs synchronously or has finished")
 
 
 @attrs.frozen

@@ -64,13 +64,14 @@ def test_slow_task_times_out_and_cancel_changes_nothing(sim: hvkit.Hypervisor) -
     sim.backend.faults.clear()  # type: ignore[attr-defined]
 
 
-def test_cancel_a_sim_task(sim: hvkit.Hypervisor) -> None:
+def test_cancel_through_the_core(sim: hvkit.Hypervisor) -> None:
     sim.backend.faults.slow("create_vm", 3.0)  # type: ignore[attr-defined]
-    task = sim.backend.create_vm(spec("cancelled").__class__(name="cancelled"))  # the backend's own task
+    task = sim.vms.create(spec("cancelled"), wait=False)
+    time.sleep(0.2)
     task.cancel()
     info = wait_for(task.info, timeout=5, what="cancel")
     assert info.state is TaskState.CANCELLED
-    assert [v.name for v in sim.vms.list()] == []
+    assert [v.name for v in sim.vms.list()] == [] and sim.volumes.list() == []
 
 
 def test_progress_is_reported(sim: hvkit.Hypervisor) -> None:
