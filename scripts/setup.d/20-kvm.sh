@@ -27,3 +27,6 @@ if ! kvm_virsh pool-info default | grep -E '^State:\s+running' >/dev/null; then
 fi
 .venv/bin/python -c "import libvirt, pycdlib" 2>/dev/null || .venv/bin/pip install -q "libvirt-python>=9.0" "pycdlib>=1.14"
 unset -f kvm_virsh
+# The bootable test guest disk (Debian cloud kernel + busybox initramfs + extlinux): built once, about
+# 7 s and one kernel package download, then cached in $HVKIT_CACHE (default ~/.cache/hvkit).
+.venv/bin/python -c 'from hvkit.testing.guest_image import build_guest_image as b; b("hvkit-kvm-tests")' >/dev/null

@@ -11,6 +11,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,13 +20,24 @@ from hvkit.hypervisor import Hypervisor
 
 libvirt = pytest.importorskip("libvirt")
 
+from hvkit.backends.kvm import KvmBackend  # noqa: E402
+
 PREFIX = f"hvt-{uuid.uuid4().hex[:6]}-"
 
 
-def _sweep(conn: object, prefix: str) -> None:
-    """Remove every domain, volume, network and pool whose name starts with ``prefix``."""
-    c = conn  # a libvirt.virConnect
-    for dom in c.listAllDomains(0):  # type: ignore[attr-defined]
+def kvm_backend(hv: Hypervisor) -> KvmBackend:
+    """The hypervisor's backend as the kvm driver (its libvirt connection, serial reader, local paths)."""
+    assert isinstance(hv.backend, KvmBackend)
+    return hv.backend
+
+
+def sweep(hv: Hypervisor, prefix: str) -> None:
+    _sweep(kvm_backend(hv).conn, prefix)
+
+
+def _sweep(c: Any, prefix: str) -> None:
+    """Remove every domain, volume, network and pool whose name starts with ``prefix`` (``c``: a virConnect)."""
+    for dom in c.listAllDomains(0):
         if dom.name().startswith(prefix):
             with contextlib.suppress(libvirt.libvirtError):
                 if dom.isActive():
@@ -36,7 +48,7 @@ def _sweep(conn: object, prefix: str) -> None:
                 )
             with contextlib.suppress(libvirt.libvirtError):
                 dom.undefine()
-    for pool in c.listAllStoragePools(0):  # type: ignore[attr-defined]
+    for pool in c.listAllStoragePools(0):
         if not pool.isActive():
             continue
         with contextlib.suppress(libvirt.libvirtError):
@@ -50,13 +62,13 @@ def _sweep(conn: object, prefix: str) -> None:
         for vol in sorted(vols, key=lambda v: -len(v.name())):
             with contextlib.suppress(libvirt.libvirtError):
                 vol.delete(0)
-    for net in c.listAllNetworks(0):  # type: ignore[attr-defined]
+    for net in c.listAllNetworks(0):
         if net.name().startswith(prefix):
             with contextlib.suppress(libvirt.libvirtError):
                 net.destroy()
             with contextlib.suppress(libvirt.libvirtError):
                 net.undefine()
-    for pool in c.listAllStoragePools(0):  # type: ignore[attr-defined]
+    for pool in c.listAllStoragePools(0):
         if pool.name().startswith(prefix):
             with contextlib.suppress(libvirt.libvirtError):
                 pool.destroy()
@@ -76,7 +88,7 @@ def test_hv(prefix: str) -> Iterator[Hypervisor]:
         try:
             yield hv
         finally:
-            _sweep(hv.backend.conn, prefix)  # type: ignore[attr-defined]
+            sweep(hv, prefix)
 
 
 def _qemu_available() -> str | None:
@@ -102,7 +114,7 @@ def qemu_session() -> Iterator[Hypervisor]:
         try:
             yield hv
         finally:
-            _sweep(hv.backend.conn, PREFIX)  # type: ignore[attr-defined]
+            sweep(hv, PREFIX)
 
 
 @pytest.fixture
@@ -110,7 +122,7 @@ def qemu_hv(qemu_session: Hypervisor, prefix: str) -> Iterator[Hypervisor]:
     try:
         yield qemu_session
     finally:
-        _sweep(qemu_session.backend.conn, prefix)  # type: ignore[attr-defined]
+        sweep(qemu_session, prefix)
 
 
 @pytest.fixture(scope="session")

@@ -10,12 +10,12 @@ import hvkit
 from hvkit.hypervisor import Hypervisor
 from hvkit.testing.conformance import AllTests
 
-from .conftest import _qemu_available, _sweep
+from .conftest import _qemu_available, sweep
 
 
 class KvmTestDriverFixtures:
-    pool = "default-pool"
-    network = "default"
+    pool: str | None = "default-pool"
+    network: str | None = "default"
 
     @pytest.fixture
     def hv(self) -> Iterator[Hypervisor]:
@@ -23,12 +23,12 @@ class KvmTestDriverFixtures:
             try:
                 yield hv
             finally:
-                _sweep(hv.backend.conn, "hvk-")  # type: ignore[attr-defined]
+                sweep(hv, "hvk-")
 
 
 class KvmQemuFixtures:
-    pool = "default"
-    network = "default"
+    pool: str | None = "default"
+    network: str | None = "default"
     graceful_stop = False  # the blank test disks boot no OS that could answer the ACPI power button
 
     @pytest.fixture
@@ -40,7 +40,7 @@ class KvmQemuFixtures:
             try:
                 yield hv
             finally:
-                _sweep(hv.backend.conn, "hvk-")  # type: ignore[attr-defined]
+                sweep(hv, "hvk-")
 
 
 class TestKvmTestDriver(KvmTestDriverFixtures, AllTests):

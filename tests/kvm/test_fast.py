@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import pytest
 
@@ -57,7 +58,7 @@ def test_local_uris(uri: str, local: bool) -> None:
 
 def test_test_driver_volumes_have_no_local_path(test_hv: Hypervisor, prefix: str) -> None:
     vol = test_hv.volumes.create("default-pool", prefix + "v", 0.01)
-    assert test_hv.backend.local_path(vol) is None
+    assert test_hv.backend.local_path(vol) is None  # the test driver's volumes are no files
 
 
 def test_bad_urls_are_refused_before_libvirt() -> None:
@@ -130,15 +131,15 @@ def test_cloud_init_seed_iso_holds_the_three_files() -> None:
     assert b"#cloud-config" in files["user-data"] and b"web1" in files["meta-data"]
 
 
-def _spec(prefix: str, **kw: object) -> VMSpec:
-    base: dict[str, object] = {
+def _spec(prefix: str, **kw: Any) -> VMSpec:
+    base: dict[str, Any] = {
         "cpus": 1,
         "memory_mib": 128,
         "disks": [DiskSpec(size_gib=0.01)],
         "nics": [NicSpec("default")],
     }
     base.update(kw)
-    return VMSpec(prefix + str(base.pop("suffix", "vm")), **base)  # type: ignore[arg-type]
+    return VMSpec(prefix + str(base.pop("suffix", "vm")), **base)
 
 
 def test_create_get_list_delete_round_trip(test_hv: Hypervisor, prefix: str) -> None:

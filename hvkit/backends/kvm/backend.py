@@ -350,7 +350,7 @@ class KvmBackend(Backend):
                     capacity_bytes=capacity,
                     free_bytes=available,
                     shared=ptype in _SHARED_POOLS,
-                    formats=formats,  # type: ignore[arg-type]  # attrs converter typing
+                    formats=formats,
                     type=ptype,
                     host=None if ptype in _SHARED_POOLS else self._host_id,
                     active=active,
@@ -434,7 +434,7 @@ class KvmBackend(Backend):
             cpus=int(cpus),
             memory_mib=int(memory) // 1024,
             uuid=uuid,
-            disks=disks,  # type: ignore[arg-type]
+            disks=disks,
             host=self._host_id,
             extra={"detail": False},
         )
@@ -470,8 +470,8 @@ class KvmBackend(Backend):
             cpus=info.cpus,
             memory_mib=info.memory_kib // 1024,
             uuid=info.uuid,
-            disks=disks,  # type: ignore[arg-type]
-            nics=nics,  # type: ignore[arg-type]
+            disks=disks,
+            nics=nics,
             host=self._host_id,
             guest_os=info.guest_os,
             notes=info.notes,
@@ -659,6 +659,14 @@ class KvmBackend(Backend):
             dom.setMemoryFlags(kib, both)
 
     def clone_vm(self, vm: VM, name: str, linked: bool, host: str | None, pool: str | None) -> VM:
+        """Full or linked clone. Linked clones of one source run one at a time in this process (each gives
+        the source a new overlay), so concurrent ``wait=False`` clones of a template are safe."""
+        if not linked:
+            return self._clone_vm(vm, name, linked, host, pool)
+        with _clone_lock(self._uri, vm.id):
+            return self._clone_vm(vm, name, linked, host, pool)
+
+    def _clone_vm(self, vm: VM, name: str, linked: bool, host: str | None, pool: str | None) -> VM:
         if host is not None and host not in (self._host_id, self._host_name):
             raise InvalidSpec(
                 f"the kvm backend clones on the source's host only ({self._host_name}); migrate the clone after"
@@ -1073,6 +1081,15 @@ def _volume_format(vol: libvirt.virStorageVol) -> DiskFormat | None:
         return DiskFormat(fmt_el.get("type", ""))
     except ValueError:
         return None
+
+
+_clone_locks_guard = threading.Lock()
+_clone_locks: dict[tuple[str, str], threading.Lock] = {}
+
+
+def _clone_lock(uri: str, vm_id: str) -> threading.Lock:
+    with _clone_locks_guard:
+        return _clone_locks.setdefault((uri, vm_id), threading.Lock())
 
 
 def _deleter(vol: libvirt.virStorageVol) -> Callable[[], None]:
