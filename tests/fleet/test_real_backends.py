@@ -10,9 +10,9 @@ hold. Their "measured" figures are synthetic (vcsim's performance manager return
 9981 MiB used by a 4096 MiB VM; the Proxmox simulator reports 256 MiB and 5% CPU for every running
 VM), so balancing on measured demand is not exercised here.
 
-KVM is not here: a kvm connection is one libvirt host, so a KVM "fleet" is several one-host members
-and the Fleet plans moves within one member only; a move between two libvirt daemons would be a
-cross-member migration, which the Fleet does not plan.
+KVM is in ``tests/kvm/test_migrate.py`` (``test_fleet_balances_and_evacuates_across_two_libvirt_hosts``),
+beside the namespaced libvirt daemons it needs: a kvm connection with ``peers`` is one cluster, so the
+Fleet plans moves between its daemons as between the hosts of a vCenter.
 """
 
 from __future__ import annotations

@@ -16,8 +16,8 @@ this connection's host, then each peer's (id = its libvirt host UUID, name = its
   running (``virDomainBlockCopy`` then pivot), a stopped one is copied and redefined.
 
 After a host move the VM lives on the peer: the returned VM is read through the peer's connection
-(``vm.host`` is the peer's host id, ``vm.extra["uri"]`` its libvirt URI); manage it from there on with
-``hvkit.connect("kvm:///system", uri=PEER_URI)``.
+(``vm.host`` is the peer's host id, ``vm.extra["uri"]`` its libvirt URI). The connection with ``peers``
+still lists it and routes every call on it to the peer (``_cluster``), including moves back.
 """
 
 from __future__ import annotations

@@ -38,7 +38,7 @@ from ...models import (
 )
 from ...models.enums import TaskState
 from ...tasks import TaskInfo, wait_for
-from . import _cloudinit, _domxml, _migrate, _streams
+from . import _cloudinit, _cluster, _domxml, _migrate, _streams
 from ._errors import error_for, translate
 from ._uri import libvirt_uri
 
@@ -165,6 +165,7 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+@_cluster.clustered  # with the option peers: one cluster, each VM call sent to its daemon
 class KvmBackend(Backend):
     """KVM/QEMU through libvirt. Options: ``virt_type`` (kvm | qemu), ``vnc_listen``, ``uri``."""
 
