@@ -435,7 +435,8 @@ class _Runner:
             except NotFound:
                 pass
         for vol in hv.volumes.list(pool):
-            if vol.name == name or vol.name.rsplit(".", 1)[0] == name:
+            base = vol.name.rsplit("/", 1)[-1]  # Proxmox: import/NAME.qcow2
+            if vol.name == name or vol.name.rsplit(".", 1)[0] == name or base.rsplit(".", 1)[0] == name:
                 return vol
         return None
 
@@ -511,11 +512,16 @@ class _Runner:
             self._delete_target_vm(data.get("vm"))
         existing = [v.id for v in self.dst.vms.list() if v.name == name]
         by_index = {d.index: r for d, r in zip(self.disks, results, strict=True)}
+        # pool and format: where and how a target that copies at create (Proxmox import-from) puts the disk
+        disks = [
+            DiskSpec(volume=by_index[d.index].volume, pool=d.target_pool, format=d.target_format, bus=d.target_bus)
+            for d in self.disks
+        ]
         spec = VMSpec(
             name=name,
             cpus=self.data["cpus"],
             memory_mib=self.data["memory_mib"],
-            disks=cast(Any, [DiskSpec(volume=by_index[d.index].volume, bus=d.target_bus) for d in self.disks]),
+            disks=cast(Any, disks),
             nics=cast(Any, [NicSpec(network=n.network, mac=n.mac, model=n.model) for n in self.nics]),
             firmware=self.data["firmware"],
             guest_os=self.data["guest_os"],
@@ -586,8 +592,12 @@ class _Runner:
             if vm.id == vm_id or (vm.name == name and self._ours(vm)):
                 # keep the imported volumes (a resume attaches them again; a rollback deletes them next);
                 # disks the target copied from them at create time (import-from) go with the VM
-                self.dst.vms.delete(vm, keep_disks=True, force=True)
-                for disk in vm.disks:
+                full = self.dst.vms.get(vm.id)  # a listed VM may come without its disks (Proxmox)
+                keep = any(disk.volume in imported for disk in full.disks)
+                self.dst.vms.delete(full, keep_disks=keep, force=True)
+                if not keep:  # no imported volume in the VM: its disks are copies, deleted with it
+                    continue
+                for disk in full.disks:
                     if disk.volume and disk.volume not in imported:
                         try:
                             self.dst.volumes.delete(disk.volume)

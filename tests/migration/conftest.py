@@ -29,9 +29,10 @@ class SourceVM:
 
 
 def sim_url(name: str, *, local: bool = True, state_dir: Path | None = None) -> str:
+    """A sim URL; sim volumes are local files read in place, ``local=False`` makes them go through streams."""
     query = []
-    if local:
-        query.append("local_files=true")
+    if not local:
+        query.append("local_files=false")
     if state_dir is not None:
         query.append(f"state_dir={state_dir}")
     return f"sim://{name}" + ("?" + "&".join(query) if query else "")

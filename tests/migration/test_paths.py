@@ -56,20 +56,27 @@ def vcenter() -> Iterator[Hypervisor]:
         yield hv
 
 
+def _ssh_dir() -> Path:
+    ssh_dir = Path(os.environ.get("HVKIT_MIGRATION_SSH_DIR", "/var/lib/hvkit/migration-ssh"))
+    if not (ssh_dir / "known_hosts").is_file() or not os.access(ssh_dir / "client_ed25519", os.R_OK):
+        pytest.skip(f"no loopback SSH server set up in {ssh_dir}: run scripts/setup.d/60-migration.sh")
+    return ssh_dir
+
+
 @pytest.fixture(scope="module")
 def proxmox() -> Iterator[Hypervisor]:
+    """The Proxmox simulator; its node's disks are read over the loopback OpenSSH server (export over SSH)."""
     pytest.importorskip("proxmoxer", reason="the proxmox backend needs proxmoxer")
     from hvkit.testing.proxmox_sim import ProxmoxSimulator
 
+    ssh_dir = _ssh_dir()
+    ssh = {"ssh_port": os.environ.get("HVKIT_MIGRATION_SSH_PORT", "2222"), "ssh_key": str(ssh_dir / "client_ed25519"),
+           "ssh_known_hosts": str(ssh_dir / "known_hosts"), "ssh_host_map": "pve1=127.0.0.1"}  # fmt: skip
     with (
         ProxmoxSimulator(nodes=1, task_delay=0.0) as sim,
-        hvkit.connect(sim.url, token=sim.token, ca_file=sim.ca_file) as hv,
+        hvkit.connect(sim.url, token=sim.token, ca_file=sim.ca_file, **ssh) as hv,
     ):
-        if not (can_export(hv) and can_import(hv)):
-            pytest.skip(
-                "the proxmox backend does not implement the disk export/import contract yet "
-                "(Backend.export_disk over SSH from the node, Backend.import_disk with upload content=import)"
-            )
+        assert can_export(hv) and can_import(hv)
         yield hv
 
 
@@ -214,23 +221,29 @@ def test_kvm_to_sim_and_back(kvm: Hypervisor, tmp_path: Path, tag: str, cleanup:
         assert _read_back(kvm, back.vm.disks[0].volume or "", tmp_path, len(content)) == content
 
 
-@pytest.mark.parametrize("direction", ["vmware->proxmox", "kvm->proxmox", "proxmox->kvm"])
-def test_proxmox_paths(request: pytest.FixtureRequest, direction: str, tmp_path: Path, tag: str) -> None:
-    source_kind, target_kind = direction.split("->")
-    names = {"vmware": "vcenter", "kvm": "kvm", "proxmox": "proxmox"}
-    src: Hypervisor = request.getfixturevalue(names[source_kind])
-    dst: Hypervisor = request.getfixturevalue(names[target_kind])
+@pytest.mark.parametrize("direction", ["vmware->proxmox", "kvm->proxmox"])
+def test_to_proxmox(request: pytest.FixtureRequest, direction: str, tmp_path: Path, tag: str) -> None:
+    """Into the Proxmox simulator: upload content=import + sha256, import-from at create, read back over SSH."""
+    source_kind = direction.split("->")[0]
+    src: Hypervisor = request.getfixturevalue({"vmware": "vcenter", "kvm": "kvm"}[source_kind])
+    dst: Hypervisor = request.getfixturevalue("proxmox")
     content = _data_file(tmp_path, 8 * MIB, 13)
-    pool = src.pools.list()[0].name
-    net = src.networks.list()[0].name
+    pool = "default" if source_kind == "kvm" else src.pools.list()[0].name
+    net = "default" if source_kind == "kvm" else src.networks.list()[0].name
     vm = _source_on(src, tmp_path, tag, content, pool, net, "scsi")
     try:
-        plan = migration.plan(src, vm.name, dst, network_map={net: dst.networks.list()[0].name},
-                              storage_map={pool: dst.pools.list()[0].name})  # fmt: skip
+        plan = migration.plan(src, vm.name, dst, network_map={net: "vmbr0"}, storage_map={pool: "local-lvm"})
         assert plan.ok, plan.problems
-        result = plan.run(start=target_kind == "kvm", journal_dir=tmp_path / "journal")
+        assert plan.disks[0].target_format is hvkit.DiskFormat.RAW  # lvmthin takes raw only
+        result = plan.run(journal_dir=tmp_path / "journal")
         assert result.verified
-        assert _read_back(dst, result.vm.disks[0].volume or "", tmp_path, len(content)) == content
+        expected = checksum_bytes(content + bytes(plan.disks[0].size - len(content)))
+        assert result.disks[0].source_checksum == result.disks[0].target_checksum == expected
+        made = dst.vms.get(result.vm.id)
+        assert made.disks[0].pool == "local-lvm" and made.disks[0].bus is hvkit.DiskBus.SCSI
+        assert [n.mac for n in made.nics] == [n.mac for n in src.vms.get(vm.id).nics]  # MAC kept
+        assert not [v for v in dst.volumes.list() if "import/" in v.id and tag in v.id]  # import file dropped
+        assert _read_back(dst, made.disks[0].volume or "", tmp_path, len(content)) == content
     finally:
         for hv in (src, dst):
             for v in hv.vms.list():
@@ -238,11 +251,40 @@ def test_proxmox_paths(request: pytest.FixtureRequest, direction: str, tmp_path:
                     hv.vms.delete(v, force=True)
 
 
+@pytest.mark.slow
+def test_proxmox_to_kvm_boots(
+    proxmox: Hypervisor,
+    kvm: Hypervisor,
+    guest_image: Path,
+    tmp_path: Path,
+    tag: str,
+    cleanup: list[tuple[Hypervisor, str]],
+) -> None:
+    """The bootable disk, imported into the Proxmox simulator, exported over SSH, migrated to KVM: it boots."""
+    from hvkit.testing.guest_image import wait_for_marker
+
+    cleanup.append((kvm, tag))
+    image = guest_image.read_bytes()
+    src = _source_on(proxmox, tmp_path, tag, image, "local", "vmbr0", "scsi")
+    try:
+        plan = migration.plan(proxmox, src.name, kvm, network_map={"vmbr0": "default"},
+                              storage_map={"local": "default"}, disk_bus="virtio")  # fmt: skip
+        assert plan.ok, plan.problems
+        result = plan.run(start=True, journal_dir=tmp_path / "journal")
+        assert result.verified and result.started
+        assert result.disks[0].source_checksum == checksum_bytes(image + bytes(plan.disks[0].size - len(image)))
+        assert result.disks[0].bytes_moved > 0
+        vm = kvm.vms.get(result.vm.id)
+        assert [n.mac for n in vm.nics] == [n.mac for n in src.nics]  # MAC kept
+        assert wait_for_marker(vm.extra["serial_log"], "hvkit-migrated-from-vmware", BOOT_TIMEOUT)
+        assert proxmox.vms.get(src.id).power_state is hvkit.PowerState.STOPPED
+    finally:
+        proxmox.vms.delete(src, force=True)
+
+
 @pytest.fixture
 def ssh_node() -> migration.SshNode:
-    ssh_dir = Path(os.environ.get("HVKIT_MIGRATION_SSH_DIR", "/var/lib/hvkit/migration-ssh"))
-    if not (ssh_dir / "known_hosts").is_file() or not os.access(ssh_dir / "client_ed25519", os.R_OK):
-        pytest.skip(f"no loopback SSH server set up in {ssh_dir}: run scripts/setup.d/60-migration.sh")
+    ssh_dir = _ssh_dir()
     port = int(os.environ.get("HVKIT_MIGRATION_SSH_PORT", "2222"))
     return migration.SshNode("127.0.0.1", port, "root", str(ssh_dir / "client_ed25519"), str(ssh_dir / "known_hosts"))
 

@@ -126,6 +126,21 @@ def test_generic_stream_path_without_local_files(names: tuple[str, str], tmp_pat
         assert volume_content(dst, result.vm.disks[0].volume or "", tmp_path) == source.contents[0]
 
 
+def test_sim_volumes_are_read_and_written_in_place(pair: tuple[Hypervisor, Hypervisor], tmp_path: Path) -> None:
+    """Sim volumes are local files: export is the file itself, import writes into the new volume's file."""
+    src, dst = pair
+    source = make_source(src, tmp_path, disks=((8, "default", "qcow2"),))
+    vol = src.volumes.get(source.vm.disks[0].volume or "")
+    assert src.backend.local_path(vol) == vol.path
+    image = src.backend.export_disk(vol, str(tmp_path / "w"), lambda a, b: None)
+    assert (image.path, image.temporary, image.bytes_moved) == (vol.path, False, 0)
+    result = migration.plan(src, "web-1", dst).run(journal_dir=tmp_path / "j")
+    assert result.verified and [d.target_checksum for d in result.disks] == source.checksums
+    assert result.disks[0].bytes_moved == result.disks[0].bytes_allocated  # data only: written in place
+    with hvkit.connect(sim_url(src.url.split("//")[1].split("?")[0], local=False)) as streams:
+        assert streams.backend.local_path(vol) is None
+
+
 def test_checksum_mismatch_stops_and_leaves_nothing(pair: tuple[Hypervisor, Hypervisor], tmp_path: Path, journal_root: Path) -> None:  # noqa: E501
     src, dst = pair
     source = make_source(src, tmp_path)

@@ -12,7 +12,7 @@ import pytest
 import hvkit
 from hvkit.errors import AuthenticationError, Conflict, ConnectionError, InvalidSpec, InvalidState, NotFound, Timeout
 from hvkit.hypervisor import Hypervisor
-from hvkit.models import CloudInit, DiskSpec, NicSpec, PowerState, VMSpec
+from hvkit.models import CloudInit, DiskFormat, DiskSpec, NicSpec, PowerState, VMSpec
 from hvkit.testing.proxmox_sim import ProxmoxSimulator
 
 
@@ -232,6 +232,28 @@ def test_upload_then_import_from(sim: ProxmoxSimulator, hv: Hypervisor, tmp_path
     assert volid == "local:import/disk.qcow2" and seen
     vm = hv.vms.create(VMSpec("imported", host="pve1", disks=[DiskSpec(volume=volid, pool="local-lvm")]))
     assert vm.disks[0].pool == "local-lvm" and vm.disks[0].size_bytes == 64 * 1024**2
+    hv.volumes.delete(volid)  # the import file (content import): PVE's storage content DELETE task
+    assert volid not in {v.id for v in hv.volumes.list("local")}
+    with pytest.raises(hvkit.errors.NotFound):
+        hv.volumes.delete(volid)
+
+
+def test_import_disk_and_format_on_file_storage(hv: Hypervisor, tmp_path: Any) -> None:
+    """The migration contract: upload content=import + sha256; import-from honours DiskSpec.format on dir storage."""
+    from hvkit.backend import DiskImage
+
+    raw = tmp_path / "content.raw"
+    raw.write_bytes(b"hvkit" * 1000 + bytes(1024 * 1024))
+    image = DiskImage(str(raw), DiskFormat.RAW, raw.stat().st_size)
+    pool = hv.pools.get("pve1/local")
+    vol = hv.backend.import_disk(pool, "mig-1-disk0", image, DiskFormat.RAW, str(tmp_path / "w"), lambda a, b: None)
+    assert vol.id == "local:import/mig-1-disk0.qcow2" and vol.pool == "local"
+    with pytest.raises(hvkit.errors.AlreadyExists):
+        hv.backend.import_disk(pool, "mig-1-disk0", image, DiskFormat.RAW, str(tmp_path / "w"), lambda a, b: None)
+    spec = VMSpec("migrated", host="pve1", disks=[DiskSpec(volume=vol.id, pool="local", format="raw")])
+    vm = hv.vms.create(spec)
+    assert vm.disks[0].format is DiskFormat.RAW and vm.disks[0].pool == "local"
+    hv.volumes.delete(vol.id)
 
 
 def test_wrong_state_is_invalid_state(hv: Hypervisor) -> None:

@@ -24,6 +24,7 @@ class ProxmoxFixtures:
     second_pool = "local"
     second_host = "pve2"
     disk_gib = 0.01
+    keeps_disks = False  # PVE destroys a VM's disks with it; volumes themselves can be deleted
 
     @pytest.fixture
     def hv(self, conformance_sim: ProxmoxSimulator) -> Iterator[Hypervisor]:

@@ -15,7 +15,7 @@ from typing import IO, Any, TypeVar
 import requests  # noqa: F401 - imported before proxmoxer, whose https module calls sys.exit without it
 from proxmoxer import ProxmoxAPI
 
-from ...backend import Backend, ProgressFn
+from ...backend import Backend, DiskImage, ProgressFn
 from ...capabilities import Capability
 from ...errors import HvkitError, InvalidSpec, NotFound, Unsupported
 from ...models import (
@@ -40,6 +40,7 @@ from ...models import (
 )
 from ...models.enums import TaskState
 from ...tasks import Task, TaskInfo, wait_for
+from . import _disks
 from . import _property_strings as ps
 from ._errors import from_message, translate
 from ._locks import KeyedLocks, retry_locked
@@ -80,7 +81,7 @@ class ProxmoxTaskSource:
         self._progress = 0
 
     def poll(self) -> TaskInfo:
-        api = self._b.api.nodes(self.node).tasks(self.upid)
+        api = self._b.api.nodes(self.node).tasks(urllib.parse.quote(self.upid, safe=":@"))  # an id may hold '/'
         with translate():
             status = api.status.get()
             if status.get("status") == "running":
@@ -174,6 +175,7 @@ class ProxmoxBackend(Backend):
             Capability.SNAPSHOT,
             Capability.SNAPSHOT_MEMORY,
             Capability.HOST_METRICS,
+            Capability.VOLUME_DELETE,
         }
     )
 
@@ -505,6 +507,8 @@ class ProxmoxBackend(Backend):
                 if target is None:
                     raise InvalidSpec("no storage with content 'images' to import the volume into")
                 params[key] = f"{target}:0,import-from={disk.volume}"
+                if disk.format is not None and storages.get(target, {}).get("type") in _FILE_STORAGES:
+                    params[key] += f",format={disk.format.value}"
                 first_pool = first_pool or target
                 continue
             pool = str(disk.pool)
@@ -874,6 +878,22 @@ class ProxmoxBackend(Backend):
                 )
             )
         return out
+
+    def delete_volume(self, volume: Volume) -> Task:
+        return _disks.delete_volume(self, volume)
+
+    # -- disk export / import (migration; see _disks) ----------------------------------------------------------
+    def export_disk(
+        self, volume: Volume, workdir: str, progress: ProgressFn, snapshot: Snapshot | None = None
+    ) -> DiskImage:
+        """The volume's image file copied from its node over SSH (options ``ssh_*``; see ``_disks``)."""
+        return _disks.export_disk(self, volume, workdir, progress, snapshot)
+
+    def import_disk(
+        self, pool: StoragePool, name: str, image: DiskImage, fmt: DiskFormat, workdir: str, progress: ProgressFn
+    ) -> Volume:
+        """Upload with ``content=import`` + sha256; the VM is then created with ``import-from`` it."""
+        return _disks.import_disk(self, pool, name, image, fmt, workdir, progress)
 
     def upload_image(
         self,

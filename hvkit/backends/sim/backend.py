@@ -829,6 +829,16 @@ class SimBackend(Backend):
                 raise NotFound(f"no volume {ref!r} on sim://{self.world.name}")
             return self._volume_model(self.world.volumes[ref])
 
+    def local_path(self, volume: Volume) -> str | None:
+        """The volume's image file: sim volumes are files on this machine (read and written in place by
+        migrations). ``local_files=false`` turns it off (the volume streams are used instead)."""
+        if not self.options.bool_option("local_files", True):
+            return None
+        with self.world.lock:
+            v = self.world.volumes.get(volume.id)
+            path = v["path"] if v else None
+        return path if path and Path(path).is_file() else None
+
     def create_volume(self, pool: StoragePool, name: str, size_bytes: int, fmt: DiskFormat) -> Volume:
         self._enter("create_volume")
         with self.world.lock:

@@ -32,7 +32,9 @@ class ConformanceBase:
 
     Attributes: ``pool`` and ``network`` (names to use), ``disk_gib`` (test disk size),
     ``graceful_stop`` (False where test guests cannot answer a shutdown request),
-    ``second_pool`` / ``second_host`` (for storage/host migration, None to skip).
+    ``second_pool`` / ``second_host`` (for storage/host migration, None to skip),
+    ``keeps_disks`` (False where ``vms.delete(keep_disks=True)`` is documented as Unsupported: the
+    vendor destroys a VM's disks with it, e.g. Proxmox, which deletes volumes but not a VM without them).
     """
 
     pool: str | None = None
@@ -40,6 +42,7 @@ class ConformanceBase:
     disk_gib: float = 0.01
     graceful_stop: bool = True
     second_pool: str | None = None
+    keeps_disks: bool = True
     operation_timeout: float = 300.0
 
     @pytest.fixture

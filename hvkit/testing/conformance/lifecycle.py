@@ -130,6 +130,13 @@ class LifecycleTests(ConformanceBase):
     def test_delete_keep_disks(self, hv: Hypervisor, make_vm: Callable[..., VM]) -> None:
         vm = make_vm("keep")
         volumes = [d.volume for d in vm.disks if d.volume]
+        if not self.keeps_disks:  # refused before anything changes
+            with pytest.raises(errors.Unsupported):
+                hv.vms.delete(vm, keep_disks=True)
+            assert hv.vms.get(vm.id).name == vm.name
+            for vol in volumes:
+                hv.volumes.get(vol)
+            return
         hv.vms.delete(vm, keep_disks=True)
         for vol in volumes:
             hv.volumes.delete(hv.volumes.get(vol))
