@@ -240,7 +240,8 @@ def test_fleet_balances_and_evacuates_across_two_libvirt_hosts(
     hosts = {a.host_uuid: a, b.host_uuid: b}
 
     def connect() -> Hypervisor:
-        return hvkit.connect("kvm:///system", uri=a.uri, virt_type="qemu", peers=f"{b.name}={b.uri}")
+        # the cluster's list, A included: A is not listed twice, and its entry says how to move VMs to A
+        return hvkit.connect("kvm:///system", uri=a.uri, virt_type="qemu", peers=f"{a.name}={a.uri},{b.name}={b.uri}")
 
     hv = connect()
     try:

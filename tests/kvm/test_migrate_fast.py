@@ -30,6 +30,14 @@ def test_unreachable_peer_is_listed_not_connected() -> None:
         local, far = hv.hosts.list()
         assert local.connected and not far.connected
         assert far.id == "far" and far.extra["uri"] == bad and far.extra["error"]
+        # one cluster: an unreachable peer adds no VMs; this daemon's VMs are listed and managed as before
+        [vm] = hv.vms.list()
+        assert vm.name == "test" and vm.host == local.id and "uri" not in vm.extra
+        assert hv.vms.get("test").host == local.id
+        hv.vms.stop("test", force=True)
+        assert hv.vms.get("test").power_state.value == "stopped"
+        with pytest.raises(NotFound):
+            hv.vms.get("nowhere")
         # the test driver declares no migration at all
         with pytest.raises(Unsupported):
             hv.vms.migrate("test", host="far")

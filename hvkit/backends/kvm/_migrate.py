@@ -516,4 +516,3 @@ def _pivot(dom: libvirt.virDomain, target: str, timeout: float = 3600.0) -> None
         if time.monotonic() > deadline:
             raise HvkitError(f"the copy of disk {target} did not converge within {timeout:g} s")
         time.sleep(0.1)
-
