@@ -110,6 +110,14 @@ def test_live_migration_to_a_namespaced_peer_copies_the_disk(
         assert (peer.base / "lib/images" / Path(src_path).name).exists()
         # power and delete through the source connection: routed to the peer's daemon
         _stop_and_see_poweroff(hv, vm_id, peer.base / "log/qemu" / serial.name)
+        # stopped on the peer, still through the source connection: reconfigure, snapshots, clone
+        assert hv.vms.reconfigure(vm_id, memory_mib=96).memory_mib == 96 == on_peer.vms.get(vm_id).memory_mib
+        snap = hv.snapshots.create(vm_id, "s1")
+        assert [s.name for s in hv.snapshots.list(vm_id)] == ["s1"] == [s.name for s in on_peer.snapshots.list(vm_id)]
+        hv.snapshots.delete(snap)
+        clone = hv.vms.clone(vm_id, prefix + "clone")
+        assert clone.host == peer.host_uuid and on_peer.vms.get(clone.id).disks[0].pool == "default"
+        hv.vms.delete(clone)
         hv.vms.delete(vm_id)
         with pytest.raises(NotFound):
             on_peer.vms.get(vm_id)
