@@ -12,6 +12,7 @@ of one). Removes everything it made, also when it fails.
 from __future__ import annotations
 
 import os
+import signal
 import statistics
 import sys
 import time
@@ -100,8 +101,13 @@ def _load() -> str:
     return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt("SIGTERM")
+
+
 def main() -> None:
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 10
+    signal.signal(signal.SIGTERM, _interrupt)  # a stopped run still removes its VMs and volumes
     image = build_guest_image(MARKER)
     with hvkit.connect("kvm:///system", virt_type="qemu") as hv:
         cleanups: list[Callable[[], object]] = []

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -54,11 +56,7 @@ def _sweep(c: Any, prefix: str) -> None:
         with contextlib.suppress(libvirt.libvirtError):
             pool.refresh(0)
         # overlays first, then their bases
-        vols = [
-            v
-            for v in pool.listAllVolumes(0)
-            if v.name().lstrip(".").startswith(prefix) or v.name().startswith(".hvkit-")
-        ]
+        vols = [v for v in pool.listAllVolumes(0) if v.name().startswith(prefix)]
         for vol in sorted(vols, key=lambda v: -len(v.name())):
             with contextlib.suppress(libvirt.libvirtError):
                 vol.delete(0)
@@ -103,6 +101,23 @@ def _qemu_available() -> str | None:
     finally:
         conn.close()
     return None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _terminate_runs_teardown() -> Iterator[None]:
+    """SIGTERM (``timeout``, a CI stop) ends the run like Ctrl-C, so the sweeps still remove what tests made."""
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt("SIGTERM")
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @pytest.fixture(scope="session")

@@ -18,12 +18,12 @@ class KvmTestDriverFixtures:
     network: str | None = "default"
 
     @pytest.fixture
-    def hv(self) -> Iterator[Hypervisor]:
+    def hv(self, prefix: str) -> Iterator[Hypervisor]:
         with hvkit.connect("libvirt://test/default") as hv:
             try:
                 yield hv
             finally:
-                sweep(hv, "hvk-")
+                sweep(hv, prefix)  # this test's objects only: another run may share the daemon
 
 
 class KvmQemuFixtures:
@@ -32,7 +32,7 @@ class KvmQemuFixtures:
     graceful_stop = False  # the blank test disks boot no OS that could answer the ACPI power button
 
     @pytest.fixture
-    def hv(self) -> Iterator[Hypervisor]:
+    def hv(self, prefix: str) -> Iterator[Hypervisor]:
         reason = _qemu_available()
         if reason:
             pytest.skip(reason)
@@ -40,7 +40,7 @@ class KvmQemuFixtures:
             try:
                 yield hv
             finally:
-                sweep(hv, "hvk-")
+                sweep(hv, prefix)  # this test's objects only: another run may share the daemon
 
 
 class TestKvmTestDriver(KvmTestDriverFixtures, AllTests):
