@@ -29,7 +29,9 @@ class KvmTestDriverFixtures:
 class KvmQemuFixtures:
     pool: str | None = "default"
     network: str | None = "default"
-    graceful_stop = False  # the blank test disks boot no OS that could answer the ACPI power button
+    # the blank test disks boot no OS that could answer the ACPI power button; graceful reboot and stop
+    # of a real guest are tested on the booted guest of test_qemu.py
+    graceful_stop = False
 
     @pytest.fixture
     def hv(self, prefix: str) -> Iterator[Hypervisor]:

@@ -92,6 +92,18 @@ def test_linked_clone_boots_and_operates(qemu_hv: Hypervisor, prefix: str, guest
         assert qemu_hv.vms.reconfigure(vm, cpus=2).cpus == 2
         with pytest.raises(InvalidState, match="at most 2 CPUs"):
             qemu_hv.vms.reconfigure(vm, cpus=3)
+        # reboot: libvirt presses the ACPI power button and resets the guest when it powers off; the
+        # guest boots again and prints a new marker line
+        log = Path(vm.extra["serial_log"])
+        seen = len(log.read_bytes())
+        assert qemu_hv.vms.reboot(vm).power_state is PowerState.RUNNING
+        t0 = time.monotonic()
+
+        def after_reboot() -> str:
+            return log.read_bytes()[seen:].decode(errors="replace")
+
+        assert wait_for_marker(after_reboot, "hvkit-kvm-tests", BOOT_TIMEOUT) == "hvkit-kvm-tests"
+        print(f"rebooted in {time.monotonic() - t0:.1f} s")
         # graceful shutdown: the guest powers off on the ACPI power button
         assert qemu_hv.vms.stop(vm, timeout=60).power_state is PowerState.STOPPED
         wanted = {"defined", "started", "paused", "resumed", "suspended", "stopped"}
