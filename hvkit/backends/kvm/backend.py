@@ -489,6 +489,8 @@ class KvmBackend(Backend):
 
     # -- VMs ----------------------------------------------------------------------------------------
     def create_vm(self, spec: VMSpec) -> VM:
+        if spec.host is not None and spec.host not in (self._host_id, self._host_name):
+            raise InvalidSpec(f"the kvm backend creates VMs on its own host ({self._host_name}); connect to the peer")
         extra = dict(spec.extra)
         # room to hot-add CPUs up to the host's logical CPUs, unless the spec says otherwise
         host_cpus = 1 if self._driver == "test" else int(self.conn.getInfo()[2])
