@@ -12,7 +12,7 @@ from collections.abc import Iterable
 import attrs
 
 from ...errors import InvalidSpec
-from ...models import DiskBus, DiskFormat, GuestOS, NicModel
+from ...models import DiskBus, DiskFormat, Firmware, GuestOS, NicModel
 
 __all__ = [
     "NS",
@@ -68,6 +68,7 @@ class DomainInfo:
     serial_log: str | None
     vnc: tuple[str | None, int | None, str | None] | None  # listen, port, password
     domain_type: str
+    firmware: Firmware = Firmware.BIOS
 
 
 def next_target(bus: DiskBus, used: set[str]) -> str:
@@ -109,6 +110,7 @@ def build_domain(
     serial_log: str | None = None,
     vnc_listen: str | None = "127.0.0.1",
     host_cpu: bool = False,
+    firmware: Firmware = Firmware.BIOS,
 ) -> str:
     dom = ET.Element("domain", type=domain_type)
     _sub(dom, "name", name)
@@ -127,6 +129,9 @@ def build_domain(
     _sub(dom, "vcpu", str(max_cpus), placement="static", current=str(cpus))
     os_el = _sub(dom, "os")
     _sub(os_el, "type", "hvm", arch="x86_64")
+    if firmware is Firmware.UEFI:  # libvirt picks the OVMF build from the host's firmware descriptors
+        os_el.set("firmware", "efi")
+        _sub(_sub(os_el, "firmware"), "feature", enabled="no", name="secure-boot")
     _sub(os_el, "boot", dev="hd")
     features = _sub(dom, "features")
     _sub(features, "acpi")
@@ -289,7 +294,17 @@ def parse_domain(xml: str) -> DomainInfo:
         serial_log=log_el.get("file") if log_el is not None else None,
         vnc=vnc,
         domain_type=root.get("type", ""),
+        firmware=_firmware(root),
     )
+
+
+def _firmware(root: ET.Element) -> Firmware:
+    os_el = root.find("os")
+    if os_el is None:
+        return Firmware.BIOS
+    loader = os_el.find("loader")
+    efi = os_el.get("firmware") == "efi" or (loader is not None and loader.get("type") == "pflash")
+    return Firmware.UEFI if efi else Firmware.BIOS
 
 
 def set_sizing(xml: str, cpus: int | None, memory_kib: int | None) -> str:

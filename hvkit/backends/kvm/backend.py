@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import logging
 import threading
 import time
@@ -25,6 +26,7 @@ from ...models import (
     Disk,
     DiskBus,
     DiskFormat,
+    Firmware,
     Host,
     HostMetrics,
     Network,
@@ -73,6 +75,7 @@ _ALL = frozenset(
         Capability.VOLUME_DOWNLOAD,
         Capability.VM_MIGRATE,
         Capability.VM_STORAGE_MIGRATE,
+        Capability.UEFI,
     }
 )
 # libvirt's test:///default driver keeps everything in memory: no images to stream, no guests to ask.
@@ -89,6 +92,7 @@ _TEST_DRIVER_LACKS = frozenset(
         Capability.SNAPSHOT_MEMORY,
         Capability.VM_MIGRATE,
         Capability.VM_STORAGE_MIGRATE,
+        Capability.UEFI,
     }
 )
 _EVENTS = {
@@ -229,6 +233,16 @@ class KvmBackend(Backend):
             self.capabilities = _ALL - _TEST_DRIVER_LACKS
         else:
             self._virt_type = wanted or self._probe_virt_type()
+            if not self._efi_available():
+                self.capabilities = self.capabilities - {Capability.UEFI}
+
+    def _efi_available(self) -> bool:
+        """UEFI guests need OVMF firmware the host's libvirt can auto-select (Debian: package ovmf)."""
+        try:
+            caps = ET.fromstring(self.conn.getDomainCapabilities(None, None, None, self._virt_type, 0))
+        except libvirt.libvirtError:
+            return False
+        return "efi" in {v.text for v in caps.findall("os/enum[@name='firmware']/value")}
 
     def _probe_virt_type(self) -> str:
         try:
@@ -474,6 +488,7 @@ class KvmBackend(Backend):
             disks=disks,
             nics=nics,
             host=self._host_id,
+            firmware=info.firmware,
             guest_os=info.guest_os,
             notes=info.notes,
             tags=info.tags,
@@ -555,9 +570,13 @@ class KvmBackend(Backend):
                 if self._driver == "test"
                 else str(extra.get("vnc_listen", self.options.option("vnc_listen", "127.0.0.1"))),
                 host_cpu=self._virt_type == "kvm",
+                firmware=spec.firmware,
             )
             dom = self.conn.defineXML(xml)
-            undo.push(dom.undefine, "undefine the domain")
+            if spec.firmware is Firmware.UEFI:
+                undo.push(functools.partial(dom.undefineFlags, _flag("VIR_DOMAIN_UNDEFINE_NVRAM")), "undefine it")
+            else:
+                undo.push(dom.undefine, "undefine the domain")
             return self._vm_from_domain(dom)
 
     def _seed_pool(self, spec: VMSpec) -> libvirt.virStoragePool:
