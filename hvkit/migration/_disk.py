@@ -6,6 +6,7 @@ qemu-img convert skips holes, and downloads are written back as sparse files.
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import shutil
@@ -138,8 +139,11 @@ def write_into(image: DiskImage, path: str | os.PathLike[str], fmt: DiskFormat, 
     args = ["convert", "-U", "-n", "-f", image.format.value, "-O", fmt.value]
     if fresh:
         args.append("--target-is-zero")
-    qemu_img(*args, image.path, os.fspath(path))
-    return allocated_bytes(image.path, image.format)
+    # the source's map (a shared read) while the convert runs: it is off the critical path
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="hvkit-map") as side:
+        allocated = side.submit(allocated_bytes, image.path, image.format)
+        qemu_img(*args, image.path, os.fspath(path))
+        return allocated.result()
 
 
 class SparseWriter:

@@ -33,7 +33,7 @@ from ..models import VM, DiskFormat, DiskSpec, NicSpec, PowerState, Snapshot, VM
 from ._errors import ChecksumMismatch, MigrationError, PlanProblems
 from ._journal import Journal
 from ._plan import DiskPlan, NicPlan, Plan
-from ._verify import Checksum, checksum
+from ._verify import ALGORITHM, ALGORITHMS, V1, Checksum, algorithm_of, checksum
 
 __all__ = ["CRASH_ENV", "HOOKS", "DiskResult", "MigrationResult", "Progress", "resume", "rollback", "run"]
 
@@ -119,7 +119,7 @@ def run(
         raise InvalidSpec(f"parallel must be a positive integer, got {parallel!r}")
     if plan.problems:
         raise PlanProblems(list(plan.problems))
-    data = {**plan.to_json(), "start": bool(start)}
+    data = {**plan.to_json(), "start": bool(start), "checksum": ALGORITHM}
     journal = Journal.create(data, directory=Path(journal_dir) if journal_dir else None)
     runner = _Runner(plan.source, plan.target, journal, _reporter(progress), parallel)
     return runner.execute(start=start, on_error=on_error, start_timeout=start_timeout)
@@ -225,6 +225,9 @@ class _Runner:
         self.disks = [DiskPlan.from_json(d) for d in self.data["disks"]]
         self.nics = [NicPlan.from_json(n) for n in self.data["nics"]]
         self.abort = threading.Event()
+        # the journal's checksum algorithm: a migration begun by an older release (no "checksum": v1)
+        # is compared with the algorithm its source checksums were taken with
+        self.algorithm = str(self.data.get("checksum", V1))
         self._check_endpoints()
 
     def _check_endpoints(self) -> None:
@@ -246,6 +249,9 @@ class _Runner:
     # -- forward -------------------------------------------------------------------------------------------------
     def execute(self, *, start: bool, on_error: str, start_timeout: float) -> MigrationResult:
         t0 = time.monotonic()
+        if self.algorithm not in ALGORITHMS:  # refused before any step (a rollback needs no checksum)
+            raise InvalidSpec(f"the journal in {self.journal.dir} uses the disk checksum {self.algorithm!r}, which "
+                              f"this release does not know (it knows {', '.join(ALGORITHMS)})")  # fmt: skip
         self.journal.staging.mkdir(exist_ok=True)
         try:
             snapshot = self._prepare_source()
@@ -421,9 +427,17 @@ class _Runner:
         result: list[Checksum] = []
 
         def compute() -> dict[str, Any]:
-            ck = checksum(image, size=d.size, progress=prog, workdir=str(self.journal.staging))
+            # one hashing thread: the import's qemu-img convert runs at the same time on the other core
+            ck = checksum(
+                image,
+                size=d.size,
+                progress=prog,
+                workdir=str(self.journal.staging),
+                workers=1,
+                algorithm=self.algorithm,
+            )
             result.append(ck)
-            return {"value": ck.value, "data_bytes": ck.data_bytes}
+            return {"value": ck.value, "data_bytes": ck.data_bytes, "algorithm": self.algorithm}
 
         self._step(step, compute)
         return result[0]
@@ -477,12 +491,17 @@ class _Runner:
         def prog(done: int, total: int) -> None:
             self.report(Progress(d.name, "verify", done, total))
 
+        algorithm = algorithm_of(source_value)  # the source checksum's own: v1 on a resumed v1 journal
+        if algorithm != self.algorithm:
+            raise MigrationError(f"disk {d.name}: the source checksum {source_value} is not {self.algorithm}, "
+                                 "the journal's algorithm; roll the migration back and run it again")  # fmt: skip
+
         def verify() -> dict[str, Any]:
             current = self.dst.volumes.get(volume_id)
             with self.dst.translating("export_disk"):
                 img = self.dst.backend.export_disk(current, str(self.journal.staging), lambda a, b: None, None)
             try:
-                ck = checksum(img, size=d.size, progress=prog, workdir=str(self.journal.staging))
+                ck = checksum(img, size=d.size, progress=prog, workdir=str(self.journal.staging), algorithm=algorithm)
             finally:
                 if img.temporary:
                     Path(img.path).unlink(missing_ok=True)

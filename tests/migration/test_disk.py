@@ -15,12 +15,14 @@ from hvkit.backend import DiskImage
 from hvkit.errors import BackendError
 from hvkit.migration import allocated_bytes, checksum, convert_image
 from hvkit.migration._disk import SparseWriter, image_info, image_map, qemu_img
-from hvkit.migration._verify import BLOCK, SEGMENT, checksum_bytes
+from hvkit.migration._verify import ALGORITHMS, BLOCK, SEGMENT, V2, WINDOW, algorithm_of, checksum_bytes
 from hvkit.models import DiskFormat
 
 pytestmark = pytest.mark.skipif(shutil.which("qemu-img") is None, reason="qemu-img is not installed")
 
 MIB = 1024 * 1024
+# hvkit-disk-v2 of the disk in test_v2_known_answer, computed by hand from the definition (records joined, one BLAKE3)
+V2_KNOWN = "hvkit2:d4b6d169846e14545fdec51208846e185a72a2980bf90faaed1f21ba16a58534"
 ALL_FORMATS = [DiskFormat.RAW, DiskFormat.QCOW2, DiskFormat.VMDK, DiskFormat.VHDX, DiskFormat.VHD, DiskFormat.VDI]
 
 
@@ -187,16 +189,64 @@ def test_qemu_img_errors_are_hvkit_errors(tmp_path: Path) -> None:
     size=st.integers(min_value=1, max_value=3 * MIB),
     writes=st.lists(st.tuples(st.floats(0, 1), st.binary(min_size=1, max_size=3 * BLOCK)), max_size=6),
     fmt=st.sampled_from([DiskFormat.RAW, DiskFormat.QCOW2, DiskFormat.VDI]),
+    algorithm=st.sampled_from(ALGORITHMS),
 )
 def test_checksum_matches_the_reference(
-    tmp_path: Path, size: int, writes: list[tuple[float, bytes]], fmt: DiskFormat
+    tmp_path: Path, size: int, writes: list[tuple[float, bytes]], fmt: DiskFormat, algorithm: str
 ) -> None:
     placed = [(int(pos * max(0, size - len(data))), data[: size]) for pos, data in writes]
     raw = tmp_path / f"h-{os.getpid()}-{random.random()}.raw"
     content = make_raw(raw, size, placed)
+    want = checksum_bytes(content, algorithm)
     src = image(raw, DiskFormat.RAW)  # qemu-img rounds a raw file's size up to 512 bytes
-    assert checksum(src, size=size).value == checksum_bytes(content)
+    assert checksum(src, size=size, algorithm=algorithm).value == want
     if fmt is not DiskFormat.RAW:
         conv = convert_image(src, fmt, tmp_path)
         vsize = virtual_size(Path(conv.path), fmt)
-        assert checksum(DiskImage(conv.path, fmt, vsize), size=size).value == checksum_bytes(content)
+        assert checksum(DiskImage(conv.path, fmt, vsize), size=size, algorithm=algorithm).value == want
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    # whole windows and segments, with runs of data blocks crossing windows, zero blocks inside data,
+    # data pieces a few bytes apart (one block, two reads) and a ragged end
+    size=st.sampled_from([WINDOW - 1, 3 * WINDOW + BLOCK + 5, SEGMENT + WINDOW + 512]),
+    writes=st.lists(
+        st.tuples(st.floats(0, 1), st.integers(1, WINDOW + 2 * BLOCK), st.sampled_from([b"\0", b"x", b"rnd"])),
+        max_size=8,
+    ),
+    workers=st.sampled_from([1, 3]),
+    threads=st.sampled_from([1, 0]),
+)
+def test_v2_large_runs_match_the_reference(
+    tmp_path: Path, size: int, writes: list[tuple[float, int, bytes]], workers: int, threads: int
+) -> None:
+    rnd = random.Random(len(writes))
+    placed = []
+    for pos, length, kind in writes:
+        length = min(length, size)
+        data = rnd.randbytes(length) if kind == b"rnd" else kind * length
+        placed.append((int(pos * (size - length)), data))
+    raw = tmp_path / f"w-{os.getpid()}-{random.random()}.raw"
+    content = make_raw(raw, size, placed)
+    got = checksum(image(raw, DiskFormat.RAW), size=size, workers=workers, threads=threads, algorithm=V2)
+    assert got.value == checksum_bytes(content, V2) and got.value.startswith("hvkit2:")
+
+
+def test_v1_and_v2_differ_and_v2_is_the_default(tmp_path: Path) -> None:
+    raw = tmp_path / "d.raw"
+    content = make_raw(raw, 4 * MIB, [(MIB, b"hello" * 30000)])
+    v1, v2 = (checksum(image(raw, DiskFormat.RAW), algorithm=a).value for a in ALGORITHMS)
+    assert v1.startswith("hvkit1:") and v2.startswith("hvkit2:")
+    assert checksum(image(raw, DiskFormat.RAW)).value == v2 == checksum_bytes(content)
+    assert algorithm_of(v1) == "hvkit-disk-v1" and algorithm_of(v2) == "hvkit-disk-v2"
+    with pytest.raises(ValueError):
+        checksum(image(raw, DiskFormat.RAW), algorithm="md5")
+
+
+def test_v2_known_answer() -> None:
+    """Pinned values: the definition must not drift (a 12 MiB disk: data runs across windows, zeros between)."""
+    content = bytearray(12 * MIB)
+    content[WINDOW - 5 : WINDOW + BLOCK + 5] = b"\x01" * (BLOCK + 10)  # one run cut at the window boundary
+    content[9 * MIB] = 7
+    assert checksum_bytes(bytes(content), V2) == V2_KNOWN

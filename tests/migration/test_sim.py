@@ -217,6 +217,56 @@ def test_keep_on_error_then_resume(pair: tuple[Hypervisor, Hypervisor], tmp_path
         migration.rollback(jdir, src, dst)
 
 
+@pytest.mark.parametrize("journaled", ["v1 recorded", "no algorithm recorded"])
+def test_resume_of_a_v1_journal_verifies_with_v1(
+    pair: tuple[Hypervisor, Hypervisor],
+    tmp_path: Path,
+    journal_root: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    journaled: str,
+) -> None:
+    """A migration begun by a release that checksummed with hvkit-disk-v1 is resumed comparing v1 with v1."""
+    from hvkit.migration import _run
+    from hvkit.migration._verify import V1, checksum_bytes
+
+    src, dst = pair
+    source = make_source(src, tmp_path)
+    monkeypatch.setattr(_run, "ALGORITHM", V1)  # the older release
+    dst.backend.faults.fail("create_vm")  # type: ignore[attr-defined]
+    with pytest.raises(BackendError):
+        migration.plan(src, "web-1", dst).run(on_error="keep")
+    monkeypatch.undo()
+    jdir = next(journal_root.iterdir())
+    if journaled == "no algorithm recorded":  # journals written before the algorithm was recorded
+        lines = (jdir / "journal.jsonl").read_text().splitlines()
+        first = json.loads(lines[0])
+        assert first["plan"].pop("checksum") == V1
+        (jdir / "journal.jsonl").write_text("\n".join([json.dumps(first), *lines[1:]]) + "\n")
+    v1 = [checksum_bytes(c, V1) for c in source.contents]
+    assert [migration.Journal.open(jdir).state(f"disk{i}.checksum")[1]["value"] for i in range(2)] == v1
+    result = migration.resume(jdir, src, dst)
+    assert result.verified
+    assert [d.source_checksum for d in result.disks] == [d.target_checksum for d in result.disks] == v1
+
+
+def test_a_journal_with_an_unknown_algorithm_is_refused(
+    pair: tuple[Hypervisor, Hypervisor], tmp_path: Path, journal_root: Path
+) -> None:
+    src, dst = pair
+    make_source(src, tmp_path)
+    dst.backend.faults.fail("create_vm")  # type: ignore[attr-defined]
+    with pytest.raises(BackendError):
+        migration.plan(src, "web-1", dst).run(on_error="keep")
+    jdir = next(journal_root.iterdir())
+    assert migration.Journal.open(jdir).plan["checksum"] == "hvkit-disk-v2"
+    text = (jdir / "journal.jsonl").read_text()
+    (jdir / "journal.jsonl").write_text(text.replace('"checksum": "hvkit-disk-v2"', '"checksum": "hvkit-disk-v9"', 1))
+    with pytest.raises(InvalidSpec, match="hvkit-disk-v9"):
+        migration.resume(jdir, src, dst)
+    migration.rollback(jdir, src, dst)  # a rollback needs no checksum
+    assert inventory(dst) == ([], [])
+
+
 def test_snapshot_export_keeps_the_source_running(pair: tuple[Hypervisor, Hypervisor], tmp_path: Path, journal_root: Path) -> None:  # noqa: E501
     src, dst = pair
     source = make_source(src, tmp_path, running=True, disks=((8, "default", "qcow2"),))
