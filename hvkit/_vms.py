@@ -41,6 +41,20 @@ class VMManager(Manager):
             raise InvalidState(f"cannot {operation} VM {vm.name!r}: it is {vm.power_state.value}{hint}")
         return vm
 
+    def _apply(
+        self,
+        operation: str,
+        cur: VM,
+        call: Callable[[], Any],
+        wait: bool,
+        timeout: float | None,
+        progress: ProgressCallback | None = None,
+    ) -> Any:
+        """Run a change of ``cur``; return the VM read again (or a Task with ``wait=False``)."""
+        return self._hv.run(
+            operation, cur.name, call, wait=wait, timeout=timeout, progress=progress, then=self._reread(cur.id)
+        )
+
     def _reread(self, vm_id: str) -> Callable[[Any], VM]:
         return lambda result: (
             result if isinstance(result, VM) else self.get(result if isinstance(result, str) else vm_id)
@@ -143,9 +157,7 @@ class VMManager(Manager):
         cur = self._state(vm, "start", _STARTABLE, " (a paused VM is resumed with vms.resume)")
         if cur.template:
             raise InvalidState(f"VM {cur.name!r} is a template; templates never start (clone it)")
-        return self._hv.run(
-            "vms.start", cur.name, lambda: self._b.start_vm(cur), wait=wait, timeout=timeout, then=self._reread(cur.id)
-        )
+        return self._apply("vms.start", cur, lambda: self._b.start_vm(cur), wait, timeout)
 
     def stop(self, vm: VMRef, *, force: bool = False, timeout: float = 120.0, wait: bool = True) -> Any:
         """Shut down through the guest within ``timeout`` s (Timeout if it does not); ``force`` powers off."""
@@ -156,59 +168,29 @@ class VMManager(Manager):
         if force:
             allowed |= {PowerState.SUSPENDED, PowerState.UNKNOWN}
         cur = self._state(vm, "stop", allowed, "" if force else " (force=True discards a suspended state)")
-        return self._hv.run(
-            "vms.stop",
-            cur.name,
-            lambda: self._b.stop_vm(cur, force, timeout),
-            wait=wait,
-            timeout=None,
-            then=self._reread(cur.id),
-        )
+        return self._apply("vms.stop", cur, lambda: self._b.stop_vm(cur, force, timeout), wait, None)
 
     def reboot(self, vm: VMRef, *, force: bool = False, wait: bool = True, timeout: float | None = None) -> Any:
         self._hv.require(Capability.VM_POWER, "vms.reboot")
         cur = self._state(vm, "reboot", {PowerState.RUNNING}, "")
-        return self._hv.run(
-            "vms.reboot",
-            cur.name,
-            lambda: self._b.reboot_vm(cur, force),
-            wait=wait,
-            timeout=timeout,
-            then=self._reread(cur.id),
-        )
+        return self._apply("vms.reboot", cur, lambda: self._b.reboot_vm(cur, force), wait, timeout)
 
     def pause(self, vm: VMRef, *, wait: bool = True, timeout: float | None = None) -> Any:
         self._hv.require(Capability.VM_PAUSE, "vms.pause")
         cur = self._state(vm, "pause", {PowerState.RUNNING}, "")
-        return self._hv.run(
-            "vms.pause", cur.name, lambda: self._b.pause_vm(cur), wait=wait, timeout=timeout, then=self._reread(cur.id)
-        )
+        return self._apply("vms.pause", cur, lambda: self._b.pause_vm(cur), wait, timeout)
 
     def resume(self, vm: VMRef, *, wait: bool = True, timeout: float | None = None) -> Any:
         """Resume a paused VM (a suspended one is started with vms.start)."""
         self._hv.require(Capability.VM_PAUSE, "vms.resume")
         cur = self._state(vm, "resume", {PowerState.PAUSED}, " (a suspended VM is resumed with vms.start)")
-        return self._hv.run(
-            "vms.resume",
-            cur.name,
-            lambda: self._b.resume_vm(cur),
-            wait=wait,
-            timeout=timeout,
-            then=self._reread(cur.id),
-        )
+        return self._apply("vms.resume", cur, lambda: self._b.resume_vm(cur), wait, timeout)
 
     def suspend(self, vm: VMRef, *, wait: bool = True, timeout: float | None = None) -> Any:
         """Save the VM's memory to disk and stop it; vms.start resumes it."""
         self._hv.require(Capability.VM_SUSPEND, "vms.suspend")
         cur = self._state(vm, "suspend", {PowerState.RUNNING, PowerState.PAUSED}, "")
-        return self._hv.run(
-            "vms.suspend",
-            cur.name,
-            lambda: self._b.suspend_vm(cur),
-            wait=wait,
-            timeout=timeout,
-            then=self._reread(cur.id),
-        )
+        return self._apply("vms.suspend", cur, lambda: self._b.suspend_vm(cur), wait, timeout)
 
     # -- change ----------------------------------------------------------------------------------------
     def reconfigure(
@@ -231,14 +213,7 @@ class VMManager(Manager):
                 f"VM {cur.name!r} is {cur.power_state.value}; "
                 f"the {self._hv.kind} backend changes CPUs and memory only while stopped"
             )
-        return self._hv.run(
-            "vms.reconfigure",
-            cur.name,
-            lambda: self._b.reconfigure_vm(cur, cpus, memory_mib),
-            wait=wait,
-            timeout=timeout,
-            then=self._reread(cur.id),
-        )
+        return self._apply("vms.reconfigure", cur, lambda: self._b.reconfigure_vm(cur, cpus, memory_mib), wait, timeout)
 
     def mark_template(self, vm: VMRef, *, wait: bool = True, timeout: float | None = None) -> Any:
         """Turn a stopped VM into a template: a source for (linked) clones that never starts."""
@@ -246,14 +221,7 @@ class VMManager(Manager):
         cur = self._state(vm, "mark as template", _OFF, "")
         if cur.template:
             raise InvalidState(f"VM {cur.name!r} is a template already")
-        return self._hv.run(
-            "vms.mark_template",
-            cur.name,
-            lambda: self._b.mark_template(cur),
-            wait=wait,
-            timeout=timeout,
-            then=self._reread(cur.id),
-        )
+        return self._apply("vms.mark_template", cur, lambda: self._b.mark_template(cur), wait, timeout)
 
     def clone(
         self,
@@ -319,14 +287,8 @@ class VMManager(Manager):
             host = target.id
         if pool is not None:
             pool = self._hv.pools.get(pool).name
-        return self._hv.run(
-            "vms.migrate",
-            cur.name,
-            lambda: self._b.migrate_vm(cur, host, pool, live),
-            wait=wait,
-            timeout=timeout,
-            progress=progress,
-            then=self._reread(cur.id),
+        return self._apply(
+            "vms.migrate", cur, lambda: self._b.migrate_vm(cur, host, pool, live), wait, timeout, progress
         )
 
     # -- observe ---------------------------------------------------------------------------------------
