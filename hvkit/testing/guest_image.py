@@ -50,7 +50,7 @@ __all__ = [
 MARKER_PREFIX = "HVKIT-GUEST-MARKER:"
 IP_PREFIX = "HVKIT-GUEST-IP:"
 IMAGE_MIB = 48
-_LAYOUT_VERSION = "2"  # bump when the image layout changes, to rebuild cached images
+_LAYOUT_VERSION = "3"  # bump when the image layout changes, to rebuild cached images
 _MODULES = ("virtio_pci", "virtio_blk", "virtio_net", "button", "evdev", "ahci", "sd_mod")
 _BUSYBOX = Path("/bin/busybox")
 _EXTLINUX_CONF = """DEFAULT hvkit
@@ -68,6 +68,12 @@ mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
 for m in $(cat /modules.order); do insmod "/modules/$m.ko" 2>/dev/null; done
+for ev in /sys/class/input/event*; do
+  if grep -q "Power Button" "$ev/device/name" 2>/dev/null; then
+    (dd if="/dev/input/${ev##*/}" bs=24 count=1 >/dev/null 2>&1 &&
+      echo "HVKIT-GUEST-POWEROFF" > /dev/console && poweroff -f) &
+  fi
+done
 disk=""
 for i in $(seq 1 100); do
   for d in /dev/vda /dev/sda; do [ -b "$d" ] && disk="$d" && break 2; done
@@ -79,12 +85,6 @@ if [ -n "$disk" ] && mount -t ext2 -o ro "$disk" /mnt; then
 else
   echo "HVKIT-GUEST-NODISK" > /dev/console
 fi
-for ev in /sys/class/input/event*; do
-  if grep -q "Power Button" "$ev/device/name" 2>/dev/null; then
-    (dd if="/dev/input/${ev##*/}" bs=24 count=1 >/dev/null 2>&1 &&
-      echo "HVKIT-GUEST-POWEROFF" > /dev/console && poweroff -f) &
-  fi
-done
 if [ -e /sys/class/net/eth0 ]; then
   ip link set lo up
   ip link set eth0 up

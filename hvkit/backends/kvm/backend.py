@@ -50,6 +50,7 @@ log = logging.getLogger("hvkit.kvm")
 _FILE_POOLS = {"dir", "fs", "netfs", "gluster"}
 _SHARED_POOLS = {"netfs", "iscsi", "iscsi-direct", "rbd", "gluster", "sheepdog", "mpath", "vstorage"}
 _EXT = {f: "." + f.value for f in DiskFormat} | {DiskFormat.QCOW2: ".qcow2", DiskFormat.RAW: ".img"}
+_SHUTDOWN_REPEAT = 10.0  # seconds between repeated ACPI shutdown requests during a graceful stop
 _ALL = frozenset(
     {
         Capability.VM_CREATE,
@@ -628,9 +629,15 @@ class KvmBackend(Backend):
         if dom.state(0)[0] == libvirt.VIR_DOMAIN_PAUSED:
             dom.resume()
         dom.shutdown()
+        pressed = [time.monotonic()]
 
         def read() -> TaskInfo:
             done = not dom.isActive()
+            if not done and time.monotonic() - pressed[0] >= _SHUTDOWN_REPEAT:
+                # a guest still booting may miss one press of the power button: press it again
+                with contextlib.suppress(libvirt.libvirtError):
+                    dom.shutdown()
+                pressed[0] = time.monotonic()
             return TaskInfo(TaskState.SUCCESS if done else TaskState.RUNNING)
 
         try:
