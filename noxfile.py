@@ -25,48 +25,29 @@ def typing(session: nox.Session) -> None:
     session.run("mypy")
 
 
-@nox.session
-def core(session: nox.Session) -> None:
-    _install(session)
-    session.run("pytest", "tests/core", *session.posargs)
+# One test session per part: (session, extras to install, test folder, what it needs running).
+TEST_SESSIONS = [
+    ("core", "test", "tests/core", ""),
+    ("sim", "test", "tests/sim", ""),
+    ("kvm", "kvm,test", "tests/kvm", "libvirtd (scripts/setup.d/20-kvm.sh starts it)"),
+    ("vmware", "vmware,test", "tests/vmware", "Go and Debian's govmomi sources to build vcsim"),
+    ("proxmox", "proxmox,test", "tests/proxmox", ""),
+    ("migration", "all,test", "tests/migration", "libvirtd, vcsim and the test sshd (scripts/setup.d)"),
+    ("fleet", "all,test", "tests/fleet", ""),
+]
 
 
-@nox.session
-def sim(session: nox.Session) -> None:
-    _install(session)
-    session.run("pytest", "tests/sim", *session.posargs)
+def _test_session(name: str, extras: str, folder: str, needs: str) -> None:
+    def run(session: nox.Session) -> None:
+        _install(session, extras)
+        session.run("pytest", folder, *session.posargs)
+
+    run.__doc__ = f"pytest {folder}" + (f"; needs {needs}" if needs else "")
+    nox.session(name=name)(run)
 
 
-@nox.session
-def kvm(session: nox.Session) -> None:
-    """Needs libvirtd (scripts/setup.d/20-kvm.sh starts it)."""
-    _install(session, "kvm,test")
-    session.run("pytest", "tests/kvm", *session.posargs)
-
-
-@nox.session
-def vmware(session: nox.Session) -> None:
-    """Needs Go and Debian's govmomi sources to build vcsim (scripts/setup.d/30-vmware.sh)."""
-    _install(session, "vmware,test")
-    session.run("pytest", "tests/vmware", *session.posargs)
-
-
-@nox.session
-def proxmox(session: nox.Session) -> None:
-    _install(session, "proxmox,test")
-    session.run("pytest", "tests/proxmox", *session.posargs)
-
-
-@nox.session
-def migration(session: nox.Session) -> None:
-    _install(session, "all,test")
-    session.run("pytest", "tests/migration", *session.posargs)
-
-
-@nox.session
-def fleet(session: nox.Session) -> None:
-    _install(session)
-    session.run("pytest", "tests/fleet", *session.posargs)
+for _args in TEST_SESSIONS:
+    _test_session(*_args)
 
 
 @nox.session
