@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import builtins
+from collections.abc import Iterable
 from typing import Any
 
 from ._managers import Manager
@@ -21,6 +23,17 @@ class SnapshotManager(Manager):
         """Every snapshot of a VM; ``parent`` links make the tree."""
         self._hv.require(Capability.SNAPSHOT, "snapshots.list")
         return self._hv.call("snapshots.list", self._b.list_snapshots, self._hv.vms.get(vm))
+
+    def list_many(self, vms: Iterable[VM]) -> dict[str, builtins.list[Snapshot]]:
+        """Snapshots of many VMs, keyed by VM id, in as few round trips as the vendor allows."""
+        self._hv.require(Capability.SNAPSHOT, "snapshots.list_many")
+        chosen = builtins.list(vms)
+        if not all(isinstance(v, VM) for v in chosen):
+            raise InvalidSpec("snapshots.list_many takes VM values (from vms.list)")
+        result: dict[str, builtins.list[Snapshot]] = self._hv.call(
+            "snapshots.list_many", self._b.list_snapshots_many, chosen
+        )
+        return result
 
     def get(self, vm: VMRef, ref: str) -> Snapshot:
         found: Snapshot = find(self.list(vm), ref, "snapshot")

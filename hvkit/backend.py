@@ -175,6 +175,10 @@ class Backend:
     def list_snapshots(self, vm: VM) -> list[Snapshot]:
         raise self._unsupported("snapshots.list")
 
+    def list_snapshots_many(self, vms: list[VM]) -> dict[str, list[Snapshot]]:
+        """Snapshots of many VMs (by VM id). Default: one list_snapshots per VM; override with a bulk read."""
+        return {vm.id: self.list_snapshots(vm) for vm in vms}
+
     def create_snapshot(self, vm: VM, name: str, description: str, memory: bool, quiesce: bool) -> Result:
         raise self._unsupported("snapshots.create")
 

@@ -425,13 +425,15 @@ class Fleet:
 
     def _snapshots(self, inv: Inventory) -> dict[tuple[str, str], list[Snapshot]]:
         labels = [m.label for m in inv.members if Capability.SNAPSHOT in m.capabilities and m.label in self._hvs]
-        pairs = [(lb, v) for lb in labels for v in inv.vms if v.hypervisor == lb and not v.template]
+        groups = [(lb, [v for v in inv.vms if v.hypervisor == lb and not v.template]) for lb in labels]
         out: dict[tuple[str, str], list[Snapshot]] = {}
-        for (label, vm), (res, _exc) in zip(
-            pairs, self._map(pairs, lambda p: self._hvs[p[0]].snapshots.list(p[1].id)), strict=True
+        # one bulk read per member (snapshots.list_many), the members read concurrently
+        for (label, _vms), (res, _exc) in zip(
+            groups, self._map(groups, lambda g: self._hvs[g[0]].snapshots.list_many(g[1])), strict=True
         ):
-            if res:
-                out[(label, vm.id)] = res
+            for vm_id, snaps in (res or {}).items():
+                if snaps:
+                    out[(label, vm_id)] = snaps
         return out
 
     # -- plans ------------------------------------------------------------------------------------

@@ -27,9 +27,11 @@ from typing import IO, Any, cast
 import attrs
 
 from ..backend import DiskImage
-from ..errors import HvkitError, InvalidSpec, InvalidState, NotFound, Timeout
+from ..errors import HvkitError, InvalidSpec, InvalidState, NotFound
 from ..hypervisor import Hypervisor
 from ..models import VM, DiskFormat, DiskSpec, NicSpec, PowerState, Snapshot, VMSpec, Volume
+from ..models.enums import TaskState
+from ..tasks import TaskInfo, wait_for
 from ._errors import ChecksumMismatch, MigrationError, PlanProblems
 from ._journal import Journal
 from ._plan import DiskPlan, NicPlan, Plan
@@ -567,11 +569,13 @@ class _Runner:
             cur = self.dst.vms.get(vm.id)
             if cur.power_state is not PowerState.RUNNING:
                 cur = self.dst.vms.start(cur, timeout=timeout)
-            deadline = time.monotonic() + timeout
-            while cur.power_state is not PowerState.RUNNING:
-                if time.monotonic() > deadline:
-                    raise Timeout(f"the target VM {cur.name!r} did not reach running within {timeout:g} s")
-                time.sleep(0.5)
+            if cur.power_state is not PowerState.RUNNING:  # a vendor that reports "starting" first
+
+                def read() -> TaskInfo:
+                    state = self.dst.vms.get(vm.id).power_state
+                    return TaskInfo(TaskState.SUCCESS if state is PowerState.RUNNING else TaskState.RUNNING)
+
+                wait_for(read, timeout=timeout, what=f"the start of the target VM {cur.name!r}", max_interval=1.0)
                 cur = self.dst.vms.get(vm.id)
             out.append(cur)
             self.report(Progress("", "start", 1, 1))

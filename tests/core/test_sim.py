@@ -216,3 +216,12 @@ def test_untranslated_exception_becomes_backend_error(sim: hvkit.Hypervisor) -> 
     with pytest.raises(errors.BackendError, match="KeyError") as info:
         sim.call("probe", lambda: {}["missing"])
     assert isinstance(info.value.__cause__, KeyError)
+
+
+def test_snapshots_of_many_vms(sim: hvkit.Hypervisor) -> None:
+    a, b = sim.vms.create(spec("many-a")), sim.vms.create(spec("many-b"))
+    snap = sim.snapshots.create(a, "one")
+    bulk = sim.snapshots.list_many(sim.vms.list())
+    assert bulk == {a.id: [snap], b.id: []}
+    with pytest.raises(errors.InvalidSpec):
+        sim.snapshots.list_many(["many-a"])  # type: ignore[list-item]

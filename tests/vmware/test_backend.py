@@ -104,6 +104,16 @@ def test_listing_vms_costs_one_round_trip(hv: Hypervisor) -> None:
     assert counts == [1, 1]
 
 
+def test_snapshots_of_every_vm_cost_one_round_trip(hv: Hypervisor) -> None:
+    vms = hv.vms.list()
+    assert len(vms) > 1
+    per_vm = {vm.id: hv.snapshots.list(vm) for vm in vms}
+    before = hv.backend.soap_requests  # type: ignore[attr-defined]
+    bulk = hv.snapshots.list_many(vms)
+    assert hv.backend.soap_requests - before == 1  # type: ignore[attr-defined]
+    assert bulk == per_vm
+
+
 # -- VM lifecycle -----------------------------------------------------------------------------------
 def test_create_start_stop_reconfigure_delete(hv: Hypervisor, cleanup: list[tuple[Hypervisor, str]]) -> None:
     cleanup.append((hv, "life1"))

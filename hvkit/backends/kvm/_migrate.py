@@ -38,7 +38,7 @@ import libvirt
 from ...errors import AlreadyExists, HvkitError, InvalidSpec, NotFound
 from ...models import VM, DiskFormat, Host
 from ...models.enums import TaskState
-from ...tasks import Task, TaskInfo
+from ...tasks import Task, TaskInfo, wait_for
 from . import _domxml, _streams
 from ._errors import translate
 
@@ -501,18 +501,18 @@ def migrate_storage(backend: KvmBackend, vm: VM, pool: str, live: bool) -> Task:
 
 def _pivot(dom: libvirt.virDomain, target: str, timeout: float = 3600.0) -> None:
     """Wait until the copy of ``target`` mirrors its source, then switch the VM over to the copy."""
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def read() -> TaskInfo:
         info = dom.blockJobInfo(target, 0)
         if not info:
             raise HvkitError(f"the copy job of disk {target} ended before the switch-over")
         if info.get("end", 0) and info.get("cur") == info.get("end"):
             try:
                 dom.blockJobAbort(target, libvirt.VIR_DOMAIN_BLOCK_JOB_ABORT_PIVOT)
-                return
+                return TaskInfo(TaskState.SUCCESS, 100)
             except libvirt.libvirtError as exc:
-                if exc.get_error_code() != libvirt.VIR_ERR_BLOCK_COPY_ACTIVE or time.monotonic() > deadline:
-                    raise
-        if time.monotonic() > deadline:
-            raise HvkitError(f"the copy of disk {target} did not converge within {timeout:g} s")
-        time.sleep(0.1)
+                if exc.get_error_code() != libvirt.VIR_ERR_BLOCK_COPY_ACTIVE:
+                    raise  # not yet in sync: read again
+        return TaskInfo(TaskState.RUNNING)
+
+    wait_for(read, timeout=timeout, what=f"the copy of disk {target}", max_interval=0.5)

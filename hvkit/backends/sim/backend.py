@@ -659,6 +659,12 @@ class SimBackend(Backend):
             rec = self._vm(vm.id)
             return [self._snap_model(rec, s) for s in rec["snapshots"].values()]
 
+    def list_snapshots_many(self, vms: list[VM]) -> dict[str, list[Snapshot]]:
+        self._enter("list_snapshots")
+        with self.world.lock:
+            recs = [self._vm(vm.id) for vm in vms]
+            return {rec["id"]: [self._snap_model(rec, s) for s in rec["snapshots"].values()] for rec in recs}
+
     def _snap_model(self, rec: dict[str, Any], s: dict[str, Any]) -> Snapshot:
         created = dt.datetime.fromtimestamp(s["created"], dt.UTC)
         return Snapshot(

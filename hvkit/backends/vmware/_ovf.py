@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import tarfile
 import threading
-import time
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,8 +20,10 @@ from xml.etree import ElementTree
 from pyVmomi import vim as _vim
 from pyVmomi import vmodl as _vmodl
 
-from ...errors import BackendError, InvalidSpec, NotFound, Timeout
+from ...errors import BackendError, InvalidSpec, NotFound
+from ...models.enums import TaskState
 from ...models.spec import check_name
+from ...tasks import TaskInfo, wait_for
 
 if TYPE_CHECKING:
     from .backend import VmwareBackend
@@ -147,18 +148,15 @@ def _networks(descriptor: str) -> list[str]:
 
 
 def _wait_ready(backend: VmwareBackend, lease: Any) -> None:
-    deadline = time.monotonic() + backend.options.timeout * 4
-    while True:
+    def read() -> TaskInfo:
         props = backend.pc.read(lease, ["state", "error"])
         state = str(props.get("state"))
-        if state == "ready":
-            return
         if state == "error":
             err = props.get("error")
             raise BackendError(f"the import lease failed: {getattr(err, 'localizedMessage', '') or err}")
-        if time.monotonic() > deadline:
-            raise Timeout("the import lease did not become ready in time")
-        time.sleep(0.2)
+        return TaskInfo(TaskState.SUCCESS if state == "ready" else TaskState.RUNNING)
+
+    wait_for(read, timeout=backend.options.timeout * 4, what="the import lease", max_interval=0.5)
 
 
 def _fix_host(url: str, host: str, port: int | None) -> str:

@@ -925,31 +925,13 @@ class VmwareBackend(Backend):
     # -- snapshots -------------------------------------------------------------------------------
     def list_snapshots(self, vm: VM) -> list[Snapshot]:
         info = self.pc.read(self._ref(vim.VirtualMachine, vm.id), ["snapshot"]).get("snapshot")
-        if info is None:
-            return []
-        current = info.currentSnapshot._moId if info.currentSnapshot is not None else None
-        out: list[Snapshot] = []
+        return _snapshot_tree(vm.id, info)
 
-        def walk(nodes: list[Any], parent: str | None) -> None:
-            for node in nodes or []:
-                sid = node.snapshot._moId
-                created = node.createTime
-                out.append(
-                    Snapshot(
-                        id=sid,
-                        name=node.name,
-                        vm=vm.id,
-                        parent=parent,
-                        created=created if isinstance(created, dt.datetime) else None,
-                        description=node.description or "",
-                        memory=str(node.state) == "poweredOn",
-                        current=sid == current,
-                    )
-                )
-                walk(node.childSnapshotList, sid)
-
-        walk(info.rootSnapshotList, None)
-        return out
+    def list_snapshots_many(self, vms: list[VM]) -> dict[str, list[Snapshot]]:
+        """Every VM's snapshot tree in one PropertyCollector round trip."""
+        objs = [self._ref(vim.VirtualMachine, vm.id) for vm in vms]
+        found = {obj._moId: props.get("snapshot") for obj, props in self.pc.read_many(objs, ["snapshot"])}
+        return {vm.id: _snapshot_tree(vm.id, found.get(vm.id)) for vm in vms}
 
     def create_snapshot(self, vm: VM, name: str, description: str, memory: bool, quiesce: bool) -> Task:
         obj = self._ref(vim.VirtualMachine, vm.id)
@@ -1113,3 +1095,32 @@ class VmwareBackend(Backend):
     def _translating(self) -> Iterator[None]:
         with translating():
             yield
+
+
+def _snapshot_tree(vm_id: str, info: Any) -> list[Snapshot]:
+    """Flatten a VM's ``snapshot`` property (a tree) into Snapshots with parent links."""
+    if info is None:
+        return []
+    current = info.currentSnapshot._moId if info.currentSnapshot is not None else None
+    out: list[Snapshot] = []
+
+    def walk(nodes: list[Any], parent: str | None) -> None:
+        for node in nodes or []:
+            sid = node.snapshot._moId
+            created = node.createTime
+            out.append(
+                Snapshot(
+                    id=sid,
+                    name=node.name,
+                    vm=vm_id,
+                    parent=parent,
+                    created=created if isinstance(created, dt.datetime) else None,
+                    description=node.description or "",
+                    memory=str(node.state) == "poweredOn",
+                    current=sid == current,
+                )
+            )
+            walk(node.childSnapshotList, sid)
+
+    walk(info.rootSnapshotList, None)
+    return out
