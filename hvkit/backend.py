@@ -55,6 +55,13 @@ class DiskImage:
     size: int  # guest-visible bytes
     temporary: bool = False  # a copy made for the transfer (hvkit deletes it), not the disk's own file
     bytes_moved: int = 0  # bytes that crossed the vendor's API to make it (0: read in place)
+    # bytes of allocated guest data when known (else qemu-img map counts them); a callable gives them once
+    # they are known (a migration maps the source while the import creates its volume)
+    data_bytes: int | Callable[[], int] | None = None
+
+    def allocated(self) -> int | None:
+        """``data_bytes``, waiting for it when it is still being counted."""
+        return self.data_bytes() if callable(self.data_bytes) else self.data_bytes
 
 
 class Backend:
@@ -63,6 +70,9 @@ class Backend:
     kind: ClassVar[str] = "?"
     capabilities: frozenset[Capability] = frozenset()
     capability_notes: ClassVar[dict[Capability, str]] = {}  # e.g. "vCenter only", shown in the support matrix
+    # create_vm makes new volumes from DiskSpec(volume=...) (Proxmox import-from) instead of attaching them
+    # as they are: a migration then verifies the VM's disks once it exists, not the imports beside its creation
+    create_copies_volumes: ClassVar[bool] = False
 
     def __init__(self, options: ConnectOptions) -> None:
         self.options = options

@@ -48,6 +48,13 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     way.add_argument("--snapshot", action="store_true", help="export a snapshot taken now; the source keeps running")
     p.add_argument("--allow-snapshot-loss", action="store_true", help="migrate although the source has snapshots")
     p.add_argument("--no-verify", action="store_true", help="skip reading the disks back from the target")
+    p.add_argument(
+        "--checksum",
+        choices=["hvkit-disk-v3", "hvkit-disk-v2", "hvkit-disk-v1"],
+        default="hvkit-disk-v3",
+        help="disk checksum: v3 (XXH3-128, fast; the default), v2 (BLAKE3: also resists crafted collisions) "
+        "or v1 (SHA-256, the slowest)",
+    )
     p.add_argument("--start", action="store_true", help="start the VM on the target and wait until it runs")
     p.add_argument("--dry-run", action="store_true", help="print the plan and stop; changes nothing")
     p.add_argument("--journal-dir", metavar="DIR", help="where to keep the journal and staging files")
@@ -109,7 +116,7 @@ def main(args: argparse.Namespace, out: IO[str] | None = None, err: IO[str] | No
                     return EXIT_OK
                 result = plan.run(
                     progress=bars or None, start=args.start, journal_dir=args.journal_dir,
-                    on_error="keep" if args.keep_on_error else "rollback",
+                    on_error="keep" if args.keep_on_error else "rollback", checksum=args.checksum,
                 )  # fmt: skip
             if bars is not None:
                 bars.close()

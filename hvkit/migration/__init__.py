@@ -17,9 +17,11 @@ from ._journal import Journal
 from ._plan import DiskPlan, NicPlan, Plan, plan
 from ._run import DiskResult, MigrationResult, Progress, resume, rollback, run
 from ._ssh import SshNode, ssh_export
-from ._verify import Checksum, checksum
+from ._verify import ALGORITHM, ALGORITHMS, Checksum, checksum
 
 __all__ = [
+    "ALGORITHM",
+    "ALGORITHMS",
     "Checksum",
     "ChecksumMismatch",
     "DiskPlan",

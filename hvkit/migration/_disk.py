@@ -139,6 +139,9 @@ def write_into(image: DiskImage, path: str | os.PathLike[str], fmt: DiskFormat, 
     args = ["convert", "-U", "-n", "-f", image.format.value, "-O", fmt.value]
     if fresh:
         args.append("--target-is-zero")
+    if image.data_bytes is not None:
+        qemu_img(*args, image.path, os.fspath(path))
+        return image.allocated() or 0
     # the source's map (a shared read) while the convert runs: it is off the critical path
     with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="hvkit-map") as side:
         allocated = side.submit(allocated_bytes, image.path, image.format)
@@ -222,7 +225,7 @@ def default_export(
         dest.unlink(missing_ok=True)
         raise
     moved = moved if isinstance(moved, int) else size
-    return DiskImage(os.fspath(dest), DiskFormat.RAW, size, temporary=True, bytes_moved=moved)
+    return DiskImage(os.fspath(dest), DiskFormat.RAW, size, True, moved, data_bytes=writer.data_bytes)
 
 
 def _export_internal_snapshot(

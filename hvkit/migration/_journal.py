@@ -1,6 +1,7 @@
-"""The migration journal: every step recorded (and synced to disk) before and after it runs.
+"""The migration journal: every step recorded before and after it runs.
 
-A journal is a directory: ``journal.jsonl`` (one JSON record a line, appended and fsynced) and
+A journal is a directory: ``journal.jsonl`` (one JSON record a line, appended; every record but a
+step's ``done`` is fsynced before the step acts, and a ``done`` reaches the disk with the next) and
 ``staging/`` (disk images made for the transfer). The first record holds the plan; each later one a
 step's ``begin``, ``done`` or ``undone`` with what is needed to resume the step or to undo it
 (the names of target objects are fixed by the plan, so a step killed between creating something and
@@ -84,21 +85,25 @@ class Journal:
         return journal
 
     # -- write -------------------------------------------------------------------------------------------
-    def append(self, record: dict[str, Any]) -> None:
+    def append(self, record: dict[str, Any], *, durable: bool = True) -> None:
+        """Add ``record``; ``durable``: on disk before this returns (fsync), else with the next durable one."""
         record = {"time": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"), **record}
         line = json.dumps(record, sort_keys=True) + "\n"
         with self._lock:
             with self.path.open("a", encoding="utf-8") as out:
                 out.write(line)
                 out.flush()
-                os.fsync(out.fileno())
+                if durable:
+                    os.fsync(out.fileno())
             self.records.append(record)
 
     def begin(self, step: str, **data: Any) -> None:
         self.append({"kind": "step", "step": step, "state": "begin", **data})
 
     def done(self, step: str, **data: Any) -> None:
-        self.append({"kind": "step", "step": step, "state": "done", **data})
+        # not fsynced: a "done" lost with the machine reads as a step begun and acted on, which resume and
+        # rollback handle (as after a kill between acting and recording); the next begin or status syncs it
+        self.append({"kind": "step", "step": step, "state": "done", **data}, durable=False)
 
     def undone(self, step: str, **data: Any) -> None:
         self.append({"kind": "step", "step": step, "state": "undone", **data})

@@ -18,6 +18,7 @@ from ..capabilities import Capability
 from ..errors import HvkitError, InvalidSpec
 from ..models import VM, DiskBus, DiskFormat, Firmware, GuestOS, NicModel, PowerState, StoragePool
 from ..models.spec import check_name, normalize_mac
+from ._verify import ALGORITHM
 
 if TYPE_CHECKING:
     from ..hypervisor import Hypervisor
@@ -203,12 +204,13 @@ class Plan:
         parallel: int = 2,
         on_error: str = "rollback",
         start_timeout: float = 300.0,
+        checksum: str = ALGORITHM,
     ) -> MigrationResult:
         """Do the migration; see :func:`hvkit.migration.run`."""
         from ._run import run
 
         return run(self, progress=progress, start=start, journal_dir=journal_dir, parallel=parallel,
-                   on_error=on_error, start_timeout=start_timeout)  # fmt: skip
+                   on_error=on_error, start_timeout=start_timeout, checksum=checksum)  # fmt: skip
 
 
 def _size(n: int) -> str:

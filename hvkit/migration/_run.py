@@ -107,21 +107,26 @@ def run(
     parallel: int = 2,
     on_error: str = "rollback",
     start_timeout: float = 300.0,
+    checksum: str = ALGORITHM,
 ) -> MigrationResult:
     """Carry out ``plan``. Raises :class:`PlanProblems` (nothing changed) when the plan has problems.
 
     ``progress``: a callable taking :class:`Progress`, or True for lines on stderr. ``start``: start
     the target VM and wait until it runs. ``journal_dir``: where the journal goes (default under
     ``$XDG_STATE_HOME/hvkit/migrations``). ``on_error``: "rollback" (default) undoes everything on an
-    error; "keep" leaves it for :func:`resume`.
+    error; "keep" leaves it for :func:`resume`. ``checksum``: the disk checksum, ``"hvkit-disk-v3"``
+    (XXH3-128, fast; the default), ``"hvkit-disk-v2"`` (BLAKE3: also resists crafted collisions) or
+    ``"hvkit-disk-v1"`` (SHA-256, the slowest).
     """
     if on_error not in ("rollback", "keep"):
         raise InvalidSpec(f"on_error must be 'rollback' or 'keep', got {on_error!r}")
+    if checksum not in ALGORITHMS:
+        raise InvalidSpec(f"checksum must be one of {', '.join(ALGORITHMS)}; got {checksum!r}")
     if not isinstance(parallel, int) or parallel < 1:
         raise InvalidSpec(f"parallel must be a positive integer, got {parallel!r}")
     if plan.problems:
         raise PlanProblems(list(plan.problems))
-    data = {**plan.to_json(), "start": bool(start), "checksum": ALGORITHM}
+    data = {**plan.to_json(), "start": bool(start), "checksum": checksum}
     journal = Journal.create(data, directory=Path(journal_dir) if journal_dir else None)
     runner = _Runner(plan.source, plan.target, journal, _reporter(progress), parallel)
     return runner.execute(start=start, on_error=on_error, start_timeout=start_timeout)
@@ -227,6 +232,7 @@ class _Runner:
         self.disks = [DiskPlan.from_json(d) for d in self.data["disks"]]
         self.nics = [NicPlan.from_json(n) for n in self.data["nics"]]
         self.abort = threading.Event()
+        self.imported: dict[str, Volume] = {}  # volume id -> the volume import_disk made (read back as it is)
         # the journal's checksum algorithm: a migration begun by an older release (no "checksum": v1)
         # is compared with the algorithm its source checksums were taken with
         self.algorithm = str(self.data.get("checksum", V1))
@@ -258,8 +264,8 @@ class _Runner:
         try:
             snapshot = self._prepare_source()
             results = self._disks(snapshot)
-            vm = self._create_vm(results)
-            results = self._verify_all(vm, results)
+            vm, early = self._create_vm_verifying(results)
+            results = self._verify_all(vm, results, early)
             started = False
             if start:
                 vm = self._start(vm, start_timeout)
@@ -352,9 +358,26 @@ class _Runner:
         if self.abort.is_set():
             raise MigrationError("stopped: another disk failed")
         with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="hvkit-checksum") as side:
-            src_sum = side.submit(self._source_checksum, d, image)  # reads the source while the import writes
+            # the checksum maps the source (and tells its data bytes, so the import needs no map of its own) while
+            # the import creates its volume; then it reads the source while the import writes
+            known: list[int] = []
+            ready = threading.Event()
+
+            def mapped(n: int) -> None:
+                known.append(n)
+                ready.set()
+
+            def data_bytes() -> int:
+                ready.wait()
+                if not known:
+                    src_sum.result()  # the checksum failed before its map: its error
+                    raise MigrationError(f"disk {d.name}: the source checksum ended without a map")
+                return known[0]
+
+            src_sum = side.submit(self._source_checksum, d, image, mapped)
+            src_sum.add_done_callback(lambda _: ready.set())
             try:
-                vol, import_moved = self._import(d, image)
+                vol, import_moved = self._import(d, attrs.evolve(image, data_bytes=data_bytes))
             finally:
                 source_check: Checksum | dict[str, Any] = src_sum.result()
         if self.abort.is_set():
@@ -362,10 +385,28 @@ class _Runner:
         source_value = source_check.value if isinstance(source_check, Checksum) else source_check["value"]
         allocated = source_check.data_bytes if isinstance(source_check, Checksum) else source_check["data_bytes"]
         export_moved = int(self.journal.state(f"{key}.export")[1].get("bytes_moved", 0))
+        self.imported[vol.id] = vol
         return DiskResult(d.name, vol.id, d.size, source_value, None, allocated, export_moved + import_moved)
 
-    def _verify_all(self, vm: VM, results: list[DiskResult]) -> list[DiskResult]:
-        """Match the new VM's disks to the plan's (in order); drop import files the target copied; verify."""
+    def _create_vm_verifying(self, results: list[DiskResult]) -> tuple[VM, dict[str, str]]:
+        """Create the target VM while the imported volumes are read back and verified (when the VM uses them
+        as they are); return the VM and the verified checksums by volume id."""
+        if not self.data["verify"] or not results or self.dst.backend.create_copies_volumes:
+            return self._create_vm(results), {}
+        with concurrent.futures.ThreadPoolExecutor(max_workers=min(self.parallel, len(results)),
+                                                   thread_name_prefix="hvkit-verify") as pool:  # fmt: skip
+            futures = {r.volume: pool.submit(self._verify, d, r.volume, r.source_checksum)
+                       for d, r in zip(self.disks, results, strict=True)}  # fmt: skip
+            try:
+                vm = self._create_vm(results)
+            except BaseException:
+                concurrent.futures.wait(futures.values())  # their journal records are written before the rollback
+                raise
+            return vm, {volume: fut.result() for volume, fut in futures.items()}  # a mismatch raises here
+
+    def _verify_all(self, vm: VM, results: list[DiskResult], verified: dict[str, str]) -> list[DiskResult]:
+        """Match the new VM's disks to the plan's (in order); drop import files the target copied; verify
+        the disks not ``verified`` already."""
         if len(vm.disks) != len(self.disks):
             raise MigrationError(f"the target VM has {len(vm.disks)} disks; {len(self.disks)} were imported")
         adopted = []
@@ -379,11 +420,13 @@ class _Runner:
             adopted.append(attrs.evolve(r, volume=disk.volume))
         if not self.data["verify"]:
             return adopted
-        with concurrent.futures.ThreadPoolExecutor(max_workers=min(self.parallel, len(adopted) or 1),
-                                                   thread_name_prefix="hvkit-verify") as pool:  # fmt: skip
-            values = list(pool.map(lambda pair: self._verify(pair[0], pair[1].volume, pair[1].source_checksum),
-                                   zip(self.disks, adopted, strict=True)))  # fmt: skip
-        return [attrs.evolve(r, target_checksum=v) for r, v in zip(adopted, values, strict=True)]
+        todo = [(d, r) for d, r in zip(self.disks, adopted, strict=True) if r.volume not in verified]
+        if todo:
+            with concurrent.futures.ThreadPoolExecutor(max_workers=min(self.parallel, len(todo)),
+                                                       thread_name_prefix="hvkit-verify") as pool:  # fmt: skip
+                values = pool.map(lambda pair: self._verify(pair[0], pair[1].volume, pair[1].source_checksum), todo)
+                verified = {**verified, **{r.volume: v for (_, r), v in zip(todo, values, strict=True)}}
+        return [attrs.evolve(r, target_checksum=verified[r.volume]) for r in adopted]
 
     def _drop_volume(self, d: DiskPlan, volume_id: str) -> dict[str, Any]:
         try:
@@ -417,10 +460,13 @@ class _Runner:
         data = self._step(step, export)
         return DiskImage(data["path"], DiskFormat(data["format"]), data["size"], data["temporary"], data["bytes_moved"])
 
-    def _source_checksum(self, d: DiskPlan, image: DiskImage) -> Checksum | dict[str, Any]:
+    def _source_checksum(
+        self, d: DiskPlan, image: DiskImage, mapped: Callable[[int], None]
+    ) -> Checksum | dict[str, Any]:
         step = f"disk{d.index}.checksum"
         state, data = self.journal.state(step)
         if state == "done":
+            mapped(int(data["data_bytes"]))
             return data
 
         def prog(done: int, total: int) -> None:
@@ -437,6 +483,7 @@ class _Runner:
                 workdir=str(self.journal.staging),
                 workers=1,
                 algorithm=self.algorithm,
+                mapped=mapped,
             )
             result.append(ck)
             return {"value": ck.value, "data_bytes": ck.data_bytes, "algorithm": self.algorithm}
@@ -499,7 +546,7 @@ class _Runner:
                                  "the journal's algorithm; roll the migration back and run it again")  # fmt: skip
 
         def verify() -> dict[str, Any]:
-            current = self.dst.volumes.get(volume_id)
+            current = self.imported.get(volume_id) or self.dst.volumes.get(volume_id)
             with self.dst.translating("export_disk"):
                 img = self.dst.backend.export_disk(current, str(self.journal.staging), lambda a, b: None, None)
             try:

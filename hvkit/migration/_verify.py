@@ -1,7 +1,8 @@
 """A checksum of a disk's content as the guest sees it: the same whatever the image format or allocation.
 
-Two versions exist; migrations use ``hvkit-disk-v2`` (``ALGORITHM``), and ``hvkit-disk-v1`` stays for
-journals written by earlier releases (a resume compares v1 with v1). Both work on a disk of ``S``
+Three versions exist. Migrations use ``hvkit-disk-v3`` (``ALGORITHM``, XXH3-128) unless asked for
+``hvkit-disk-v2`` (BLAKE3, cryptographic); ``hvkit-disk-v1`` (SHA-256) stays for journals written by
+earlier releases (a resume compares like with like). Both work on a disk of ``S``
 guest-visible bytes cut into blocks of ``B = 65536`` bytes (the last one may be shorter); block ``k``
 covers ``[k*B, min((k+1)*B, S))`` and is a *zero block* when every byte in it is 0. Blocks are grouped in
 segments of ``G = 64 MiB`` (1024 blocks); segment ``j`` covers ``[j*G, min((j+1)*G, S))``. A segment's
@@ -24,6 +25,12 @@ digest is the hash of its records, in guest order; records never cross a segment
   every multiple of ``W``) gives ``b"D" + u64be(offset) + u64be(length) + content``;
 * the checksum is ``BLAKE3(b"hvkit-disk-v2\\0" + u64be(S) + digest_0 + digest_1 + ...)``, each digest
   a segment's 32-byte BLAKE3 of its records.
+
+``hvkit-disk-v3`` (``"hvkit3:" + hex``): the records of v2, hash XXH3-128 (16-byte digests, seed 0):
+the checksum is ``XXH3_128(b"hvkit-disk-v3\\0" + u64be(S) + digest_0 + digest_1 + ...)``, each digest a
+segment's XXH3-128 of its records (as big-endian bytes). It finds accidental damage (a bad conversion,
+a torn transfer, bit rot) as surely as v2; it does not resist someone who crafts a colliding disk on
+purpose, which v2 does.
 
 Only content decides the records, so a raw file, a qcow2 with zero clusters and a preallocated vmdk
 holding the same bytes give one checksum. Holes (from ``qemu-img map``) are known to be zero without
@@ -60,11 +67,12 @@ SEGMENT = 64 * 1024 * 1024
 WINDOW = 4 * 1024 * 1024
 V1 = "hvkit-disk-v1"
 V2 = "hvkit-disk-v2"
-ALGORITHMS = (V1, V2)
-ALGORITHM = V2  # what migrations use
+V3 = "hvkit-disk-v3"
+ALGORITHMS = (V1, V2, V3)
+ALGORITHM = V3  # what migrations use unless asked otherwise
 PREFIX = b"hvkit-disk-v1\0"
-PREFIX_V2 = b"hvkit-disk-v2\0"
-_TAG = {V1: "hvkit1:", V2: "hvkit2:"}
+_PREFIXES = {V1: PREFIX, V2: b"hvkit-disk-v2\0", V3: b"hvkit-disk-v3\0"}
+_TAG = {V1: "hvkit1:", V2: "hvkit2:", V3: "hvkit3:"}
 _ZERO = bytes(BLOCK)
 _U64 = struct.Struct(">Q")
 _REC = struct.Struct(">cQQ")
@@ -74,7 +82,7 @@ _REC = struct.Struct(">cQQ")
 class Checksum:
     """A disk checksum and what it cost."""
 
-    value: str  # "hvkit2:<blake3 hex>" (or "hvkit1:<sha256 hex>")
+    value: str  # "hvkit3:<xxh3-128 hex>", "hvkit2:<blake3 hex>" or "hvkit1:<sha256 hex>"
     size: int  # guest-visible bytes covered
     data_bytes: int  # bytes read from the image (allocated data only)
     tail_zero: bool = True  # bytes beyond ``size`` (when the image is larger) are all zero
@@ -218,15 +226,22 @@ def _segment_digest(reader: _Reader, start: int, end: int) -> bytes:
     return h.digest()
 
 
-def _blake3(threads: int) -> Any:
-    import blake3  # lazily: `import hvkit` stays light
+def _new_hash(algorithm: str, threads: int = 1) -> Any:
+    """A fresh hash object for ``algorithm`` (v2: BLAKE3 with ``threads``; v3: XXH3-128)."""
+    if algorithm == V3:
+        import xxhash  # lazily: `import hvkit` stays light
 
-    return blake3.blake3(max_threads=blake3.blake3.AUTO if threads < 1 else threads)
+        return xxhash.xxh3_128()
+    if algorithm == V2:
+        import blake3
+
+        return blake3.blake3(max_threads=blake3.blake3.AUTO if threads < 1 else threads)
+    return hashlib.sha256()
 
 
-def _v2_segment_digest(reader: _Reader, start: int, end: int, threads: int) -> bytes:
-    """BLAKE3 of the segment's v2 records: one read per window's stretch of data blocks, one update per run."""
-    h = _blake3(threads)
+def _runs_segment_digest(reader: _Reader, start: int, end: int, algorithm: str, threads: int) -> bytes:
+    """The hash of the segment's v2/v3 records: one read per window's stretch of data blocks, one update per run."""
+    h = _new_hash(algorithm, threads)
     zero_from: int | None = None
     pos = start
     while pos < end:
@@ -283,18 +298,49 @@ def algorithm_of(value: str) -> str:
     raise ValueError(f"not an hvkit disk checksum: {value!r}")
 
 
+_QCOW2_HEADER = struct.Struct(">IIQIIQI")  # magic, version, backing offset, backing size, cluster bits, size, crypt
+_QCOW2_MAGIC = 0x514649FB
+_QCOW2_HARMLESS = 0b11001  # incompatible features that keep map offsets in the file: dirty, compression, extended L2
+
+
+def _plain_qcow2(path: str) -> bool:
+    """True when the qcow2 header shows no backing file, no encryption, no external data file and no
+    incompatible feature this module does not know: its ``qemu-img map`` offsets are offsets into ``path``.
+    Anything else (or an unreadable header) is False, and ``qemu-img info`` decides."""
+    try:
+        with Path(path).open("rb") as f:
+            head = f.read(104)
+    except OSError:
+        return False
+    if len(head) < _QCOW2_HEADER.size:
+        return False
+    magic, version, backing_offset, _, _, _, crypt = _QCOW2_HEADER.unpack_from(head)
+    if magic != _QCOW2_MAGIC or backing_offset or crypt or version not in (2, 3):
+        return False
+    if version == 3:
+        if len(head) < 80:
+            return False
+        incompatible = _U64.unpack_from(head, 72)[0]
+        if incompatible & ~_QCOW2_HARMLESS:  # corrupt, an external data file, or unknown
+            return False
+    return True
+
+
 def _direct_pieces(path: str, fmt: DiskFormat, size: int) -> list[_Piece] | None:
     """Pieces whose offsets point into ``path`` itself, or None when the format hides them."""
     if fmt not in IN_FILE_OFFSETS:
         return None
-    if fmt is not DiskFormat.RAW:
+    if fmt is DiskFormat.QCOW2 and _plain_qcow2(path):
+        extents = image_map(path, fmt)  # the header says: no backing file, no encryption, no data file
+    elif fmt is not DiskFormat.RAW:
         # qemu-img info and map at once: two processes of ~10 ms each, on the critical path of a migration
         with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="hvkit-info") as side:
             info_future = side.submit(image_info, path, fmt)
             extents = image_map(path, fmt)
             info = info_future.result()
-        if info.get("encrypted") or info.get("backing-filename"):
-            return None
+        specific = (info.get("format-specific") or {}).get("data") or {}
+        if info.get("encrypted") or info.get("backing-filename") or specific.get("data-file"):
+            return None  # the data is elsewhere or enciphered: read through qemu-img
     else:
         extents = image_map(path, fmt)
     if any(e.has_data and (e.offset is None or e.depth != 0) for e in extents):
@@ -313,26 +359,36 @@ def checksum(
     progress: Callable[[int, int], None] | None = None,
     workdir: str | None = None,
     algorithm: str = ALGORITHM,
+    mapped: Callable[[int], None] | None = None,
 ) -> Checksum:
-    """The checksum (``algorithm``, default ``hvkit-disk-v2``) of ``image``'s first ``size`` guest bytes.
+    """The checksum (``algorithm``, default ``hvkit-disk-v3``) of ``image``'s first ``size`` guest bytes.
 
     Reads only allocated data. Formats whose data offsets qemu-img does not report (compressed or
     multi-file vmdk, encrypted or backed images) are first converted to a sparse raw file. ``workers``
     segments are hashed at once; ``threads`` (v2): BLAKE3 threads per segment (0: as many as it likes).
+    ``mapped`` is called with the bytes of allocated data as soon as the map is known, before hashing.
     """
     if algorithm not in ALGORITHMS:
         raise ValueError(f"unknown disk checksum algorithm {algorithm!r} (one of: {', '.join(ALGORITHMS)})")
     job = _Job(algorithm, workers, threads, progress)
     total = image.size if size is None else size
-    pieces = _direct_pieces(image.path, image.format, max(total, image.size))
+    length = max(total, image.size)
+    pieces = _direct_pieces(image.path, image.format, length)
     if pieces is not None:
+        if mapped is not None:
+            mapped(_data_bytes(pieces))
         return _checksum_file(image.path, pieces, total, image.size, job)
     with tempfile.TemporaryDirectory(dir=workdir, prefix="hvkit-verify-") as tmp:
         raw = Path(tmp) / "content.raw"
         qemu_img("convert", "-U", "-f", image.format.value, "-O", "raw", image.path, os.fspath(raw))
-        extents = image_map(raw, DiskFormat.RAW)
-        length = max(total, image.size)
-        return _checksum_file(os.fspath(raw), _pieces(extents, length), total, image.size, job)
+        pieces = _pieces(image_map(raw, DiskFormat.RAW), length)
+        if mapped is not None:
+            mapped(_data_bytes(pieces))
+        return _checksum_file(os.fspath(raw), pieces, total, image.size, job)
+
+
+def _data_bytes(pieces: list[_Piece]) -> int:
+    return sum(p.end - p.start for p in pieces if p.offset is not None)
 
 
 @attrs.frozen
@@ -353,8 +409,8 @@ def _checksum_file(path: str, pieces: list[_Piece], size: int, image_size: int, 
 
         def one(seg: tuple[int, int]) -> bytes:
             nonlocal done
-            if job.algorithm == V2:
-                digest = _v2_segment_digest(reader, seg[0], seg[1], job.threads)
+            if job.algorithm in (V2, V3):
+                digest = _runs_segment_digest(reader, seg[0], seg[1], job.algorithm, job.threads)
             else:
                 digest = _segment_digest(reader, *seg)
             if progress is not None:
@@ -376,8 +432,8 @@ def _checksum_file(path: str, pieces: list[_Piece], size: int, image_size: int, 
                 if reader.read(pos, stop).tobytes().count(0) != stop - pos:
                     tail_zero = False
                 pos = reader.next_data(stop, image_size)
-        final = _blake3(1) if job.algorithm == V2 else hashlib.sha256()
-        final.update((PREFIX_V2 if job.algorithm == V2 else PREFIX) + _U64.pack(size))
+        final = _new_hash(job.algorithm)
+        final.update(_PREFIXES[job.algorithm] + _U64.pack(size))
         for d in digests:
             final.update(d)
         return Checksum(_TAG[job.algorithm] + final.hexdigest(), size, reader.read_bytes, tail_zero)
@@ -387,8 +443,8 @@ def _checksum_file(path: str, pieces: list[_Piece], size: int, image_size: int, 
 
 def checksum_bytes(content: bytes, algorithm: str = ALGORITHM) -> str:
     """The checksum of a disk holding exactly ``content`` (reference implementation, for tests)."""
-    if algorithm == V2:
-        return _checksum_bytes_v2(content)
+    if algorithm in (V2, V3):
+        return _checksum_bytes_runs(content, algorithm)
     if algorithm != V1:
         raise ValueError(f"unknown disk checksum algorithm {algorithm!r}")
     size = len(content)
@@ -412,15 +468,14 @@ def checksum_bytes(content: bytes, algorithm: str = ALGORITHM) -> str:
     return "hvkit1:" + final.hexdigest()
 
 
-def _checksum_bytes_v2(content: bytes) -> str:
-    """Reference ``hvkit-disk-v2``: block by block, straight from the definition."""
-    import blake3
-
+def _checksum_bytes_runs(content: bytes, algorithm: str) -> str:
+    """Reference ``hvkit-disk-v2`` / ``-v3``: block by block, straight from the definition."""
     size = len(content)
-    final = blake3.blake3(PREFIX_V2 + _U64.pack(size))
+    final = _new_hash(algorithm)
+    final.update(_PREFIXES[algorithm] + _U64.pack(size))
     for s in range(0, size, SEGMENT):
         e = min(s + SEGMENT, size)
-        h = blake3.blake3()
+        h = _new_hash(algorithm)
         records: list[tuple[bytes, int, int]] = []  # (kind, offset, length), runs merged below
         for b in range(s, e, BLOCK):
             n = min(b + BLOCK, e) - b
@@ -436,4 +491,4 @@ def _checksum_bytes_v2(content: bytes) -> str:
             if kind == b"D":
                 h.update(content[off : off + length])
         final.update(h.digest())
-    return "hvkit2:" + final.hexdigest()
+    return _TAG[algorithm] + str(final.hexdigest())

@@ -191,7 +191,7 @@ def _initramfs(kernel_dir: Path) -> bytes:
         if name in order or name not in modules:
             return
         found = re.search(rb"depends=([\w,-]*)\x00", modules[name].read_bytes())
-        for dep in (found.group(1).decode().split(",") if found and found.group(1) else []):
+        for dep in found.group(1).decode().split(",") if found and found.group(1) else []:
             add(dep.replace("-", "_"))
         order.append(name)
 

@@ -15,7 +15,17 @@ from hvkit.backend import DiskImage
 from hvkit.errors import BackendError
 from hvkit.migration import allocated_bytes, checksum, convert_image
 from hvkit.migration._disk import SparseWriter, image_info, image_map, qemu_img
-from hvkit.migration._verify import ALGORITHMS, BLOCK, SEGMENT, V2, WINDOW, algorithm_of, checksum_bytes
+from hvkit.migration._verify import (
+    ALGORITHMS,
+    BLOCK,
+    SEGMENT,
+    V2,
+    V3,
+    WINDOW,
+    _plain_qcow2,
+    algorithm_of,
+    checksum_bytes,
+)
 from hvkit.models import DiskFormat
 
 pytestmark = pytest.mark.skipif(shutil.which("qemu-img") is None, reason="qemu-img is not installed")
@@ -23,6 +33,8 @@ pytestmark = pytest.mark.skipif(shutil.which("qemu-img") is None, reason="qemu-i
 MIB = 1024 * 1024
 # hvkit-disk-v2 of the disk in test_v2_known_answer, computed by hand from the definition (records joined, one BLAKE3)
 V2_KNOWN = "hvkit2:d4b6d169846e14545fdec51208846e185a72a2980bf90faaed1f21ba16a58534"
+# hvkit-disk-v3 of the same disk: the same records joined, XXH3-128 (xxhash.xxh3_128) in place of BLAKE3
+V3_KNOWN = "hvkit3:89793994af6b496e542500634136fb89"
 ALL_FORMATS = [DiskFormat.RAW, DiskFormat.QCOW2, DiskFormat.VMDK, DiskFormat.VHDX, DiskFormat.VHD, DiskFormat.VDI]
 
 
@@ -166,6 +178,36 @@ def test_backed_and_compressed_images_are_read_through_qemu(tmp_path: Path) -> N
     assert checksum(image(stream, DiskFormat.VMDK)).value == checksum_bytes(content)
 
 
+def test_qcow2_header_decides_what_is_read_in_place(tmp_path: Path) -> None:
+    """A plain qcow2 is read at the offsets qemu-img map gives; a backed, encrypted, corrupt or external-data
+    qcow2 is not (the header says so without a qemu-img info), and still checksums right where readable."""
+    raw = tmp_path / "c.raw"
+    content = make_raw(raw, 8 * MIB, rng_writes(9, 8 * MIB, 5))
+    plain = convert_image(image(raw, DiskFormat.RAW), DiskFormat.QCOW2, tmp_path)
+    assert _plain_qcow2(plain.path)
+    old = tmp_path / "v2.qcow2"
+    qemu_img("convert", "-f", "raw", "-O", "qcow2", "-o", "compat=0.10", str(raw), str(old))
+    assert _plain_qcow2(str(old)) and checksum(image(old, DiskFormat.QCOW2)).value == checksum_bytes(content)
+    overlay = tmp_path / "overlay.qcow2"
+    qemu_img("create", "-q", "-f", "qcow2", "-b", plain.path, "-F", "qcow2", str(overlay))
+    assert not _plain_qcow2(str(overlay))
+    enc = tmp_path / "enc.qcow2"
+    qemu_img("create", "-q", "-f", "qcow2", "--object", "secret,id=s0,data=pw", "-o",
+             "encrypt.format=luks,encrypt.key-secret=s0", str(enc), "8M")  # fmt: skip
+    assert not _plain_qcow2(str(enc))
+    external = tmp_path / "external.qcow2"
+    qemu_img("create", "-q", "-f", "qcow2", "-o", f"data_file={tmp_path / 'external.data'}", str(external), "8M")
+    qemu_img("convert", "-n", "-f", "raw", "-O", "qcow2", str(raw), str(external))
+    assert not _plain_qcow2(str(external))
+    assert checksum(image(external, DiskFormat.QCOW2)).value == checksum_bytes(content)  # offsets are in the data file
+    corrupt = tmp_path / "corrupt.qcow2"
+    header = bytearray(Path(plain.path).read_bytes())
+    header[79] |= 0b10  # incompatible feature bit 1: corrupt
+    corrupt.write_bytes(header)
+    assert not _plain_qcow2(str(corrupt))
+    assert not _plain_qcow2(str(raw)) and not _plain_qcow2(str(tmp_path / "missing.qcow2"))
+
+
 def test_sparse_writer_keeps_holes(tmp_path: Path) -> None:
     content = bytes(3 * BLOCK) + b"data" * 100 + bytes(5 * BLOCK + 17)
     out = tmp_path / "w.raw"
@@ -217,9 +259,10 @@ def test_checksum_matches_the_reference(
     ),
     workers=st.sampled_from([1, 3]),
     threads=st.sampled_from([1, 0]),
+    algorithm=st.sampled_from([V2, V3]),
 )
-def test_v2_large_runs_match_the_reference(
-    tmp_path: Path, size: int, writes: list[tuple[float, int, bytes]], workers: int, threads: int
+def test_run_checksums_on_large_runs_match_the_reference(
+    tmp_path: Path, size: int, writes: list[tuple[float, int, bytes]], workers: int, threads: int, algorithm: str
 ) -> None:
     rnd = random.Random(len(writes))
     placed = []
@@ -229,24 +272,26 @@ def test_v2_large_runs_match_the_reference(
         placed.append((int(pos * (size - length)), data))
     raw = tmp_path / f"w-{os.getpid()}-{random.random()}.raw"
     content = make_raw(raw, size, placed)
-    got = checksum(image(raw, DiskFormat.RAW), size=size, workers=workers, threads=threads, algorithm=V2)
-    assert got.value == checksum_bytes(content, V2) and got.value.startswith("hvkit2:")
+    got = checksum(image(raw, DiskFormat.RAW), size=size, workers=workers, threads=threads, algorithm=algorithm)
+    assert got.value == checksum_bytes(content, algorithm)
+    assert got.value.startswith("hvkit2:" if algorithm == V2 else "hvkit3:")
 
 
-def test_v1_and_v2_differ_and_v2_is_the_default(tmp_path: Path) -> None:
+def test_the_versions_differ_and_v3_is_the_default(tmp_path: Path) -> None:
     raw = tmp_path / "d.raw"
     content = make_raw(raw, 4 * MIB, [(MIB, b"hello" * 30000)])
-    v1, v2 = (checksum(image(raw, DiskFormat.RAW), algorithm=a).value for a in ALGORITHMS)
-    assert v1.startswith("hvkit1:") and v2.startswith("hvkit2:")
-    assert checksum(image(raw, DiskFormat.RAW)).value == v2 == checksum_bytes(content)
-    assert algorithm_of(v1) == "hvkit-disk-v1" and algorithm_of(v2) == "hvkit-disk-v2"
+    v1, v2, v3 = (checksum(image(raw, DiskFormat.RAW), algorithm=a).value for a in ALGORITHMS)
+    assert v1.startswith("hvkit1:") and v2.startswith("hvkit2:") and v3.startswith("hvkit3:")
+    assert checksum(image(raw, DiskFormat.RAW)).value == v3 == checksum_bytes(content)
+    assert [algorithm_of(v) for v in (v1, v2, v3)] == ["hvkit-disk-v1", "hvkit-disk-v2", "hvkit-disk-v3"]
     with pytest.raises(ValueError):
         checksum(image(raw, DiskFormat.RAW), algorithm="md5")
 
 
-def test_v2_known_answer() -> None:
+def test_known_answers() -> None:
     """Pinned values: the definition must not drift (a 12 MiB disk: data runs across windows, zeros between)."""
     content = bytearray(12 * MIB)
     content[WINDOW - 5 : WINDOW + BLOCK + 5] = b"\x01" * (BLOCK + 10)  # one run cut at the window boundary
     content[9 * MIB] = 7
     assert checksum_bytes(bytes(content), V2) == V2_KNOWN
+    assert checksum_bytes(bytes(content), V3) == V3_KNOWN

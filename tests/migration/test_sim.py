@@ -117,6 +117,52 @@ def test_run_moves_every_disk_verified(pair: tuple[Hypervisor, Hypervisor], tmp_
     assert "verified" in str(result)
 
 
+@pytest.mark.parametrize("copies", [False, True], ids=["attached as imported", "copied at create"])
+def test_imports_are_verified_while_the_vm_is_created(
+    pair: tuple[Hypervisor, Hypervisor],
+    tmp_path: Path,
+    journal_root: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    copies: bool,
+) -> None:
+    """The imported volumes are read back while the VM is created; when create_vm copies them (Proxmox
+    import-from), the VM's own disks are verified once it exists."""
+    import threading
+
+    src, dst = pair
+    source = make_source(src, tmp_path, disks=((4, "default", "qcow2"),))
+    monkeypatch.setattr(type(dst.backend), "create_copies_volumes", copies)
+    creating, verifying = threading.Event(), threading.Event()
+    HOOKS["vm.create:begin"] = creating.set
+    HOOKS["disk0.verify:begin"] = verifying.set
+    # the VM is made only once its disk is being read back, or, when the target copies, never while it is
+    HOOKS["vm.create:acted"] = lambda: verifying.wait(10) if not copies else None
+    result = migration.plan(src, "web-1", dst).run()
+    assert result.verified and [d.target_checksum for d in result.disks] == source.checksums
+    steps = [(r["step"], r["state"]) for r in migration.Journal.open(result.journal).steps()]
+    if copies:
+        assert steps.index(("vm.create", "done")) < steps.index(("disk0.verify", "begin"))
+    else:
+        assert steps.index(("disk0.verify", "begin")) < steps.index(("vm.create", "done"))
+        assert creating.is_set() and verifying.is_set()
+
+
+def test_the_checksum_algorithm_is_the_callers_choice(
+    pair: tuple[Hypervisor, Hypervisor], tmp_path: Path, journal_root: Path
+) -> None:
+    from hvkit.migration._verify import V2, checksum_bytes
+
+    src, dst = pair
+    source = make_source(src, tmp_path, disks=((4, "default", "qcow2"),))
+    plan = migration.plan(src, "web-1", dst)
+    with pytest.raises(InvalidSpec, match="hvkit-disk-v3"):
+        plan.run(checksum="md5")
+    assert inventory(dst) == ([], [])
+    result = plan.run(checksum=V2)
+    assert [d.target_checksum for d in result.disks] == [checksum_bytes(c, V2) for c in source.contents]
+    assert migration.Journal.open(result.journal).plan["checksum"] == V2
+
+
 def test_generic_stream_path_without_local_files(names: tuple[str, str], tmp_path: Path, journal_root: Path) -> None:
     """Volume download/upload streams (no local files): the default disk export/import still works."""
     with hvkit.connect(sim_url(names[0], local=False)) as src, hvkit.connect(sim_url(names[1], local=False)) as dst:
@@ -222,20 +268,16 @@ def test_resume_of_a_v1_journal_verifies_with_v1(
     pair: tuple[Hypervisor, Hypervisor],
     tmp_path: Path,
     journal_root: Path,
-    monkeypatch: pytest.MonkeyPatch,
     journaled: str,
 ) -> None:
-    """A migration begun by a release that checksummed with hvkit-disk-v1 is resumed comparing v1 with v1."""
-    from hvkit.migration import _run
+    """A migration journaled with hvkit-disk-v1 (as earlier releases did) is resumed comparing v1 with v1."""
     from hvkit.migration._verify import V1, checksum_bytes
 
     src, dst = pair
     source = make_source(src, tmp_path)
-    monkeypatch.setattr(_run, "ALGORITHM", V1)  # the older release
     dst.backend.faults.fail("create_vm")  # type: ignore[attr-defined]
     with pytest.raises(BackendError):
-        migration.plan(src, "web-1", dst).run(on_error="keep")
-    monkeypatch.undo()
+        migration.plan(src, "web-1", dst).run(on_error="keep", checksum=V1)
     jdir = next(journal_root.iterdir())
     if journaled == "no algorithm recorded":  # journals written before the algorithm was recorded
         lines = (jdir / "journal.jsonl").read_text().splitlines()
@@ -258,9 +300,9 @@ def test_a_journal_with_an_unknown_algorithm_is_refused(
     with pytest.raises(BackendError):
         migration.plan(src, "web-1", dst).run(on_error="keep")
     jdir = next(journal_root.iterdir())
-    assert migration.Journal.open(jdir).plan["checksum"] == "hvkit-disk-v2"
+    assert migration.Journal.open(jdir).plan["checksum"] == "hvkit-disk-v3"
     text = (jdir / "journal.jsonl").read_text()
-    (jdir / "journal.jsonl").write_text(text.replace('"checksum": "hvkit-disk-v2"', '"checksum": "hvkit-disk-v9"', 1))
+    (jdir / "journal.jsonl").write_text(text.replace('"checksum": "hvkit-disk-v3"', '"checksum": "hvkit-disk-v9"', 1))
     with pytest.raises(InvalidSpec, match="hvkit-disk-v9"):
         migration.resume(jdir, src, dst)
     migration.rollback(jdir, src, dst)  # a rollback needs no checksum

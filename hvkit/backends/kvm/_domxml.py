@@ -335,7 +335,10 @@ def volume_xml(name: str, capacity: int, fmt: DiskFormat | None, backing: tuple[
     _sub(vol, "capacity", str(capacity), unit="bytes")
     _sub(vol, "allocation", "0", unit="bytes")
     if fmt is not None:
-        _sub(_sub(vol, "target"), "format", type=fmt.value)
+        target = _sub(vol, "target")
+        _sub(target, "format", type=fmt.value)
+        if fmt is DiskFormat.QCOW2:
+            _sub(target, "compat", "1.1")  # qcow2 v3 (zero clusters, extended features); libvirt's default is 0.10
     if backing is not None:
         store = _sub(vol, "backingStore")
         _sub(store, "path", backing[0])

@@ -154,6 +154,7 @@ class ProxmoxBackend(Backend):
     """Proxmox VE through its REST API (``proxmox://user@realm@host:8006``)."""
 
     kind = "proxmox"
+    create_copies_volumes = True  # DiskSpec(volume=...) is created with import-from
     capabilities = frozenset(
         {
             Capability.VM_CREATE,
