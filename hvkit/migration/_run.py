@@ -484,6 +484,9 @@ class _Runner:
                 workers=1,
                 algorithm=self.algorithm,
                 mapped=mapped,
+                # qemu-img maps the source: its process holds no lock the import's thread needs meanwhile, and
+                # the target is then read back with hvkit's own reader: two independent readers must agree
+                qemu_map=True,
             )
             result.append(ck)
             return {"value": ck.value, "data_bytes": ck.data_bytes, "algorithm": self.algorithm}

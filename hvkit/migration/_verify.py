@@ -56,6 +56,7 @@ import attrs
 
 from ..models import DiskFormat
 from ._disk import IN_FILE_OFFSETS, Extent, image_info, image_map, qemu_img
+from ._layout import file_extents, plain_qcow2
 
 if TYPE_CHECKING:
     from ..backend import DiskImage
@@ -192,6 +193,24 @@ def _is_zero(block: memoryview) -> bool:
     return block.tobytes() == (_ZERO if len(block) == BLOCK else bytes(len(block)))
 
 
+def _zero_blocks(view: memoryview) -> list[int]:
+    """The indices of ``view``'s all-zero blocks (the last block may be short), with little Python work:
+    only blocks whose first and last bytes are both zero are compared whole."""
+    n = -(-len(view) // BLOCK)
+    firsts = int.from_bytes(view[::BLOCK], "little")
+    lasts = bytearray(view[BLOCK - 1 :: BLOCK])
+    if len(lasts) < n:
+        lasts.append(view[-1])
+    both = (firsts | int.from_bytes(lasts, "little")).to_bytes(n, "little")
+    out = []
+    i = both.find(0)
+    while i != -1:
+        if _is_zero(view[i * BLOCK : (i + 1) * BLOCK]):
+            out.append(i)
+        i = both.find(0, i + 1)
+    return out
+
+
 def _segment_digest(reader: _Reader, start: int, end: int) -> bytes:
     h = hashlib.sha256()
     zero_from: int | None = None
@@ -262,25 +281,20 @@ def _runs_segment_digest(reader: _Reader, start: int, end: int, algorithm: str, 
         if a > pos and zero_from is None:
             zero_from = pos
         view = reader.read(a, b)
-        run: int | None = None  # start of the current run of non-zero blocks
-        for off in range(a, b, BLOCK):
-            block = view[off - a : off - a + BLOCK]
-            if _is_zero(block):
-                if run is not None:
-                    h.update(_REC.pack(b"D", run, off - run))
-                    h.update(view[run - a : off - a])
-                    run = None
-                if zero_from is None:
-                    zero_from = off
-                continue
-            if zero_from is not None:
-                h.update(_REC.pack(b"Z", zero_from, off - zero_from))
-                zero_from = None
-            if run is None:
-                run = off
-        if run is not None:
-            h.update(_REC.pack(b"D", run, b - run))
-            h.update(view[run - a : b - a])
+        run = a  # where the next run of non-zero blocks may start
+        for z in (*_zero_blocks(view), None):
+            stop = b if z is None else a + z * BLOCK
+            if stop > run:  # [run, stop): non-zero blocks
+                if zero_from is not None:
+                    h.update(_REC.pack(b"Z", zero_from, run - zero_from))
+                    zero_from = None
+                h.update(_REC.pack(b"D", run, stop - run))
+                h.update(view[run - a : stop - a])
+            if z is None:
+                break
+            if zero_from is None:
+                zero_from = stop
+            run = min(stop + BLOCK, b)
         pos = b
     if pos < end and zero_from is None:
         zero_from = pos
@@ -298,56 +312,36 @@ def algorithm_of(value: str) -> str:
     raise ValueError(f"not an hvkit disk checksum: {value!r}")
 
 
-_QCOW2_HEADER = struct.Struct(">IIQIIQI")  # magic, version, backing offset, backing size, cluster bits, size, crypt
-_QCOW2_MAGIC = 0x514649FB
-_QCOW2_HARMLESS = 0b11001  # incompatible features that keep map offsets in the file: dirty, compression, extended L2
-
-
-def _plain_qcow2(path: str) -> bool:
-    """True when the qcow2 header shows no backing file, no encryption, no external data file and no
-    incompatible feature this module does not know: its ``qemu-img map`` offsets are offsets into ``path``.
-    Anything else (or an unreadable header) is False, and ``qemu-img info`` decides."""
-    try:
-        with Path(path).open("rb") as f:
-            head = f.read(104)
-    except OSError:
-        return False
-    if len(head) < _QCOW2_HEADER.size:
-        return False
-    magic, version, backing_offset, _, _, _, crypt = _QCOW2_HEADER.unpack_from(head)
-    if magic != _QCOW2_MAGIC or backing_offset or crypt or version not in (2, 3):
-        return False
-    if version == 3:
-        if len(head) < 80:
-            return False
-        incompatible = _U64.unpack_from(head, 72)[0]
-        if incompatible & ~_QCOW2_HARMLESS:  # corrupt, an external data file, or unknown
-            return False
-    return True
-
-
-def _direct_pieces(path: str, fmt: DiskFormat, size: int) -> list[_Piece] | None:
+def _direct_pieces(path: str, fmt: DiskFormat, size: int, qemu_map: bool) -> list[_Piece] | None:
     """Pieces whose offsets point into ``path`` itself, or None when the format hides them."""
     if fmt not in IN_FILE_OFFSETS:
         return None
-    if fmt is DiskFormat.QCOW2 and _plain_qcow2(path):
-        extents = image_map(path, fmt)  # the header says: no backing file, no encryption, no data file
-    elif fmt is not DiskFormat.RAW:
-        # qemu-img info and map at once: two processes of ~10 ms each, on the critical path of a migration
-        with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="hvkit-info") as side:
-            info_future = side.submit(image_info, path, fmt)
-            extents = image_map(path, fmt)
-            info = info_future.result()
-        specific = (info.get("format-specific") or {}).get("data") or {}
-        if info.get("encrypted") or info.get("backing-filename") or specific.get("data-file"):
-            return None  # the data is elsewhere or enciphered: read through qemu-img
-    else:
-        extents = image_map(path, fmt)
+    # raw and plain qcow2: read from the file, no qemu-img process (unless asked for one)
+    extents = None if qemu_map else file_extents(path, fmt)
+    if extents is None:
+        extents = _qemu_extents(path, fmt)
+    if extents is None:
+        return None
     if any(e.has_data and (e.offset is None or e.depth != 0) for e in extents):
         return None
     if any(not e.data and not e.zero for e in extents):  # unallocated without a known content
         return None
     return _pieces(extents, size)
+
+
+def _qemu_extents(path: str, fmt: DiskFormat) -> list[Extent] | None:
+    """``qemu-img map`` of ``path``, or None when its data is elsewhere or enciphered."""
+    if fmt is DiskFormat.RAW or (fmt is DiskFormat.QCOW2 and plain_qcow2(path)):
+        return image_map(path, fmt)
+    # qemu-img info and map at once: two processes of ~10 ms each
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="hvkit-info") as side:
+        info_future = side.submit(image_info, path, fmt)
+        extents = image_map(path, fmt)
+        info = info_future.result()
+    specific = (info.get("format-specific") or {}).get("data") or {}
+    if info.get("encrypted") or info.get("backing-filename") or specific.get("data-file"):
+        return None
+    return extents
 
 
 def checksum(
@@ -360,6 +354,7 @@ def checksum(
     workdir: str | None = None,
     algorithm: str = ALGORITHM,
     mapped: Callable[[int], None] | None = None,
+    qemu_map: bool = False,
 ) -> Checksum:
     """The checksum (``algorithm``, default ``hvkit-disk-v3``) of ``image``'s first ``size`` guest bytes.
 
@@ -367,13 +362,15 @@ def checksum(
     multi-file vmdk, encrypted or backed images) are first converted to a sparse raw file. ``workers``
     segments are hashed at once; ``threads`` (v2): BLAKE3 threads per segment (0: as many as it likes).
     ``mapped`` is called with the bytes of allocated data as soon as the map is known, before hashing.
+    Raw and qcow2 layouts are read here (a few ms of Python) unless ``qemu_map``: then a qemu-img process
+    maps them, which leaves other threads of this process alone meanwhile (and is an independent reader).
     """
     if algorithm not in ALGORITHMS:
         raise ValueError(f"unknown disk checksum algorithm {algorithm!r} (one of: {', '.join(ALGORITHMS)})")
     job = _Job(algorithm, workers, threads, progress)
     total = image.size if size is None else size
     length = max(total, image.size)
-    pieces = _direct_pieces(image.path, image.format, length)
+    pieces = _direct_pieces(image.path, image.format, length, qemu_map)
     if pieces is not None:
         if mapped is not None:
             mapped(_data_bytes(pieces))

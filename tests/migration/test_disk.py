@@ -15,6 +15,7 @@ from hvkit.backend import DiskImage
 from hvkit.errors import BackendError
 from hvkit.migration import allocated_bytes, checksum, convert_image
 from hvkit.migration._disk import SparseWriter, image_info, image_map, qemu_img
+from hvkit.migration._layout import plain_qcow2
 from hvkit.migration._verify import (
     ALGORITHMS,
     BLOCK,
@@ -22,7 +23,6 @@ from hvkit.migration._verify import (
     V2,
     V3,
     WINDOW,
-    _plain_qcow2,
     algorithm_of,
     checksum_bytes,
 )
@@ -184,28 +184,28 @@ def test_qcow2_header_decides_what_is_read_in_place(tmp_path: Path) -> None:
     raw = tmp_path / "c.raw"
     content = make_raw(raw, 8 * MIB, rng_writes(9, 8 * MIB, 5))
     plain = convert_image(image(raw, DiskFormat.RAW), DiskFormat.QCOW2, tmp_path)
-    assert _plain_qcow2(plain.path)
+    assert plain_qcow2(plain.path)
     old = tmp_path / "v2.qcow2"
     qemu_img("convert", "-f", "raw", "-O", "qcow2", "-o", "compat=0.10", str(raw), str(old))
-    assert _plain_qcow2(str(old)) and checksum(image(old, DiskFormat.QCOW2)).value == checksum_bytes(content)
+    assert plain_qcow2(str(old)) and checksum(image(old, DiskFormat.QCOW2)).value == checksum_bytes(content)
     overlay = tmp_path / "overlay.qcow2"
     qemu_img("create", "-q", "-f", "qcow2", "-b", plain.path, "-F", "qcow2", str(overlay))
-    assert not _plain_qcow2(str(overlay))
+    assert not plain_qcow2(str(overlay))
     enc = tmp_path / "enc.qcow2"
     qemu_img("create", "-q", "-f", "qcow2", "--object", "secret,id=s0,data=pw", "-o",
              "encrypt.format=luks,encrypt.key-secret=s0", str(enc), "8M")  # fmt: skip
-    assert not _plain_qcow2(str(enc))
+    assert not plain_qcow2(str(enc))
     external = tmp_path / "external.qcow2"
     qemu_img("create", "-q", "-f", "qcow2", "-o", f"data_file={tmp_path / 'external.data'}", str(external), "8M")
     qemu_img("convert", "-n", "-f", "raw", "-O", "qcow2", str(raw), str(external))
-    assert not _plain_qcow2(str(external))
+    assert not plain_qcow2(str(external))
     assert checksum(image(external, DiskFormat.QCOW2)).value == checksum_bytes(content)  # offsets are in the data file
     corrupt = tmp_path / "corrupt.qcow2"
     header = bytearray(Path(plain.path).read_bytes())
     header[79] |= 0b10  # incompatible feature bit 1: corrupt
     corrupt.write_bytes(header)
-    assert not _plain_qcow2(str(corrupt))
-    assert not _plain_qcow2(str(raw)) and not _plain_qcow2(str(tmp_path / "missing.qcow2"))
+    assert not plain_qcow2(str(corrupt))
+    assert not plain_qcow2(str(raw)) and not plain_qcow2(str(tmp_path / "missing.qcow2"))
 
 
 def test_sparse_writer_keeps_holes(tmp_path: Path) -> None:
@@ -236,7 +236,7 @@ def test_qemu_img_errors_are_hvkit_errors(tmp_path: Path) -> None:
 def test_checksum_matches_the_reference(
     tmp_path: Path, size: int, writes: list[tuple[float, bytes]], fmt: DiskFormat, algorithm: str
 ) -> None:
-    placed = [(int(pos * max(0, size - len(data))), data[: size]) for pos, data in writes]
+    placed = [(int(pos * max(0, size - len(data))), data[:size]) for pos, data in writes]
     raw = tmp_path / f"h-{os.getpid()}-{random.random()}.raw"
     content = make_raw(raw, size, placed)
     want = checksum_bytes(content, algorithm)

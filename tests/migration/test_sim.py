@@ -67,7 +67,12 @@ def test_plan_lists_blocking_problems(pair: tuple[Hypervisor, Hypervisor], tmp_p
     plan = migration.plan(src, "web-1", dst, name="other", power_off=True, allow_snapshot_loss=True)
     assert plan.ok, plan.problems
     assert any("snapshot" in w for w in plan.warnings)
-    assert any("volume named 'other-disk0'" in p for p in migration.plan(src, "web-1", dst, name="other", storage_map={"default": "fast"}, power_off=True, allow_snapshot_loss=True).problems)  # noqa: E501
+    assert any(
+        "volume named 'other-disk0'" in p
+        for p in migration.plan(
+            src, "web-1", dst, name="other", storage_map={"default": "fast"}, power_off=True, allow_snapshot_loss=True
+        ).problems
+    )
 
 
 def test_bad_input_is_refused_before_anything(pair: tuple[Hypervisor, Hypervisor], tmp_path: Path) -> None:
@@ -187,7 +192,9 @@ def test_sim_volumes_are_read_and_written_in_place(pair: tuple[Hypervisor, Hyper
         assert streams.backend.local_path(vol) is None
 
 
-def test_checksum_mismatch_stops_and_leaves_nothing(pair: tuple[Hypervisor, Hypervisor], tmp_path: Path, journal_root: Path) -> None:  # noqa: E501
+def test_checksum_mismatch_stops_and_leaves_nothing(
+    pair: tuple[Hypervisor, Hypervisor], tmp_path: Path, journal_root: Path
+) -> None:
     src, dst = pair
     source = make_source(src, tmp_path)
     before = inventory(dst)
@@ -212,12 +219,23 @@ def test_checksum_mismatch_stops_and_leaves_nothing(pair: tuple[Hypervisor, Hype
     assert src.vms.get("web-1").power_state is hvkit.PowerState.STOPPED
 
 
-STEPS = ["source.prepare", "disk0.export", "disk0.checksum", "disk0.import", "disk0.verify", "disk1.import", "vm.create", "vm.start"]  # noqa: E501
+STEPS = [
+    "source.prepare",
+    "disk0.export",
+    "disk0.checksum",
+    "disk0.import",
+    "disk0.verify",
+    "disk1.import",
+    "vm.create",
+    "vm.start",
+]
 POINTS = [f"{s}:{p}" for s in STEPS for p in ("begin", "acted", "done")]
 
 
 @pytest.mark.parametrize("point", POINTS)
-def test_failure_at_each_step_rolls_back(pair: tuple[Hypervisor, Hypervisor], tmp_path: Path, journal_root: Path, point: str) -> None:  # noqa: E501
+def test_failure_at_each_step_rolls_back(
+    pair: tuple[Hypervisor, Hypervisor], tmp_path: Path, journal_root: Path, point: str
+) -> None:
     """An error anywhere: what was made on the target goes, the source is put back (started again)."""
     src, dst = pair
     source = make_source(src, tmp_path, running=True)
@@ -309,7 +327,9 @@ def test_a_journal_with_an_unknown_algorithm_is_refused(
     assert inventory(dst) == ([], [])
 
 
-def test_snapshot_export_keeps_the_source_running(pair: tuple[Hypervisor, Hypervisor], tmp_path: Path, journal_root: Path) -> None:  # noqa: E501
+def test_snapshot_export_keeps_the_source_running(
+    pair: tuple[Hypervisor, Hypervisor], tmp_path: Path, journal_root: Path
+) -> None:
     src, dst = pair
     source = make_source(src, tmp_path, running=True, disks=((8, "default", "qcow2"),))
     plan = migration.plan(src, "web-1", dst, snapshot=True)
@@ -320,7 +340,9 @@ def test_snapshot_export_keeps_the_source_running(pair: tuple[Hypervisor, Hyperv
     assert src.snapshots.list("web-1") == []  # the snapshot hvkit took is gone again
 
 
-def test_target_name_taken_between_plan_and_run(pair: tuple[Hypervisor, Hypervisor], tmp_path: Path, journal_root: Path) -> None:  # noqa: E501
+def test_target_name_taken_between_plan_and_run(
+    pair: tuple[Hypervisor, Hypervisor], tmp_path: Path, journal_root: Path
+) -> None:
     """Someone else's VM of the same name appears after planning: the run fails, and it is not touched."""
     src, dst = pair
     make_source(src, tmp_path)
