@@ -1002,14 +1002,14 @@ class KvmBackend(Backend):
         except ValueError:
             fmt = None
         backing = root.findtext("backingStore/path")
-        return Volume(
-            id=vol.key(),
-            name=vol.name(),
+        return Volume(  # key, name and path from the XML: one call per volume
+            id=root.findtext("key") or vol.key(),
+            name=root.findtext("name") or vol.name(),
             pool=pool_name or vol.storagePoolLookupByVolume().name(),
             capacity_bytes=int(root.findtext("capacity") or 0),
             allocation_bytes=int(root.findtext("allocation") or 0),
             format=fmt,
-            path=vol.path(),
+            path=root.findtext("target/path") or vol.path(),
             backing=backing or None,
         )
 
