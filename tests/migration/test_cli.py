@@ -66,7 +66,7 @@ def test_run_with_progress_and_problems(
     assert code == 2 and "SOURCE=TARGET" in err  # invalid input, as everywhere in the hvkit command
     code, out, err = call([*base, "web-1", "--start", "--journal-dir", str(tmp_path / "j")])
     assert code == 0, err
-    assert "verified" in out and "running" in out
+    assert "verified" in out and "running" in out and "hvkit3:" in out  # the default checksum
     assert "disk0" in err and "verify" in err and "100%" in err  # a progress line per disk and phase
     assert [v.name for v in dst.vms.list()] == ["web-1"]
 
@@ -86,3 +86,14 @@ def test_bars_redraw_in_place_on_a_terminal() -> None:
     bars.close()
     text = out.getvalue()
     assert "\x1b[2F" in text and "disk0" in text and "100%" in text and "#" * 30 in text
+
+
+def test_checksum_choice(cli_pair: tuple[Hypervisor, Hypervisor], urls: tuple[str, str], tmp_path: Path) -> None:
+    src, _ = cli_pair
+    make_source(src, tmp_path, disks=((4, "default", "qcow2"),))
+    base = ["migrate", "--from", urls[0], "--to", urls[1], "web-1", "--no-progress"]
+    with pytest.raises(SystemExit):  # argparse refuses an unknown algorithm before anything runs
+        parse([*base, "--checksum", "md5"])
+    code, out, err = call([*base, "--checksum", "hvkit-disk-v2", "--journal-dir", str(tmp_path / "j")])
+    assert code == 0, err
+    assert "verified" in out and "hvkit2:" in out and "hvkit3:" not in out
