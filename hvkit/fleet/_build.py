@@ -28,6 +28,10 @@ class Ref:
     id: str
     name: str
 
+    @property
+    def names(self) -> frozenset[str]:
+        return frozenset((self.id, self.name))
+
 
 @attrs.frozen
 class Built:
@@ -84,6 +88,32 @@ def _vm_groups(groups: list[list[VM]], present: Collection[str]) -> list[frozens
     return out
 
 
+def reaches(pool: StoragePool, names: Collection[str]) -> bool:
+    """Whether a host known by ``names`` (its id and name) reaches ``pool``."""
+    if pool.hosts:
+        return not pool.hosts.isdisjoint(names)
+    return pool.shared or pool.host is None or pool.host in names
+
+
+def _pool_index(pools: Iterable[StoragePool]) -> dict[tuple[str | None, str], StoragePool]:
+    by_ref: dict[tuple[str | None, str], StoragePool] = {}
+    pool_list = list(pools)
+    for p in pool_list:
+        by_ref[(p.hypervisor, p.name)] = p
+    for p in pool_list:
+        by_ref[(p.hypervisor, p.id)] = p
+    return by_ref
+
+
+def _hosts_reaching(pools: Collection[StoragePool], host_refs: Mapping[str, Ref]) -> frozenset[str]:
+    """The keys of the hosts that reach every one of ``pools``."""
+    return frozenset(
+        k
+        for k, ref in host_refs.items()
+        if all(p.hypervisor == ref.hypervisor and reaches(p, ref.names) for p in pools)
+    )
+
+
 def host_problem(
     hosts: Iterable[Host],
     vms: Iterable[VM],
@@ -115,7 +145,10 @@ def host_problem(
         by_ref[(h.hypervisor, h.name)] = h
     for h in host_list:
         by_ref[(h.hypervisor, h.id)] = h
-    local_pools = {(p.hypervisor, r) for p in pools if not p.shared for r in (p.id, p.name)}
+    pool_list = list(pools)
+    local_pools = {(p.hypervisor, r) for p in pool_list if not p.shared for r in (p.id, p.name)}
+    pool_by_ref = _pool_index(pool_list)
+    reachable: dict[frozenset[StoragePool], frozenset[str]] = {}
     bins = []
     bin_refs: dict[str, Ref] = {}
     leave = set(evacuate)
@@ -152,15 +185,16 @@ def host_problem(
         local = sum(d.size_bytes for d in vm.disks if (vm.hypervisor, d.pool or "") in local_pools)
         movable = vm.power_state in LIVE and Capability.VM_MIGRATE in capabilities.get(str(vm.hypervisor), frozenset())
         k = key(vm.hypervisor, vm.id)
+        home = key(host.hypervisor, host.id)
+        # a VM goes only to hosts that mount every datastore its disks are on, where the vendor says which
+        mounted = frozenset(p for d in vm.disks if (p := pool_by_ref.get((vm.hypervisor, d.pool or ""))) and p.hosts)
+        allowed = None
+        if mounted:
+            if mounted not in reachable:  # once per set of datastores, not per VM
+                reachable[mounted] = _hosts_reaching(mounted, bin_refs)
+            allowed = reachable[mounted] | {home}
         items.append(
-            Item(
-                k,
-                key(host.hypervisor, host.id),
-                (cpu, mem),
-                cost=vm.memory_mib * MIB + local,
-                movable=movable,
-                label=vm.name,
-            )
+            Item(k, home, (cpu, mem), cost=vm.memory_mib * MIB + local, movable=movable, allowed=allowed, label=vm.name)
         )
         item_refs[k] = Ref(str(vm.hypervisor), vm.id, vm.name)
     aff, anti = resolve_rules(rules, vm_list, "host")
@@ -185,11 +219,7 @@ def storage_problem(
     names = {(h.hypervisor, h.id): {h.id, h.name} for h in host_list}
     host_names = {(h.hypervisor, r): names[(h.hypervisor, h.id)] for h in host_list for r in (h.id, h.name)}
     pool_list = list(pools)
-    by_ref: dict[tuple[str | None, str], StoragePool] = {}
-    for p in pool_list:
-        by_ref[(p.hypervisor, p.name)] = p
-    for p in pool_list:
-        by_ref[(p.hypervisor, p.id)] = p
+    by_ref = _pool_index(pool_list)
     provisioned: dict[str, float] = {}
     vm_list = list(vms)
     per_vm: list[tuple[VM, StoragePool | None, int]] = []
@@ -219,9 +249,7 @@ def storage_problem(
             continue  # disks in several pools (or an unknown one): counted in the pools' base, never moved
         reach = names.get((vm.hypervisor, vm.host or "")) or host_names.get((vm.hypervisor, vm.host or ""), set())
         allowed = frozenset(
-            key(p.hypervisor, p.id)
-            for p in pool_list
-            if p.hypervisor == vm.hypervisor and (p.shared or p.host is None or p.host in reach)
+            key(p.hypervisor, p.id) for p in pool_list if p.hypervisor == vm.hypervisor and reaches(p, reach)
         )
         movable = (
             not vm.template

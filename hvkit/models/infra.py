@@ -45,6 +45,8 @@ class StoragePool:
     type: str = ""
     host: str | None = None  # None when shared by every host
     active: bool = True
+    # the hosts (ids or names) that mount it, where the vendor says (VMware); empty: see shared / host
+    hosts: frozenset[str] = attrs.field(default=frozenset(), converter=to_frozenset)
     hypervisor: str | None = attrs.field(default=None, kw_only=True)
     extra: Mapping[str, Any] = extra_field()
 

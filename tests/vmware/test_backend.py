@@ -83,6 +83,8 @@ def test_inventory(hv: Hypervisor) -> None:
     assert hosts and all(h.cpu_cores > 0 and h.memory_mib > 0 for h in hosts)
     pools = hv.pools.list()
     assert pools and all(p.capacity_bytes >= p.free_bytes > 0 for p in pools)
+    # the hosts that mount each datastore (the fleet moves a VM only to hosts that mount its datastores)
+    assert all(p.hosts and p.hosts <= {h.name for h in hosts} for p in pools)
     assert hv.networks.list()
     vms = hv.vms.list()
     assert vms

@@ -394,9 +394,8 @@ class VmwareBackend(Backend):
             summary = props.get("summary")
             mounts = props.get("host") or []
             shared = bool(getattr(summary, "multipleHostAccess", False)) or len(mounts) > 1
-            host = None
-            if len(mounts) == 1 and mounts[0].key is not None:
-                host = hosts.get(mounts[0].key._moId)
+            mounted = frozenset(hosts[m.key._moId] for m in mounts if m.key is not None and m.key._moId in hosts)
+            host = next(iter(mounted)) if len(mounts) == 1 and len(mounted) == 1 else None
             out.append(
                 StoragePool(
                     id=obj._moId,
@@ -408,6 +407,7 @@ class VmwareBackend(Backend):
                     type=str(getattr(summary, "type", "") or ""),
                     host=None if shared else host,
                     active=bool(getattr(summary, "accessible", True)),
+                    hosts=mounted,
                     extra={"moref": obj._moId, "url": str(getattr(summary, "url", "") or "")},
                 )
             )
