@@ -70,6 +70,7 @@ def test_inventory_is_one_request(sim: ProxmoxSimulator, hv: Hypervisor) -> None
 def test_pools_and_networks(hv: Hypervisor) -> None:
     pools = {p.id: p for p in hv.pools.list()}
     assert pools["shared"].shared and pools["shared"].host is None
+    assert pools["shared"].hosts == {h.name for h in hv.hosts.list()}  # the nodes that have the shared storage
     assert pools["pve1/local-lvm"].type == "lvmthin" and {f.value for f in pools["pve1/local-lvm"].formats} == {"raw"}
     assert pools["pve1/local"].free_bytes > 0
     assert "pve2/vmbr0" in {n.id for n in hv.networks.list()}

@@ -12,6 +12,7 @@ import urllib.parse
 from collections.abc import Callable
 from typing import IO, Any, TypeVar
 
+import attrs
 import requests  # noqa: F401 - imported before proxmoxer, whose https module calls sys.exit without it
 from proxmoxer import ProxmoxAPI
 
@@ -299,6 +300,7 @@ class ProxmoxBackend(Backend):
 
     def list_pools(self) -> list[StoragePool]:
         pools: dict[str, StoragePool] = {}
+        nodes: dict[str, set[str]] = {}  # a shared storage is listed once per node that has it
         for entry in self._resources("storage"):
             content = set(str(entry.get("content", "")).split(","))
             if "images" not in content:
@@ -306,6 +308,7 @@ class ProxmoxBackend(Backend):
             shared = bool(entry.get("shared"))
             sid = entry["storage"]
             pool_id = sid if shared else f"{entry['node']}/{sid}"
+            nodes.setdefault(pool_id, set()).add(str(entry["node"]))
             if pool_id in pools:
                 continue
             kind = str(entry.get("plugintype", ""))
@@ -325,7 +328,7 @@ class ProxmoxBackend(Backend):
                 active=entry.get("status") == "available",
                 extra={"content": sorted(c for c in content if c), "node": entry["node"]},
             )
-        return list(pools.values())
+        return [attrs.evolve(p, hosts=nodes[p.id]) if p.shared else p for p in pools.values()]
 
     def list_networks(self) -> list[Network]:
         nets = []
