@@ -71,6 +71,18 @@ def test_pools_and_networks(hv: Hypervisor) -> None:
     pools = {p.id: p for p in hv.pools.list()}
     assert pools["shared"].shared and pools["shared"].host is None
     assert pools["shared"].hosts == {h.name for h in hv.hosts.list()}  # the nodes that have the shared storage
+
+
+def test_a_storage_on_some_nodes_names_them(sim: ProxmoxSimulator, hv: Hypervisor) -> None:
+    from hvkit.testing.proxmox_sim.state import Storage
+
+    sim.cluster.storages["san-a"] = Storage("san-a", "nfs", frozenset({"images"}), True, 2**40, ("raw",),
+                                            nodes=frozenset({"pve1", "pve2"}))  # fmt: skip
+    try:
+        pools = {p.id: p for p in hv.pools.list()}
+        assert pools["san-a"].shared and pools["san-a"].hosts == {"pve1", "pve2"}
+    finally:
+        del sim.cluster.storages["san-a"]
     assert pools["pve1/local-lvm"].type == "lvmthin" and {f.value for f in pools["pve1/local-lvm"].formats} == {"raw"}
     assert pools["pve1/local"].free_bytes > 0
     assert "pve2/vmbr0" in {n.id for n in hv.networks.list()}

@@ -182,7 +182,7 @@ def _storage_entry(r: Request, sid: str) -> dict[str, Any]:
 @route("/nodes/{node}/storage", "GET")
 def storage_list(r: Request) -> Any:
     r.c.check_node(r.node)
-    out = [_storage_entry(r, sid) for sid in r.c.storages]
+    out = [_storage_entry(r, sid) for sid, st in r.c.storages.items() if st.on(r.node or "")]
     if "content" in r.p:
         out = [e for e in out if set(r.p["content"].split(",")) & set(e["content"].split(","))]
     for e in out:

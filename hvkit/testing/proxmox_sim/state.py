@@ -44,6 +44,10 @@ class Storage:
     shared: bool
     capacity: int
     formats: tuple[str, ...]  # first is the default
+    nodes: frozenset[str] | None = None  # storage.cfg "nodes": where it is available (None: every node)
+
+    def on(self, node: str) -> bool:
+        return self.nodes is None or node in self.nodes
 
     @property
     def file_based(self) -> bool:
@@ -149,6 +153,8 @@ class Cluster:
         st = self.storages.get(sid)
         if st is None:
             raise PVEError(500, f"storage '{sid}' does not exist")
+        if not st.on(node):
+            raise PVEError(500, f"storage '{sid}' is not available on node '{node}'")
         return st
 
     @contextlib.contextmanager
@@ -359,6 +365,8 @@ class Cluster:
         if kind in (None, "storage"):
             for node in self.nodes:
                 for st in self.storages.values():
+                    if not st.on(node):
+                        continue
                     used = self.used_bytes(node, st)
                     out.append(
                         {
