@@ -13,13 +13,22 @@ from .errors import BackendError, InvalidSpec
 __all__ = ["convert", "create", "info", "qemu_img"]
 
 
-def qemu_img(*args: str, timeout: float = 600.0) -> str:
+def qemu_img(*args: str, timeout: float | None = None) -> str:
+    """Run qemu-img and return its output; a failure raises BackendError with its message.
+
+    ``timeout`` (seconds) defaults to a day for ``convert`` (a disk of any size) and 10 minutes otherwise.
+    """
     exe = shutil.which("qemu-img")
     if exe is None:
         raise BackendError("qemu-img is not installed (Debian/Ubuntu: apt-get install qemu-utils)")
-    proc = subprocess.run([exe, *args], capture_output=True, text=True, timeout=timeout, check=False)
+    if timeout is None:
+        timeout = 24 * 3600.0 if args and args[0] == "convert" else 600.0
+    try:
+        proc = subprocess.run([exe, *args], capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        raise BackendError(f"qemu-img {args[0]} did not finish in {timeout:g} s") from None
     if proc.returncode != 0:
-        raise BackendError(f"qemu-img {args[0]} failed: {proc.stderr.strip() or proc.stdout.strip()}")
+        raise BackendError(f"qemu-img {args[0]} failed: {(proc.stderr or proc.stdout).strip()}")
     return proc.stdout
 
 

@@ -9,16 +9,15 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import os
-import shutil
-import subprocess
 import uuid
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 import attrs
 
+from .._qemuimg import qemu_img
 from ..capabilities import Capability
-from ..errors import BackendError, InvalidSpec, Unsupported
+from ..errors import InvalidSpec, Unsupported
 from ..models import DiskFormat, Snapshot, StoragePool, Volume
 
 if TYPE_CHECKING:
@@ -42,17 +41,6 @@ ZERO_BLOCK = 64 * 1024
 _ZEROS = bytes(ZERO_BLOCK)
 # formats whose `qemu-img map` offsets are byte offsets into the image file itself (checked by the tests)
 IN_FILE_OFFSETS = frozenset({DiskFormat.RAW, DiskFormat.QCOW2, DiskFormat.VDI, DiskFormat.VHD, DiskFormat.VHDX})
-
-
-def qemu_img(*args: str, timeout: float = 24 * 3600.0) -> str:
-    """Run qemu-img; a failure raises BackendError with its message."""
-    exe = shutil.which("qemu-img")
-    if exe is None:
-        raise BackendError("qemu-img is not installed (Debian/Ubuntu: apt-get install qemu-utils)")
-    proc = subprocess.run([exe, *args], capture_output=True, text=True, timeout=timeout, check=False)
-    if proc.returncode != 0:
-        raise BackendError(f"qemu-img {args[0]} failed: {(proc.stderr or proc.stdout).strip()}")
-    return proc.stdout
 
 
 def _fmt(value: DiskFormat | str) -> DiskFormat:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from typing import IO
 
 import libvirt
@@ -16,6 +18,18 @@ CHUNK = 1024 * 1024
 _ZERO = bytes(CHUNK)
 
 
+@contextlib.contextmanager
+def _session(stream: libvirt.virStream) -> Iterator[None]:
+    """Finish ``stream`` when the block ends, or abort it (the transfer is dropped) when the block raises."""
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(libvirt.libvirtError):
+            stream.abort()
+        raise
+    stream.finish()
+
+
 def upload(
     conn: libvirt.virConnect, vol: libvirt.virStorageVol, source: IO[bytes], size: int, progress: ProgressFn
 ) -> None:
@@ -23,7 +37,7 @@ def upload(
     stream = conn.newStream(0)
     vol.upload(stream, 0, size, libvirt.VIR_STORAGE_VOL_UPLOAD_SPARSE_STREAM)
     done = 0
-    try:
+    with _session(stream):
         while done < size:
             data = source.read(min(CHUNK, size - done))
             if not data:
@@ -39,13 +53,6 @@ def upload(
                     view = view[sent:]
             done += len(data)
             progress(done, size)
-        stream.finish()
-    except BaseException:
-        try:
-            stream.abort()
-        except libvirt.libvirtError:
-            pass
-        raise
 
 
 def upload_bytes(conn: libvirt.virConnect, vol: libvirt.virStorageVol, data: bytes) -> None:
@@ -62,7 +69,7 @@ def download(conn: libvirt.virConnect, vol: libvirt.virStorageVol, sink: IO[byte
     seekable = _seekable(sink)
     done = 0
     pending_hole = 0
-    try:
+    with _session(stream):
         while True:
             data = stream.recvFlags(CHUNK, libvirt.VIR_STREAM_RECV_STOP_AT_HOLE)
             if isinstance(data, int) and data != -3:  # -3: at a hole
@@ -86,13 +93,6 @@ def download(conn: libvirt.virConnect, vol: libvirt.virStorageVol, sink: IO[byte
             progress(done, total)
         if pending_hole:
             _end_with_hole(sink, pending_hole, seekable)
-        stream.finish()
-    except BaseException:
-        try:
-            stream.abort()
-        except libvirt.libvirtError:
-            pass
-        raise
     return done
 
 

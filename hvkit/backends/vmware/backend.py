@@ -884,22 +884,12 @@ class VmwareBackend(Backend):
     def vm_metrics(self, vms: list[VM]) -> list[VMMetrics]:
         now = dt.datetime.now(dt.UTC)
         running = [self._ref(vim.VirtualMachine, v.id) for v in vms if v.power_state is PowerState.RUNNING]
-        data = self._query_perf(
-            running, ["cpu.usage.average", "mem.consumed.average", "net.received.average", "net.transmitted.average"]
-        )
+        # net.* counters are rates (KBps), not the byte counts VMMetrics holds: not asked for
+        data = self._query_perf(running, ["cpu.usage.average", "mem.consumed.average"])
         out = []
         for vm in vms:
-            values = data.get(vm.id, {})
-            cpu = values.get("cpu.usage.average")
-            mem = values.get("mem.consumed.average")
-            out.append(
-                VMMetrics(
-                    vm=vm.id,
-                    timestamp=now,
-                    cpu_usage=min(1.0, cpu / 10000.0) if cpu is not None else None,
-                    memory_used_mib=int(mem // 1024) if mem is not None else None,
-                )
-            )
+            cpu, mem = _usage(data.get(vm.id, {}))
+            out.append(VMMetrics(vm=vm.id, timestamp=now, cpu_usage=cpu, memory_used_mib=mem))
         return out
 
     def host_metrics(self, hosts: list[Host]) -> list[HostMetrics]:
@@ -909,17 +899,10 @@ class VmwareBackend(Backend):
         )
         out = []
         for host in hosts:
-            values = data.get(host.id, {})
-            cpu = values.get("cpu.usage.average")
-            mem = values.get("mem.consumed.average")
-            out.append(
-                HostMetrics(
-                    host=host.id,
-                    timestamp=now,
-                    cpu_usage=min(1.0, cpu / 10000.0) if cpu is not None else host.cpu_usage,
-                    memory_used_mib=int(mem // 1024) if mem is not None else host.memory_used_mib,
-                )
-            )
+            cpu, mem = _usage(data.get(host.id, {}))
+            cpu = host.cpu_usage if cpu is None else cpu
+            mem = host.memory_used_mib if mem is None else mem
+            out.append(HostMetrics(host=host.id, timestamp=now, cpu_usage=cpu, memory_used_mib=mem))
         return out
 
     # -- snapshots -------------------------------------------------------------------------------
@@ -1124,3 +1107,11 @@ def _snapshot_tree(vm_id: str, info: Any) -> list[Snapshot]:
 
     walk(info.rootSnapshotList, None)
     return out
+
+
+def _usage(values: dict[str, float]) -> tuple[float | None, int | None]:
+    """CPU use (0..1) and memory in use (MiB) from ``cpu.usage.average`` (hundredths of a percent) and
+    ``mem.consumed.average`` (KiB) samples; None where there is no sample."""
+    cpu = values.get("cpu.usage.average")
+    mem = values.get("mem.consumed.average")
+    return (min(1.0, cpu / 10000.0) if cpu is not None else None, int(mem // 1024) if mem is not None else None)

@@ -996,17 +996,12 @@ def snapshot_delete(r: Request) -> Any:
             ctx.sleep()
             snap = vm.snapshots.pop(name)
             parent = snap.get("parent")
-            for other in vm.snapshots.values():
-                if other.get("parent") == name:
+            for child in (*vm.snapshots.values(), vm.config):  # children (and the current state) move up
+                if child.get("parent") == name:
                     if parent:
-                        other["parent"] = parent
+                        child["parent"] = parent
                     else:
-                        other.pop("parent", None)
-            if vm.config.get("parent") == name:
-                if parent:
-                    vm.config["parent"] = parent
-                else:
-                    vm.config.pop("parent", None)
+                        child.pop("parent", None)
 
     return r.task("qmdelsnapshot", str(vm.vmid), work)
 

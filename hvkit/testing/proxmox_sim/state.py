@@ -5,8 +5,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import random
-import shutil
-import subprocess
 import threading
 import time
 import urllib.parse
@@ -16,6 +14,8 @@ from typing import Any
 
 import attrs
 
+from ... import _qemuimg
+from ...errors import BackendError
 from .schema import parse_bool, parse_property_string, schema
 from .tasks import TaskContext, TaskRunner
 
@@ -496,14 +496,11 @@ def _fmt_size(size: int) -> str:
 
 
 def qemu_img(*args: str) -> str:
-    """Run qemu-img; raise PVEError with its message on failure."""
-    exe = shutil.which("qemu-img")
-    if exe is None:
-        raise PVEError(500, "qemu-img: command not found (install qemu-utils)")
-    proc = subprocess.run([exe, *args], capture_output=True, text=True, timeout=600, check=False)
-    if proc.returncode != 0:
-        raise PVEError(500, f"qemu-img {args[0]} failed: {proc.stderr.strip()}")
-    return proc.stdout
+    """Run qemu-img; its failure is the node's: a PVEError with its message."""
+    try:
+        return _qemuimg.qemu_img(*args)
+    except BackendError as exc:
+        raise PVEError(500, str(exc)) from None
 
 
 def _image_info(path: Path) -> dict[str, Any]:
