@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
+from typing import Protocol, TypeVar
 
 import attrs
 
@@ -12,7 +13,7 @@ from ..models import VM, Host, PowerState, StoragePool, VMMetrics
 from ._plan import Bin, Item, Plan, Problem
 from ._rules import Rule, resolve_rules
 
-__all__ = ["CONSUMING", "Built", "host_problem", "storage_problem"]
+__all__ = ["CONSUMING", "Built", "by_ref", "host_problem", "storage_problem"]
 
 MIB = 1024 * 1024
 CONSUMING = frozenset(
@@ -95,14 +96,28 @@ def reaches(pool: StoragePool, names: Collection[str]) -> bool:
     return pool.shared or pool.host is None or pool.host in names
 
 
-def _pool_index(pools: Iterable[StoragePool]) -> dict[tuple[str | None, str], StoragePool]:
-    by_ref: dict[tuple[str | None, str], StoragePool] = {}
-    pool_list = list(pools)
-    for p in pool_list:
-        by_ref[(p.hypervisor, p.name)] = p
-    for p in pool_list:
-        by_ref[(p.hypervisor, p.id)] = p
-    return by_ref
+class _Named(Protocol):
+    @property
+    def id(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def hypervisor(self) -> str | None: ...
+
+
+T = TypeVar("T", bound=_Named)
+
+
+def by_ref(items: Iterable[T]) -> dict[tuple[str | None, str], T]:
+    """Hosts or pools by (hypervisor, id) and (hypervisor, name), the way VMs name them; an id wins over
+    another object's equal name."""
+    out: dict[tuple[str | None, str], T] = {}
+    listed = list(items)
+    for it in listed:
+        out[(it.hypervisor, it.name)] = it
+    for it in listed:
+        out[(it.hypervisor, it.id)] = it
+    return out
 
 
 def _hosts_reaching(pools: Collection[StoragePool], host_refs: Mapping[str, Ref]) -> frozenset[str]:
@@ -140,14 +155,10 @@ def host_problem(
     cpu_ratio = _positive("cpu_overcommit", cpu_overcommit) if demand == "allocated" else 1.0
     mem_ratio = _positive("memory_overcommit", memory_overcommit) if demand == "allocated" else 1.0
     host_list = [h for h in hosts if h.connected]
-    by_ref: dict[tuple[str | None, str], Host] = {}
-    for h in host_list:
-        by_ref[(h.hypervisor, h.name)] = h
-    for h in host_list:
-        by_ref[(h.hypervisor, h.id)] = h
+    hosts_by_ref = by_ref(host_list)
     pool_list = list(pools)
     local_pools = {(p.hypervisor, r) for p in pool_list if not p.shared for r in (p.id, p.name)}
-    pool_by_ref = _pool_index(pool_list)
+    pool_by_ref = by_ref(pool_list)
     reachable: dict[frozenset[StoragePool], frozenset[str]] = {}
     bins = []
     bin_refs: dict[str, Ref] = {}
@@ -171,7 +182,7 @@ def host_problem(
     for vm in vm_list:
         if vm.template or vm.power_state not in CONSUMING:
             continue
-        host = _host_of(vm, by_ref)
+        host = _host_of(vm, hosts_by_ref)
         if host is None:
             continue
         cpu, mem = float(vm.cpus), float(vm.memory_mib)
@@ -219,14 +230,14 @@ def storage_problem(
     names = {(h.hypervisor, h.id): {h.id, h.name} for h in host_list}
     host_names = {(h.hypervisor, r): names[(h.hypervisor, h.id)] for h in host_list for r in (h.id, h.name)}
     pool_list = list(pools)
-    by_ref = _pool_index(pool_list)
+    pool_by_ref = by_ref(pool_list)
     provisioned: dict[str, float] = {}
     vm_list = list(vms)
     per_vm: list[tuple[VM, StoragePool | None, int]] = []
     for vm in vm_list:
         if not vm.disks:
             continue
-        homes = {by_ref.get((vm.hypervisor, d.pool or "")) for d in vm.disks}
+        homes = {pool_by_ref.get((vm.hypervisor, d.pool or "")) for d in vm.disks}
         size = vm.disk_bytes
         home = next(iter(homes)) if len(homes) == 1 else None
         if home is not None:  # VMs with disks in several pools stay out: their bytes count in `used`

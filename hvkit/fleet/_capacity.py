@@ -9,7 +9,7 @@ from typing import Any
 import attrs
 
 from ..models import VM, Host, HostMetrics, Network, PowerState, Snapshot, StoragePool
-from ._build import CONSUMING
+from ._build import CONSUMING, by_ref
 
 __all__ = ["CapacityReport", "Finding", "HostCapacity", "PoolCapacity", "capacity", "health"]
 
@@ -102,11 +102,7 @@ def capacity(
     """Allocation and measured usage per host; used, free, provisioned and headroom per pool."""
     vm_list = list(vms)
     host_list = list(hosts)
-    resolve: dict[tuple[str | None, str], str] = {}
-    for h in host_list:
-        resolve[(h.hypervisor, h.name)] = h.id
-    for h in host_list:
-        resolve[(h.hypervisor, h.id)] = h.id
+    resolve = {ref: h.id for ref, h in by_ref(host_list).items()}
     alloc: dict[tuple[str | None, str], list[int]] = {}
     for vm in vm_list:
         hid = resolve.get((vm.hypervisor, vm.host or ""))
@@ -149,11 +145,7 @@ def capacity(
         )
     prov: dict[tuple[str | None, str], int] = {}
     pool_list = list(pools)
-    pool_ref: dict[tuple[str | None, str], str] = {}
-    for p in pool_list:
-        pool_ref[(p.hypervisor, p.name)] = p.id
-    for p in pool_list:
-        pool_ref[(p.hypervisor, p.id)] = p.id
+    pool_ref = {ref: p.id for ref, p in by_ref(pool_list).items()}
     for vm in vm_list:
         for d in vm.disks:
             pid = pool_ref.get((vm.hypervisor, d.pool or ""))
