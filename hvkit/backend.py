@@ -251,7 +251,7 @@ class Backend:
         Default: :meth:`local_path` (a snapshot from a qcow2 internal snapshot), else VOLUME_DOWNLOAD
         into a sparse raw file.
         """
-        from .migration._disk import default_export
+        from ._images import default_export
 
         return default_export(self, volume, workdir, progress, snapshot)
 
@@ -265,6 +265,6 @@ class Backend:
         if the import fails. Default: VOLUME_CREATE, then qemu-img writes into :meth:`local_path`,
         else VOLUME_UPLOAD of the raw content.
         """
-        from .migration._disk import default_import
+        from ._images import default_import
 
         return default_import(self, pool, name, image, fmt, workdir, progress)

@@ -18,7 +18,7 @@ import struct
 import sys
 
 from ..models import DiskFormat
-from ._disk import Extent
+from .._images import Extent
 
 __all__ = ["file_extents", "plain_qcow2"]
 

@@ -55,7 +55,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from ..models import DiskFormat
-from ._disk import IN_FILE_OFFSETS, Extent, image_info, image_map, qemu_img
+from .._images import IN_FILE_OFFSETS, Extent, image_info, image_map, qemu_img
 from ._layout import file_extents, plain_qcow2
 
 if TYPE_CHECKING:

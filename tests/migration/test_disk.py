@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from hvkit.backend import DiskImage
 from hvkit.errors import BackendError
 from hvkit.migration import allocated_bytes, checksum, convert_image
-from hvkit.migration._disk import SparseWriter, image_info, image_map, qemu_img
+from hvkit._images import SparseWriter, image_info, image_map, qemu_img
 from hvkit.migration._layout import plain_qcow2
 from hvkit.migration._verify import (
     ALGORITHMS,

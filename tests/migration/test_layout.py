@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from hvkit.backend import DiskImage
 from hvkit.migration import checksum
-from hvkit.migration._disk import Extent, image_map, qemu_img
+from hvkit._images import Extent, image_map, qemu_img
 from hvkit.migration._layout import file_extents, plain_qcow2
 from hvkit.migration._verify import checksum_bytes
 from hvkit.models import DiskFormat

@@ -332,7 +332,7 @@ def test_loopback_ssh_server_streams_a_disk(tmp_path: Path) -> None:
 
     from hvkit.backend import DiskImage
     from hvkit.migration import checksum
-    from hvkit.migration._disk import SparseWriter
+    from hvkit._images import SparseWriter
 
     ssh_dir = Path(os.environ.get("HVKIT_MIGRATION_SSH_DIR", "/var/lib/hvkit/migration-ssh"))
     port = os.environ.get("HVKIT_MIGRATION_SSH_PORT", "2222")

@@ -2,7 +2,7 @@
 
 Export: PVE's API cannot download a disk, so the volume's ``path`` comes from the storage content API
 (``GET /nodes/{node}/storage/{storage}/content/{volume}``) and the image file is copied from the node
-over SSH, data extents only (:func:`hvkit.migration.ssh_export`). Import: the image is uploaded as a
+over SSH, data extents only (:func:`hvkit.driver.ssh_export`). Import: the image is uploaded as a
 qcow2 (allocated clusters only) with ``content=import`` and its sha256 ``checksum``, which PVE checks;
 the volume ``STORAGE:import/NAME.qcow2`` it yields is attached with ``import-from`` when the VM is
 created (PVE copies it into the VM's storage), after which the pipeline deletes it.
@@ -91,7 +91,7 @@ def _cluster_addresses(backend: ProxmoxBackend) -> dict[str, str]:
 
 def ssh_node(backend: ProxmoxBackend, node: str) -> Any:
     """How to reach ``node`` over SSH, from the connection options (see the module's doc)."""
-    from ...migration import SshNode
+    from ..._images import SshNode
 
     port = _int_option(backend, "ssh_port", 22)
     host = _host_map(backend).get(node) or _cluster_addresses(backend).get(node) or backend.options.url.host
@@ -129,7 +129,7 @@ def export_disk(
     backend: ProxmoxBackend, volume: Volume, workdir: str, progress: ProgressFn, snapshot: Snapshot | None
 ) -> DiskImage:
     """Copy the volume's image file from its node over SSH (data extents only) into ``workdir``."""
-    from ...migration import ssh_export
+    from ..._images import ssh_export
 
     if snapshot is not None:
         raise Unsupported("proxmox", "export_disk(snapshot=...)", "reading a disk as of a snapshot is not offered")
@@ -187,7 +187,7 @@ def import_disk(
     The VM's own disk is made from it with ``import-from`` when the VM is created (in ``fmt`` on file
     storages); only allocated clusters travel.
     """
-    from ...migration import convert_image
+    from ..._images import convert_image
 
     node = pool.host or str(pool.extra.get("node") or "")
     if not node:

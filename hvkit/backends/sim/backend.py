@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-from ... import _qemuimg as qi
+from ..._images import _qemuimg as qi
 from ..._rollback import Rollback
 from ...backend import Backend, Event, ProgressFn
 from ...capabilities import Capability

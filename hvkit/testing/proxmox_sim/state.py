@@ -14,7 +14,7 @@ from typing import Any
 
 import attrs
 
-from ... import _qemuimg
+from ..._images import _qemuimg
 from ...errors import BackendError
 from .schema import parse_bool, parse_property_string, schema
 from .tasks import TaskContext, TaskRunner

@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from .errors import BackendError, InvalidSpec
+from ..errors import BackendError, InvalidSpec
 
 __all__ = ["convert", "create", "info", "qemu_img"]
 

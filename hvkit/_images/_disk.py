@@ -15,7 +15,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import attrs
 
-from .._qemuimg import qemu_img
+from ._qemuimg import qemu_img
 from ..capabilities import Capability
 from ..errors import InvalidSpec, Unsupported
 from ..models import DiskFormat, Snapshot, StoragePool, Volume

@@ -1,0 +1,67 @@
+"""The public kit a backend is built from.
+
+A driver (in hvkit or outside it, registered through the ``hvkit.backends`` entry-point group) imports
+only this module, :mod:`hvkit.models`, :mod:`hvkit.errors` and :mod:`hvkit.capabilities`:
+
+* the contract: :class:`Backend` (override the primitive operations the vendor offers, declare them in
+  ``capabilities``), :class:`DiskImage`, ``ProgressFn`` and ``Event``;
+* :class:`ConnectOptions`: the URL, credentials, TLS settings, timeout and URL options of a connection;
+* :class:`Rollback`: undo steps of a multi-step operation, run newest first when it fails;
+* waiting: :class:`Task`, :class:`TaskInfo`, :class:`TaskSource` (what a vendor task gives the core) and
+  :func:`wait_for`, the one polling helper;
+* disk images on this machine: :func:`qemu_img`, :func:`image_info`, :func:`image_map`,
+  :func:`convert_image`, :class:`SparseWriter`, :func:`write_into`, the default
+  :func:`default_export` / :func:`default_import`, and :func:`ssh_export` for vendors whose API has no
+  disk download.
+
+``docs/architecture.md`` shows how a backend is put together from these parts.
+"""
+
+from __future__ import annotations
+
+from ._images import (
+    Extent,
+    SparseWriter,
+    SshNode,
+    allocated_bytes,
+    convert_image,
+    default_export,
+    default_import,
+    image_info,
+    image_map,
+    probe_format,
+    qemu_img,
+    ssh_export,
+    write_into,
+)
+from ._options import ConnectOptions
+from ._rollback import Rollback
+from .backend import Backend, DiskImage, Event, ProgressFn
+from .tasks import DoneSource, Task, TaskInfo, TaskSource, wait_for
+
+__all__ = [
+    "Backend",
+    "ConnectOptions",
+    "DiskImage",
+    "DoneSource",
+    "Event",
+    "Extent",
+    "ProgressFn",
+    "Rollback",
+    "SparseWriter",
+    "SshNode",
+    "Task",
+    "TaskInfo",
+    "TaskSource",
+    "allocated_bytes",
+    "convert_image",
+    "default_export",
+    "default_import",
+    "image_info",
+    "image_map",
+    "probe_format",
+    "qemu_img",
+    "ssh_export",
+    "wait_for",
+    "write_into",
+]
