@@ -15,10 +15,10 @@ from typing import IO, TYPE_CHECKING, Any
 
 import attrs
 
-from ._qemuimg import qemu_img
 from ..capabilities import Capability
 from ..errors import InvalidSpec, Unsupported
 from ..models import DiskFormat, Snapshot, StoragePool, Volume
+from ._qemuimg import qemu_img
 
 if TYPE_CHECKING:
     from ..backend import Backend, DiskImage, ProgressFn

@@ -11,12 +11,11 @@ volume download/upload streams the defaults build on).
 
 from __future__ import annotations
 
-from .._images import allocated_bytes, convert_image
+from .._images import SshNode, allocated_bytes, convert_image, ssh_export
 from ._errors import ChecksumMismatch, MigrationError, PlanProblems
 from ._journal import Journal
 from ._plan import DiskPlan, NicPlan, Plan, plan
 from ._run import DiskResult, MigrationResult, Progress, resume, rollback, run
-from .._images import SshNode, ssh_export
 from ._verify import ALGORITHM, ALGORITHMS, Checksum, checksum
 
 __all__ = [

@@ -17,8 +17,8 @@ import re
 import struct
 import sys
 
-from ..models import DiskFormat
 from .._images import Extent
+from ..models import DiskFormat
 
 __all__ = ["file_extents", "plain_qcow2"]
 

@@ -54,8 +54,8 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from ..models import DiskFormat
 from .._images import IN_FILE_OFFSETS, Extent, image_info, image_map, qemu_img
+from ..models import DiskFormat
 from ._layout import file_extents, plain_qcow2
 
 if TYPE_CHECKING:

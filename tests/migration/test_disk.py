@@ -11,10 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from hvkit._images import SparseWriter, image_info, image_map, qemu_img
 from hvkit.backend import DiskImage
 from hvkit.errors import BackendError
 from hvkit.migration import allocated_bytes, checksum, convert_image
-from hvkit._images import SparseWriter, image_info, image_map, qemu_img
 from hvkit.migration._layout import plain_qcow2
 from hvkit.migration._verify import (
     ALGORITHMS,

@@ -12,9 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from hvkit._images import Extent, image_map, qemu_img
 from hvkit.backend import DiskImage
 from hvkit.migration import checksum
-from hvkit._images import Extent, image_map, qemu_img
 from hvkit.migration._layout import file_extents, plain_qcow2
 from hvkit.migration._verify import checksum_bytes
 from hvkit.models import DiskFormat

@@ -330,9 +330,9 @@ def test_loopback_ssh_server_streams_a_disk(tmp_path: Path) -> None:
     """The OpenSSH server of scripts/setup.d/60-migration.sh serves an image byte for byte (export over SSH)."""
     import subprocess
 
+    from hvkit._images import SparseWriter
     from hvkit.backend import DiskImage
     from hvkit.migration import checksum
-    from hvkit._images import SparseWriter
 
     ssh_dir = Path(os.environ.get("HVKIT_MIGRATION_SSH_DIR", "/var/lib/hvkit/migration-ssh"))
     port = os.environ.get("HVKIT_MIGRATION_SSH_PORT", "2222")
