@@ -16,6 +16,9 @@ def _install(session: nox.Session, extras: str = "test") -> None:
 def lint(session: nox.Session) -> None:
     session.install("ruff")
     session.run("ruff", "check", "hvkit", "tests", "bench", "scripts")
+    _install(session, "test")
+    session.install("import-linter")
+    session.run("lint-imports")  # the layers and contracts in pyproject.toml [tool.importlinter]
 
 
 @nox.session

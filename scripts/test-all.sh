@@ -31,6 +31,7 @@ done
 echo "== lint, types, docs"
 .venv/bin/ruff check hvkit tests bench scripts noxfile.py
 .venv/bin/mypy
+.venv/bin/lint-imports  # the layers and contracts in pyproject.toml [tool.importlinter]
 .venv/bin/python scripts/update_matrix.py --check
 .venv/bin/mkdocs build --strict --quiet --site-dir "$(mktemp -d)"
 echo "== tests"
