@@ -4,13 +4,21 @@ A journal is a directory: ``journal.jsonl`` (one JSON record a line, appended; e
 step's ``done`` is fsynced before the step acts, and a ``done`` reaches the disk with the next) and
 ``staging/`` (disk images made for the transfer). The first record holds the plan; each later one a
 step's ``begin``, ``done`` or ``undone`` with what is needed to resume the step or to undo it
-(the names of target objects are fixed by the plan, so a step killed between creating something and
-recording it can still be found). Journals hold no secrets: URLs are written without passwords.
+(the names of target objects are fixed by the plan, and what an import will write on the target is
+recorded before it is written, so a step killed between creating something and recording it can still
+be found). Journals hold no secrets: URLs are written without passwords.
+
+Crash safety: a record is one ``write`` of one line. A crash mid-write leaves a torn last line (no
+newline); opening the journal for a resume or rollback cuts it off (a whole record that only lacks its
+newline is kept and given one), and every append first makes sure the file ends with a newline, so a
+record never lands on the end of a torn one. A process works on a journal under an exclusive lock.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
 import json
 import os
 import re
@@ -20,7 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ..errors import InvalidSpec, NotFound
+from ..errors import InvalidSpec, InvalidState, NotFound
 
 __all__ = ["Journal", "default_root"]
 
@@ -36,6 +44,32 @@ def default_root() -> Path:
     return Path(state) / "hvkit" / "migrations"
 
 
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _record(text: str) -> dict[str, Any] | None:
+    """``text`` as a journal record, or None when it is not one whole JSON object."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) and "kind" in value else None
+
+
+def _salvage(line: str) -> dict[str, Any] | None:
+    """The whole record at the end of a line that starts with a torn one (as releases before the newline
+    guard wrote after a crash): JSON escapes quotes inside strings, so every ``{"`` starts an object."""
+    for m in re.finditer(r'\{"', line):
+        if m.start() > 0 and (rec := _record(line[m.start() :])) is not None:
+            return rec
+    return None
+
+
 class Journal:
     """Append-only step records of one migration."""
 
@@ -44,7 +78,9 @@ class Journal:
         self.path = directory / "journal.jsonl"
         self.staging = directory / "staging"
         self._lock = threading.Lock()
+        self._lock_fd: int | None = None
         self.records: list[dict[str, Any]] = []
+        self.repairs: list[str] = []  # what open() found torn and cut off or salvaged
 
     # -- create / open ----------------------------------------------------------------------------------
     @classmethod
@@ -60,42 +96,114 @@ class Journal:
         journal = cls(directory)
         journal.staging.mkdir(exist_ok=True)
         journal.append({"kind": "plan", "format": FORMAT, "plan": plan_data})
+        _fsync_dir(directory)  # the journal file's name is on disk too
         journal.append({"kind": "status", "status": "started"})
         return journal
 
     @classmethod
-    def open(cls, directory: str | os.PathLike[str]) -> Journal:
+    def open(cls, directory: str | os.PathLike[str], *, repair: bool = True, lock: bool = False) -> Journal:
+        """Read a journal. A torn last record (a crash mid-write) is left out, and with ``repair`` (the
+        default) cut off the file, so the next record starts on a line of its own; ``repair=False``
+        changes nothing (to look at a journal another process works on). ``lock``: take the journal for
+        this process first (:meth:`acquire`), as a resume or rollback does."""
         path = Path(directory)
         if path.name == "journal.jsonl":
             path = path.parent
         journal = cls(path)
         if not journal.path.is_file():
             raise NotFound(f"no migration journal in {path}")
-        for n, line in enumerate(journal.path.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                journal.records.append(json.loads(line))
-            except json.JSONDecodeError:
-                # a record cut short by a crash can only be the last one: its step did not finish
-                if n != len(journal.path.read_text(encoding="utf-8").splitlines()):
-                    raise InvalidSpec(f"{journal.path} line {n} is not valid JSON: the journal is damaged") from None
-        if not journal.records or journal.records[0].get("format") != FORMAT:
-            raise InvalidSpec(f"{journal.path} is not an hvkit migration journal")
+        if lock:
+            journal.acquire()
+        try:
+            journal._read(repair)
+        except BaseException:
+            journal.release()
+            raise
         return journal
+
+    def _read(self, repair: bool) -> None:
+        data = self.path.read_bytes()
+        body, sep, tail = data.rpartition(b"\n")
+        for n, raw in enumerate(body.split(b"\n") if body else [], 1):
+            line = raw.decode("utf-8", errors="replace").strip()
+            if not line:
+                continue
+            rec = _record(line)
+            if rec is None and (rec := _salvage(line)) is not None:
+                self.repairs.append(f"line {n}: a torn record before a whole one was dropped")
+            if rec is None:
+                raise InvalidSpec(f"{self.path} line {n} is not valid JSON: the journal is damaged")
+            self.records.append(rec)
+        keep = len(body) + len(sep)  # the bytes up to and with the last newline
+        if tail.strip(b"\x00 \t\r"):
+            whole = _record(tail.decode("utf-8", errors="replace"))
+            if whole is not None:  # a whole record whose newline did not reach the disk
+                self.records.append(whole)
+                self.repairs.append("the last record lacked its newline; it was given one")
+            else:
+                self.repairs.append(f"a torn last record ({len(tail)} bytes) was cut off")
+            if repair:
+                self._cut(keep, newline=whole is not None)
+        elif tail and repair:
+            self._cut(keep, newline=False)  # zero bytes a crash left past the last record
+        if not self.records or self.records[0].get("format") != FORMAT:
+            raise InvalidSpec(f"{self.path} is not an hvkit migration journal")
+
+    def _cut(self, size: int, *, newline: bool) -> None:
+        """Truncate the file to ``size`` bytes (the end of its last whole line), then add a newline if asked."""
+        with self._lock, self.path.open("r+b") as f:
+            f.truncate(size)
+            if newline:
+                f.seek(size)
+                f.write(b"\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    # -- one writer ---------------------------------------------------------------------------------------
+    def acquire(self) -> None:
+        """Take the journal for this process (an exclusive lock, released when it exits or :meth:`release`)."""
+        if self._lock_fd is not None:
+            return
+        fd = os.open(self.dir / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise InvalidState(f"another process is working on the migration in {self.dir}") from None
+        self._lock_fd = fd
+
+    def release(self) -> None:
+        if self._lock_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._lock_fd)
+            self._lock_fd = None
 
     # -- write -------------------------------------------------------------------------------------------
     def append(self, record: dict[str, Any], *, durable: bool = True) -> None:
         """Add ``record``; ``durable``: on disk before this returns (fsync), else with the next durable one."""
         record = {"time": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"), **record}
-        line = json.dumps(record, sort_keys=True) + "\n"
+        line = (json.dumps(record, sort_keys=True) + "\n").encode("utf-8")
         with self._lock:
-            with self.path.open("a", encoding="utf-8") as out:
-                out.write(line)
-                out.flush()
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                self._guard_newline(fd)
+                written = os.write(fd, line)
+                if written != len(line):  # a short write (disk full): cut it off again, keep the file whole
+                    os.ftruncate(fd, os.fstat(fd).st_size - written)
+                    raise OSError(f"the journal {self.path} could not take a record ({written} of {len(line)} bytes)")
                 if durable:
-                    os.fsync(out.fileno())
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
             self.records.append(record)
+
+    @staticmethod
+    def _guard_newline(fd: int) -> None:
+        """Cut a torn last line (no newline) off before appending: a record never lands on the end of one."""
+        size = os.fstat(fd).st_size
+        if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+            return
+        os.ftruncate(fd, os.pread(fd, size, 0).rfind(b"\n") + 1)  # journals are small: read it whole
 
     def begin(self, step: str, **data: Any) -> None:
         self.append({"kind": "step", "step": step, "state": "begin", **data})

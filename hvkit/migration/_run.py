@@ -29,7 +29,7 @@ import attrs
 from ..backend import DiskImage
 from ..errors import HvkitError, InvalidSpec, InvalidState, NotFound
 from ..hypervisor import Hypervisor
-from ..models import VM, DiskFormat, DiskSpec, NicSpec, PowerState, Snapshot, VMSpec, Volume
+from ..models import VM, DiskFormat, DiskSpec, NicSpec, PowerState, Snapshot, StoragePool, VMSpec, Volume
 from ..models.enums import TaskState
 from ..tasks import TaskInfo, wait_for
 from ._errors import ChecksumMismatch, MigrationError, PlanProblems
@@ -128,8 +128,12 @@ def run(
         raise PlanProblems(list(plan.problems))
     data = {**plan.to_json(), "start": bool(start), "checksum": checksum}
     journal = Journal.create(data, directory=Path(journal_dir) if journal_dir else None)
-    runner = _Runner(plan.source, plan.target, journal, _reporter(progress), parallel)
-    return runner.execute(start=start, on_error=on_error, start_timeout=start_timeout)
+    journal.acquire()
+    try:
+        runner = _Runner(plan.source, plan.target, journal, _reporter(progress), parallel)
+        return runner.execute(start=start, on_error=on_error, start_timeout=start_timeout)
+    finally:
+        journal.release()
 
 
 def resume(
@@ -144,25 +148,31 @@ def resume(
     start_timeout: float = 300.0,
 ) -> MigrationResult:
     """Finish an interrupted migration from its journal; steps already done are not done again."""
-    journal = Journal.open(journal_dir)
-    status = journal.current_status
-    if status == "completed":
-        raise InvalidState(f"the migration in {journal.dir} has completed already")
-    if status == "rolled-back":
-        raise InvalidState(f"the migration in {journal.dir} was rolled back; plan it again")
-    runner = _Runner(source, target, journal, _reporter(progress), parallel)
-    if start is None:
-        start = journal.state("vm.start")[0] is not None or bool(journal.plan.get("start"))
-    journal.status("resumed")
-    return runner.execute(start=start, on_error=on_error, start_timeout=start_timeout)
+    journal = Journal.open(journal_dir, lock=True)  # a torn last record (a crash mid-write) is cut off
+    try:
+        status = journal.current_status
+        if status == "completed":
+            raise InvalidState(f"the migration in {journal.dir} has completed already")
+        if status == "rolled-back":
+            raise InvalidState(f"the migration in {journal.dir} was rolled back; plan it again")
+        runner = _Runner(source, target, journal, _reporter(progress), parallel)
+        if start is None:
+            start = journal.state("vm.start")[0] is not None or bool(journal.plan.get("start"))
+        journal.status("resumed")
+        return runner.execute(start=start, on_error=on_error, start_timeout=start_timeout)
+    finally:
+        journal.release()
 
 
 def rollback(journal_dir: str | os.PathLike[str], source: Hypervisor, target: Hypervisor) -> None:
     """Undo an interrupted or failed migration: nothing it made stays on the target; the source is put back."""
-    journal = Journal.open(journal_dir)
-    if journal.current_status == "completed":
-        raise InvalidState(f"the migration in {journal.dir} has completed; delete the target VM instead")
-    _Runner(source, target, journal, _reporter(None), 1).rollback()
+    journal = Journal.open(journal_dir, lock=True)
+    try:
+        if journal.current_status == "completed":
+            raise InvalidState(f"the migration in {journal.dir} has completed; delete the target VM instead")
+        _Runner(source, target, journal, _reporter(None), 1).rollback()
+    finally:
+        journal.release()
 
 
 # -- progress ------------------------------------------------------------------------------------------------
@@ -494,27 +504,20 @@ class _Runner:
         self._step(step, compute)
         return result[0]
 
-    def _find_volume(self, hv: Hypervisor, pool: str, name: str, volume_id: str | None) -> Volume | None:
-        if volume_id:
-            try:
-                return hv.volumes.get(volume_id)
-            except NotFound:
-                pass
-        for vol in hv.volumes.list(pool):
-            base = vol.name.rsplit("/", 1)[-1]  # Proxmox: import/NAME.qcow2
-            if vol.name == name or vol.name.rsplit(".", 1)[0] == name or base.rsplit(".", 1)[0] == name:
-                return vol
-        return None
-
     def _import(self, d: DiskPlan, image: DiskImage) -> tuple[Volume, int]:
         step = f"disk{d.index}.import"
         state, data = self.journal.state(step)
-        if state == "done":
-            vol = self._find_volume(self.dst, d.target_pool, d.target_volume, data.get("volume"))
-            if vol is not None:
-                return vol, int(data.get("bytes_moved", 0))
+        if state == "done" and data.get("volume"):
+            try:
+                return self.dst.volumes.get(data["volume"]), int(data.get("bytes_moved", 0))
+            except NotFound:
+                pass
         if state is not None:  # begun (or done but gone): clear what a killed attempt left
-            self._delete_volume(d, data.get("volume"))
+            self._clear_import(d, data)
+        pool = self.dst.pools.get(d.target_pool)
+        # what the import will write, recorded (fsynced) before it writes: a kill before import_disk returns
+        # leaves no volume id in the journal, and perhaps a file the target never registered
+        target = data.get("target") or _target_of(self.dst, pool, d)
         moved = [0]
 
         def prog(done: int, total: int) -> None:
@@ -524,14 +527,13 @@ class _Runner:
         vols: list[Volume] = []
 
         def do_import() -> dict[str, Any]:
-            pool = self.dst.pools.get(d.target_pool)
             with self.dst.translating("import_disk"):
                 vol = self.dst.backend.import_disk(pool, d.target_volume, image, d.target_format,
                                                    str(self.journal.staging), prog)  # fmt: skip
             vols.append(vol)
             return {"volume": vol.id, "bytes_moved": moved[0]}
 
-        self._step(step, do_import)
+        self._step(step, do_import, target=target)
         return vols[0], moved[0]
 
     def _verify(self, d: DiskPlan, volume_id: str, source_value: str) -> str:
@@ -652,10 +654,31 @@ class _Runner:
         shutil.rmtree(self.journal.staging, ignore_errors=True)
 
     # -- backward ------------------------------------------------------------------------------------------------
-    def _delete_volume(self, d: DiskPlan, volume_id: str | None) -> None:
-        vol = self._find_volume(self.dst, d.target_pool, d.target_volume, volume_id)
-        if vol is not None:
-            self.dst.volumes.delete(vol)
+    def _clear_import(self, d: DiskPlan, data: dict[str, Any]) -> None:
+        """Delete what an import step wrote on the target, known by identity: the volume id it recorded, else
+        a volume that was not there when the step began and has the recorded path (or, where the vendor
+        tells no path, one of the exact names the planned volume takes); then an image file the target never
+        registered (a kill in the middle of making it) at a recorded path, where the pool is on this machine."""
+        volume_id = data.get("volume")
+        if volume_id:
+            try:
+                self.dst.volumes.delete(volume_id)
+            except NotFound:
+                pass
+        target = data.get("target") or _target_of(self.dst, None, d, probe=False)  # a journal of an older release
+        present = set(target.get("present", ()))
+        for vol in self.dst.volumes.list(target["pool"]):
+            if vol.id not in present and _is_target(vol, target):
+                try:
+                    self.dst.volumes.delete(vol)
+                except NotFound:
+                    pass
+        if not _files_here(self.dst):
+            return
+        registered = {v.path for v in self.dst.volumes.list(target["pool"]) if v.path}
+        for path in target.get("paths", ()):
+            if path not in present and path not in registered and os.path.lexists(path):
+                Path(path).unlink(missing_ok=True)
 
     def _delete_target_vm(self, vm_id: str | None) -> None:
         """Delete the VM this migration made (and its disks); a VM of the same name that is not ours stays."""
@@ -701,8 +724,8 @@ class _Runner:
                 if step not in begun:
                     continue
                 if kind == "import":
-                    vid = self.journal.state(step)[1].get("volume")
-                    undo(step, lambda d=d, vid=vid: self._delete_volume(d, vid))  # type: ignore[misc]
+                    data = self.journal.state(step)[1]
+                    undo(step, lambda d=d, data=data: self._clear_import(d, data))  # type: ignore[misc]
                 elif kind == "export":
                     data = self.journal.state(step)[1]
 
@@ -731,3 +754,37 @@ class _Runner:
             vm = self._source_vm()
             if data.get("was") == PowerState.RUNNING.value and vm.power_state is PowerState.STOPPED:
                 self.src.vms.start(vm)
+
+
+# -- what an import writes on the target ----------------------------------------------------------------------
+_EXTENSIONS = {"vpc": "vhd"}
+
+
+def _target_of(hv: Hypervisor, pool: StoragePool | None, d: DiskPlan, *, probe: bool = True) -> dict[str, Any]:
+    """The identity of what importing ``d`` writes: the pool, the exact names the plan's volume takes on the
+    vendors (``NAME``, ``NAME.EXT``; Proxmox: ``import/NAME.qcow2``), its possible files in the pool's directory
+    when the target tells it, and (``probe``) which of those volumes and files were there before (never ours)."""
+    name = d.target_volume
+    ext = _EXTENSIONS.get(d.target_format.value, d.target_format.value)
+    names = sorted({name, f"{name}.{ext}", f"{name}.qcow2"})
+    folder = str(pool.extra.get("path") or "") if pool is not None else ""
+    paths = sorted({str(Path(folder) / n) for n in (name, f"{name}.{ext}")}) if folder else []
+    target: dict[str, Any] = {"pool": d.target_pool, "names": names, "paths": paths, "present": []}
+    if probe:
+        present = [v.id for v in hv.volumes.list(d.target_pool) if _is_target(v, target)]
+        present += [p for p in paths if os.path.lexists(p)]
+        target["present"] = present
+    return target
+
+
+def _is_target(vol: Volume, target: dict[str, Any]) -> bool:
+    """Whether ``vol`` is the recorded import target: by its path where both sides know one, else exact names."""
+    if vol.path and target.get("paths"):
+        return vol.path in target["paths"]
+    return vol.name in target["names"] or vol.name.rsplit("/", 1)[-1] in target["names"]
+
+
+def _files_here(hv: Hypervisor) -> bool:
+    """Whether the target's pool directories are on this machine, so a file it never registered can be found
+    there: sim pools always are; any target whose connection says ``local_files=true``."""
+    return hv.kind == "sim" or hv.backend.options.bool_option("local_files", False)
