@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -13,11 +15,15 @@ import attrs
 from ._secrets import is_secret
 from ._url import URL, parse_url
 from .errors import InvalidSpec, NotFound
+from .models._checks import shown
 
-__all__ = ["ConnectOptions", "config_path", "load_profile", "resolve"]
+__all__ = ["ConnectOptions", "as_bool", "as_float", "as_int", "config_path", "load_profile", "resolve"]
 
 CONFIG_ENV = "HVKIT_CONFIG"
 DEFAULT_CONFIG = Path("~/.config/hvkit/config.toml")
+_INT = re.compile(r"[+-]?[0-9]+")
+_FLOAT = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?")
+MAX_SECONDS = 1e7  # timeouts and delays: about 115 days
 _BOOL = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
 
 
@@ -48,14 +54,58 @@ class ConnectOptions:
     def bool_option(self, name: str, default: bool) -> bool:
         return as_bool(name, self.options.get(name, default))
 
+    def int_option(self, name: str, default: int, *, low: int, high: int) -> int:
+        """Option ``name`` as a whole number in ``low..high`` (InvalidSpec otherwise)."""
+        return as_int(name, self.options.get(name, default), low=low, high=high)
+
+    def float_option(self, name: str, default: float, *, low: float, high: float) -> float:
+        """Option ``name`` as a finite number in ``low..high`` (InvalidSpec otherwise)."""
+        return as_float(name, self.options.get(name, default), low=low, high=high)
+
 
 def as_bool(name: str, value: object) -> bool:
+    """``True``/``False``, or one of 1/0, true/false, yes/no, on/off (any case)."""
     if isinstance(value, bool):
         return value
-    text = str(value).strip().lower()
+    text = str(value).strip().lower() if isinstance(value, str | int) else ""
     if text not in _BOOL:
-        raise InvalidSpec(f"option {name} must be true or false, got {value!r}")
+        raise InvalidSpec(f"option {name} must be true or false, got {shown(value)}")
     return _BOOL[text]
+
+
+def as_int(name: str, value: object, *, low: int, high: int) -> int:
+    """An int (not a bool) or a string of ASCII digits, in ``low..high``."""
+    if isinstance(value, str) and _INT.fullmatch(value.strip()) and len(value) <= 100:
+        number = int(value.strip())
+    elif isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    else:
+        raise InvalidSpec(f"option {name} must be a whole number, got {shown(value)}")
+    if not low <= number <= high:
+        raise InvalidSpec(f"option {name} must be between {low} and {high}, got {shown(number)}")
+    return number
+
+
+def as_float(name: str, value: object, *, low: float, high: float) -> float:
+    """A finite int or float (not a bool) or a decimal string in ASCII, in ``low..high``."""
+    if isinstance(value, str) and _FLOAT.fullmatch(value.strip()) and len(value) <= 100:
+        number = float(value.strip())
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            number = float(value)
+        except OverflowError:
+            number = math.inf
+    elif isinstance(value, str) and value.strip().lower().lstrip("+-") in ("nan", "inf", "infinity"):
+        number = math.nan
+    else:
+        raise InvalidSpec(f"option {name} must be a number, got {shown(value)}")
+    if not math.isfinite(number):
+        raise InvalidSpec(f"option {name} must be a finite number, got {shown(value)}")
+    if number < low:
+        raise InvalidSpec(f"option {name} must be at least {low}, got {number}")
+    if number > high:
+        raise InvalidSpec(f"option {name} must be at most {high}, got {number}")
+    return number
 
 
 def config_path() -> Path:
@@ -113,19 +163,39 @@ def resolve(
         if merged.get(key) is None:
             merged[key] = _env(parsed.kind, key.upper())
     options = {**prof_options, **query, **backend_options}
-    try:
-        timeout = float(merged.get("timeout", 30.0))
-    except (TypeError, ValueError):
-        raise InvalidSpec(f"timeout must be a number of seconds, got {merged.get('timeout')!r}") from None
-    if not timeout > 0:
-        raise InvalidSpec(f"timeout must be > 0 seconds, got {timeout}")
+    for key in ("username", "password", "token", "ca_file"):
+        if merged.get(key) is not None and not isinstance(merged[key], str):
+            raise InvalidSpec(f"{key} must be a string, got {type(merged[key]).__name__}")  # never the value
+    timeout = as_float("timeout", merged.get("timeout", 30.0), low=0.001, high=MAX_SECONDS)
+    if "task_timeout" in options:  # options read by core itself, whatever the backend
+        options["task_timeout"] = as_float("task_timeout", options["task_timeout"], low=0.001, high=MAX_SECONDS)
+    if "local_files" in options:
+        options["local_files"] = as_bool("local_files", options["local_files"])
+    verify_tls = as_bool("verify_tls", merged.get("verify_tls", True))
+    ca_file = merged.get("ca_file")
+    if ca_file is not None and verify_tls:
+        _check_ca_file(ca_file)
     return ConnectOptions(
         url=attrs.evolve(parsed, password=None, query={}),
         username=merged.get("username"),
         password=merged.get("password"),
         token=merged.get("token"),
-        verify_tls=as_bool("verify_tls", merged.get("verify_tls", True)),
-        ca_file=merged.get("ca_file"),
+        verify_tls=verify_tls,
+        ca_file=ca_file,
         timeout=timeout,
         options=options,
     )
+
+
+def _check_ca_file(ca_file: str) -> None:
+    """A CA file must be a readable file: say which one, before any connection is tried."""
+    path = Path(ca_file).expanduser()
+    try:
+        with path.open("rb") as handle:
+            handle.read(1)
+    except FileNotFoundError:
+        raise InvalidSpec(f"ca_file {str(path)!r} does not exist") from None
+    except IsADirectoryError:
+        raise InvalidSpec(f"ca_file {str(path)!r} is a folder, not a CA certificate file") from None
+    except (OSError, ValueError) as exc:
+        raise InvalidSpec(f"ca_file {str(path)!r} cannot be read: {type(exc).__name__}") from None

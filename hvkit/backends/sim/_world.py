@@ -10,6 +10,7 @@ import atexit
 import itertools
 import json
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..._options import ConnectOptions
+from ...errors import InvalidSpec
 from ._faults import Faults
 
 __all__ = ["World", "world_for"]
@@ -25,6 +27,7 @@ __all__ = ["World", "world_for"]
 _worlds: dict[str, World] = {}
 _worlds_lock = threading.Lock()
 Listener = Callable[[dict[str, Any]], None]
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")  # one path-safe folder name: no '/', '..', NUL
 
 
 class World:
@@ -149,7 +152,18 @@ class World:
 def world_for(options: ConnectOptions) -> World:
     """The world named by ``sim://NAME`` (default: "default"), created on first use."""
     name = options.url.host or "default"
+    if not _NAME.fullmatch(name):
+        raise InvalidSpec(
+            f"sim name {name[:70]!r} must be one folder name: ASCII letters, digits, '_', '.', '-' (not first), 1-64"
+        )
     state_dir = options.option("state_dir") or os.environ.get("HVKIT_SIM_STATE_DIR")
+    options.float_option("task_delay", 0.02, low=0, high=3600)  # read by the backend; checked before any world
+    sizes = {
+        "hosts": options.int_option("hosts", 3, low=1, high=1024),
+        "host_cpus": options.int_option("host_cpus", 32, low=1, high=4096),
+        "host_memory_mib": options.int_option("host_memory_mib", 131072, low=256, high=1 << 32),
+        "pool_gib": options.int_option("pool_gib", 4096, low=1, high=1 << 30),
+    }
     with _worlds_lock:
         key = f"{name}@{state_dir or ''}"
         if key in _worlds:
@@ -162,15 +176,7 @@ def world_for(options: ConnectOptions) -> World:
             root = Path(tempfile.mkdtemp(prefix=f"hvkit-sim-{name}-"))
             atexit.register(shutil.rmtree, root, True)
             persistent = False
-        world = World(
-            name,
-            root,
-            persistent=persistent,
-            hosts=int(options.option("hosts", 3)),
-            host_cpus=int(options.option("host_cpus", 32)),
-            host_memory_mib=int(options.option("host_memory_mib", 131072)),
-            pool_gib=int(options.option("pool_gib", 4096)),
-        )
+        world = World(name, root, persistent=persistent, **sizes)
         _worlds[key] = world
         return world
 

@@ -1,0 +1,209 @@
+"""Bad input is refused with a clear hvkit error before anything reaches a hypervisor.
+
+Targeted cases first (each one a report of what a new user tried), then hypothesis fuzz of every public
+constructor, URL and CLI argument. The fuzz counts what it tried and what held; run with ``-s`` to see it.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import hvkit
+from hvkit import errors
+from hvkit._options import ConnectOptions, as_float, as_int
+from hvkit._url import URL, parse_url
+from hvkit.backends.sim import forget
+
+
+@pytest.fixture(autouse=True)
+def _private(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test reads the user's config or sim state."""
+    monkeypatch.setenv("HVKIT_CONFIG", str(tmp_path / "config.toml"))
+    monkeypatch.setenv("HVKIT_SIM_STATE_DIR", str(tmp_path / "sim-state"))
+    for var in ("HVKIT_URL", "HVKIT_PASSWORD", "HVKIT_USERNAME", "HVKIT_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+
+
+@pytest.fixture
+def world() -> Iterator[str]:
+    name = f"in{uuid.uuid4().hex[:8]}"
+    yield name
+    forget(name)
+
+
+# -- URLs ----------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "must look like kind://host"),
+        ("sim://h:\u0668\u0660", "invalid port"),  # Arabic-Indic 80
+        ("sim://h:\uff18\uff10", "invalid port"),  # full-width 80
+        ("sim://h:+80", "invalid port"),
+        ("sim://h:0", "invalid port"),
+        ("esxi://[::1]x:80", "after the ']'"),
+        ("esxi://[::1]x", "after the ']'"),
+        ("esxi://[::1]:", "invalid port"),
+        ("s\u0456m://x", "invalid scheme"),  # Cyrillic i
+        ("sim+://x", "invalid scheme"),
+        ("sim://a b", "host"),
+        ("sim://a\x00b", "control character"),
+        ("sim://x\n", "control character"),
+    ],
+)
+def test_bad_urls(text: str, message: str) -> None:
+    with pytest.raises(errors.InvalidSpec, match=message):
+        parse_url(text)
+
+
+def test_good_urls_still_parse() -> None:
+    assert parse_url("esxi://root@[fe80::1]:443").port == 443
+    assert parse_url("esxi://[::1]").host == "::1"
+    assert parse_url("proxmox://root@pam@pve1:8006").username == "root@pam"
+    assert parse_url("sim://").host is None
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"kind": ""},
+        {"kind": 5},
+        {"kind": "sim", "port": "80"},
+        {"kind": "sim", "port": True},
+        {"kind": "sim", "port": 70000},
+        {"kind": "sim", "host": 5},
+        {"kind": "sim", "path": None},
+        {"kind": "sim", "query": "a=b"},
+        {"kind": "sim", "query": {"a": 1}},
+        {"kind": "sim", "transport": 3},
+    ],
+)
+def test_url_constructor_checks_its_fields(kwargs: dict[str, object]) -> None:
+    with pytest.raises(errors.InvalidSpec):
+        URL(**kwargs)  # type: ignore[arg-type]
+
+
+# -- options -------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("task_delay=-5", "task_delay must be at least 0"),
+        ("task_delay=nan", "task_delay must be a finite number"),
+        ("task_delay=inf", "task_delay must be a finite number"),
+        ("task_delay=abc", "task_delay must be a number"),
+        ("task_delay=\u0665", "task_delay must be a number"),  # Arabic-Indic 5
+        ("hosts=0", "hosts must be between 1"),
+        ("hosts=abc", "hosts must be a whole number"),
+        ("hosts=1.5", "hosts must be a whole number"),
+        ("hosts=\u0663", "hosts must be a whole number"),
+        ("host_cpus=-1", "host_cpus must be between"),
+        ("pool_gib=0", "pool_gib must be between"),
+        ("host_memory_mib=x", "host_memory_mib must be a whole number"),
+        ("timeout=nan", "timeout must be a finite number"),
+        ("timeout=inf", "timeout must be a finite number"),
+        ("timeout=0", "timeout must be at least"),
+        ("task_timeout=abc", "task_timeout must be a number"),
+        ("task_timeout=-1", "task_timeout must be at least"),
+        ("verify_tls=maybe", "verify_tls must be true or false"),
+        ("local_files=2", "local_files must be true or false"),
+    ],
+)
+def test_bad_sim_options(world: str, query: str, message: str) -> None:
+    with pytest.raises(errors.InvalidSpec, match=message):
+        hvkit.connect(f"sim://{world}?{query}")
+
+
+def test_bad_options_are_refused_even_for_a_world_already_open(world: str) -> None:
+    with hvkit.connect(f"sim://{world}"), pytest.raises(errors.InvalidSpec, match="hosts"):
+        hvkit.connect(f"sim://{world}?hosts=abc")
+
+
+def test_good_options_still_work(world: str) -> None:
+    with hvkit.connect(f"sim://{world}?hosts=2&task_delay=0&timeout=5", task_timeout="60") as hv:
+        assert len(hv.hosts.list()) == 2
+        assert hv.task_timeout == 60.0
+
+
+def test_keyword_options_are_typed_too(world: str) -> None:
+    with pytest.raises(errors.InvalidSpec, match="task_delay"):
+        hvkit.connect(f"sim://{world}", task_delay=float("nan"))
+    with pytest.raises(errors.InvalidSpec, match="hosts"):
+        hvkit.connect(f"sim://{world}", hosts=True)
+    with pytest.raises(errors.InvalidSpec, match="timeout"):
+        hvkit.connect(f"sim://{world}", timeout=True)  # type: ignore[arg-type]
+    with pytest.raises(errors.InvalidSpec, match="password must be a string"):
+        hvkit.connect(f"sim://{world}", password=5)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("value", "expected"), [("3", 3), (" 7 ", 7), (5, 5), ("-2", -2), ("0012", 12)])
+def test_as_int_accepts(value: object, expected: int) -> None:
+    assert as_int("n", value, low=-10, high=20) == expected
+
+
+@pytest.mark.parametrize("value", ["", "1e3", "1.0", "\u0661", "0x10", True, 1.0, None, [1], "9" * 5000])
+def test_as_int_refuses(value: object) -> None:
+    with pytest.raises(errors.InvalidSpec, match="option n"):
+        as_int("n", value, low=-(10**6000), high=10**6000)
+
+
+@pytest.mark.parametrize(("value", "expected"), [("0.5", 0.5), ("1e2", 100.0), (3, 3.0), (".5", 0.5), ("-0", 0.0)])
+def test_as_float_accepts(value: object, expected: float) -> None:
+    assert as_float("f", value, low=0, high=1000) == expected
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "1e999", math.nan, math.inf, 10**400, True, "\u0661", "1_0"])
+def test_as_float_refuses(value: object) -> None:
+    with pytest.raises(errors.InvalidSpec, match="option f"):
+        as_float("f", value, low=0, high=1e12)
+
+
+def test_options_reader_methods() -> None:
+    options = ConnectOptions(url=parse_url("sim://x"), options={"n": "4", "f": "0.25", "b": "yes"})
+    assert options.int_option("n", 1, low=1, high=8) == 4
+    assert options.int_option("missing", 3, low=1, high=8) == 3
+    assert options.float_option("f", 1.0, low=0, high=1) == 0.25
+    assert options.bool_option("b", False) is True
+    with pytest.raises(errors.InvalidSpec, match="option n must be between 5 and 8"):
+        options.int_option("n", 6, low=5, high=8)
+
+
+def test_missing_ca_file_is_named_before_connecting(tmp_path: Path, world: str) -> None:
+    missing = tmp_path / "no-such-ca.pem"
+    with pytest.raises(errors.InvalidSpec, match=r"no-such-ca\.pem"):
+        hvkit.connect(f"sim://{world}", ca_file=str(missing))
+    with pytest.raises(errors.InvalidSpec, match="ca_file"):
+        hvkit.connect(f"sim://{world}?ca_file={tmp_path}")  # a folder is not a CA file
+    with pytest.raises(errors.InvalidSpec, match=r"no-such-ca\.pem"):
+        hvkit.connect(f"proxmox://root@pam@127.0.0.1:9?ca_file={missing}", token="root@pam!t=s")
+
+
+def test_missing_ca_file_is_fine_when_verification_is_off(tmp_path: Path, world: str) -> None:
+    with hvkit.connect(f"sim://{world}", ca_file=str(tmp_path / "none.pem"), verify_tls=False) as hv:
+        assert hv.vms.list() == []
+
+
+# -- sim names are one folder name ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["..", ".", ".hidden", "[..]", "a%2Fb", "a\\b", "x" * 65, "wéb", "a:b"])
+def test_sim_names_cannot_leave_the_state_folder(tmp_path: Path, name: str) -> None:
+    state = tmp_path / "state"
+    with pytest.raises(errors.InvalidSpec, match=r"sim name|host|port"):
+        hvkit.connect(f"sim://{name}", state_dir=str(state))
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing made, not even the state folder
+
+
+def test_sim_names_still_accepted(tmp_path: Path) -> None:
+    for name in ("lab", "fleet-1a2b", "a.b_c", "0"):
+        with hvkit.connect(f"sim://{name}", state_dir=str(tmp_path)) as hv:
+            hv.vms.list()
+        forget(name)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["0", "a.b_c", "fleet-1a2b", "lab"]
