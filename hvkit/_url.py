@@ -86,6 +86,8 @@ class URL:
 
 def parse_url(text: str) -> URL:
     """Parse a connection URL; raise InvalidSpec saying what is wrong."""
+    if text == "":
+        raise InvalidSpec("connection URL is empty: it must look like kind://host (e.g. kvm:///system)")
     if not isinstance(text, str) or "://" not in text:
         raise InvalidSpec(f"connection URL {mask_url(text)!r} must look like kind://host (e.g. kvm:///system)")
     if has_control(text):

@@ -21,7 +21,7 @@ from .._url import parse_url
 from ..hypervisor import Hypervisor
 from ..tasks import Task, TaskInfo
 
-__all__ = ["EXIT_CODES", "ProgressBar", "emit", "exit_code", "open_hv", "run_task", "to_jsonable"]
+__all__ = ["EXIT_CODES", "ProgressBar", "emit", "exit_code", "one_line", "open_hv", "run_task", "to_jsonable"]
 
 # Exit codes: one per error family, documented in docs/cli.md.
 EXIT_CODES: tuple[tuple[type[errors.HvkitError], int], ...] = (
@@ -44,13 +44,20 @@ def exit_code(exc: errors.HvkitError) -> int:
     return 1
 
 
+def one_line(exc: BaseException) -> str:
+    """An error's message on one line (a message may quote user input holding newlines)."""
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 def default_sim_state() -> str:
     return os.environ.get("HVKIT_SIM_STATE_DIR") or str(Path("~/.local/share/hvkit/sim").expanduser())
 
 
 def open_hv(args: argparse.Namespace) -> Hypervisor:
     """Connect as the global options say: --url, --profile, $HVKIT_URL, else the persistent ``sim://``."""
-    url = args.url or (None if args.profile else os.environ.get("HVKIT_URL")) or (None if args.profile else "sim://")
+    url = args.url
+    if url is None and not args.profile:  # an empty --url is refused by connect(), not taken as sim://
+        url = os.environ.get("HVKIT_URL") or "sim://"
     options: dict[str, Any] = {}
     if url is not None and parse_url(url).kind == "sim" and "state_dir" not in url:
         options["state_dir"] = default_sim_state()  # so one CLI session sees the VMs of the last

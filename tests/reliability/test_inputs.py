@@ -7,6 +7,9 @@ constructor, URL and CLI argument. The fuzz counts what it tried and what held; 
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -207,3 +210,68 @@ def test_sim_names_still_accepted(tmp_path: Path) -> None:
             hv.vms.list()
         forget(name)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["0", "a.b_c", "fleet-1a2b", "lab"]
+
+
+# -- the CLI: one line and a non-zero exit code, never a traceback -------------------------------------------------
+
+
+def _cli(*argv: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "hvkit", *argv], capture_output=True, text=True, timeout=120, env=env, cwd=cwd
+    )
+
+
+def _cli_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HVKIT_")}
+    env.update(HVKIT_CONFIG=str(tmp_path / "config.toml"), HVKIT_SIM_STATE_DIR=str(tmp_path / "state"), **extra)
+    return env
+
+
+@pytest.mark.parametrize(
+    ("argv", "message", "code"),
+    [
+        (["--url", "sim://x?hosts=abc", "vm", "list"], "hosts must be a whole number", 2),
+        (["--url", "sim://x?task_delay=abc", "vm", "list"], "task_delay must be a number", 2),
+        (["--url", "sim://x?task_delay=nan", "vm", "list"], "task_delay must be a finite number", 2),
+        (["--url", "", "vm", "list"], "empty", 2),
+        (["--url", "sim://..", "vm", "list"], "sim name", 2),
+        (["--url", "sim://x:\u0668\u0660", "vm", "list"], "invalid port", 2),
+        (["--url", "esxi://[::1]x:80", "host", "list"], "after the ']'", 2),
+        (["--url", "sim://x", "vm", "create", "w", "--cpus", "0"], "cpus must be between", 2),
+        (["--url", "sim://x", "vm", "create", "w", "--disk", "0.0000001"], "at least 1 MiB", 2),
+        (["--url", "sim://x", "vm", "create", "w", "--disk", "nan"], "finite", 2),
+    ],
+)
+def test_cli_errors_are_one_line(tmp_path: Path, argv: list[str], message: str, code: int) -> None:
+    done = _cli(*argv, env=_cli_env(tmp_path), cwd=tmp_path)
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.returncode == code, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("hvkit: error:") and message in lines[0], done.stderr
+    assert not (tmp_path / "state.json").exists() and not (tmp_path / "pools").exists()
+
+
+def test_cli_without_libvirt_says_what_to_install(tmp_path: Path) -> None:
+    blocker = tmp_path / "site"
+    blocker.mkdir()
+    (blocker / "sitecustomize.py").write_text(
+        "import sys\n"
+        "class _Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'libvirt' or name.startswith('libvirt.'):\n"
+        "            raise ImportError('libvirt is blocked for this test', name=name)\n"
+        "sys.meta_path.insert(0, _Block())\n"
+    )
+    done = _cli("--url", "kvm:///system", "vm", "list", env=_cli_env(tmp_path, PYTHONPATH=str(blocker)))
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.returncode != 0
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("hvkit: error:") and "libvirt" in line and "pip install" in line, line
+
+
+def test_sim_path_traversal_through_the_cli_writes_nothing_outside(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    done = _cli("--url", "sim://..", "vm", "list", env=_cli_env(tmp_path), cwd=tmp_path)
+    assert done.returncode == 2
+    assert [p.name for p in tmp_path.iterdir()] == []  # no state.json, no pools/, not even the state folder
+    assert not state.exists()
