@@ -6,6 +6,7 @@ from typing import Any
 
 from . import _registry
 from ._options import resolve
+from ._secrets import install_redaction
 from ._url import URL
 from .hypervisor import Hypervisor
 
@@ -41,6 +42,7 @@ def connect(
     }
     options = resolve(url, profile=profile, explicit=explicit, backend_options=backend_options)
     backend_cls = _registry.load(options.url.kind)
+    install_redaction()  # the SDK is imported now: its loggers never show a secret, whatever their level
     backend = backend_cls(options)
     hv = Hypervisor(backend)
     with hv.translating("connect"):

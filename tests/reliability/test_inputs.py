@@ -6,6 +6,8 @@ constructor, URL and CLI argument. The fuzz counts what it tried and what held; 
 
 from __future__ import annotations
 
+import importlib
+import logging
 import math
 import os
 import subprocess
@@ -275,3 +277,99 @@ def test_sim_path_traversal_through_the_cli_writes_nothing_outside(tmp_path: Pat
     assert done.returncode == 2
     assert [p.name for p in tmp_path.iterdir()] == []  # no state.json, no pools/, not even the state folder
     assert not state.exists()
+
+
+# -- secrets never reach a log, whatever the level -----------------------------------------------------------------
+
+
+@pytest.fixture
+def every_logger_at_debug() -> Iterator[None]:
+    pytest.importorskip("proxmoxer")
+    importlib.import_module("proxmoxer.backends.https")  # its loggers set their own level on import
+    manager = logging.root.manager
+    names = ["", "proxmoxer", "proxmoxer.core", "proxmoxer.backends.https", "urllib3", "urllib3.connectionpool"]
+    loggers = [logging.getLogger(n) for n in names] + [
+        lg for lg in manager.loggerDict.values() if isinstance(lg, logging.Logger)
+    ]
+    before = {lg: lg.level for lg in loggers}
+    for lg in loggers:
+        lg.setLevel(logging.DEBUG)
+    yield
+    for lg, level in before.items():
+        lg.setLevel(level)
+
+
+def test_no_secret_in_proxmox_debug_logs(every_logger_at_debug: None, caplog: pytest.LogCaptureFixture) -> None:
+    pytest.importorskip("proxmoxer")
+    from hvkit.testing.proxmox_sim import ProxmoxSimulator
+
+    ci_password = "Ci-Pa55-" + uuid.uuid4().hex
+    caplog.set_level(logging.DEBUG)
+    with ProxmoxSimulator(nodes=1, task_delay=0.01) as sim:
+        secrets = {sim.token_secret, sim.password, ci_password}
+        for login in ({"token": sim.token}, {"password": sim.password}):
+            with hvkit.connect(sim.url, ca_file=sim.ca_file, timeout=10, **login) as hv:  # type: ignore[arg-type]
+                spec = hvkit.VMSpec(
+                    name=f"s{uuid.uuid4().hex[:6]}",
+                    memory_mib=256,
+                    disks=[hvkit.DiskSpec(size_gib=0.01, pool="local")],
+                    cloud_init=hvkit.CloudInit(username="ops", password=ci_password),
+                )
+                vm = hv.vms.start(hv.vms.create(spec))
+                console = hv.vms.console(vm)
+                assert console.password
+                secrets.add(console.password)
+                secrets.update(t for t in sim.tickets)  # login tickets (PVE:...) and their CSRF tokens
+                secrets.update(csrf for _, csrf, _ in sim.tickets.values())
+                hv.vms.delete(vm, force=True)
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert "proxmoxer" in {r.name.split(".")[0] for r in caplog.records}  # the SDK did log at DEBUG
+    assert "cipassword" in text  # the field is there, only its value is hidden
+    leaked = sorted(s for s in secrets if s and s in text)
+    assert not leaked, f"{len(leaked)} secrets in the DEBUG log"
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "POST https://pve:8006/api2/json/nodes/pve1/qemu {'vmid': 100, 'cipassword': 'S3CRET', 'ciuser': 'ops'}",
+        """Status code: 200, output: b'{"data": {"ticket": "S3CRET", "CSRFPreventionToken": "S3CRET"}}'""",
+        """output: b'{"data":{"ticket":"PVE:root@pam:S3CRET::sig"}}'""",
+        """{"password":"S3\\"CRET"}""",
+        """{\\"password\\": \\"S3CRET\\"}""",
+        "{'token_value': 'S3CRET'}",
+        "{'password': b'S3CRET'}",
+        "{'api_token': 12345678}".replace("12345678", "S3CRET"),
+        "Authorization: PVEAPIToken=root@pam!hvkit=S3CRET",
+        "headers={'Authorization': 'PVEAPIToken=root@pam!hvkit=S3CRET'}",
+        "Cookie: PVEAuthCookie=S3CRET; other=1",
+        "username=root@pam&password=S3CRET&realm=pam",
+        "GET /?vncticket=S3CRET&port=5900",
+        "ticket PVEVNC:S3CRET given",
+        "new login ticket PVE:root@pam:S3CRET",
+    ],
+)
+def test_redact_hides_each_form(line: str) -> None:
+    from hvkit._secrets import redact
+
+    cleaned = redact(line)
+    assert "S3CRET" not in cleaned and "CRET" not in cleaned and "***" in cleaned, cleaned
+
+
+def test_redact_keeps_plain_text() -> None:
+    from hvkit._secrets import redact
+
+    line = "POST /api2/json/access/ticket 200 {'vmid': 100, 'name': 'web', 'sshkeys': 'ssh-ed25519%20AAAA'}"
+    assert redact(line) == line
+
+
+def test_filter_is_on_sdk_loggers_and_their_children(caplog: pytest.LogCaptureFixture) -> None:
+    from hvkit._secrets import install_redaction
+
+    child = logging.getLogger("proxmoxer.test_child_" + uuid.uuid4().hex[:6])
+    install_redaction()
+    caplog.set_level(logging.DEBUG)
+    child.setLevel(logging.DEBUG)
+    child.debug("body %s", {"password": "S3CRET"})
+    child.info("ticket %r", b'{"ticket": "PVEVNC:S3CRET"}')
+    assert len(caplog.records) == 2 and "S3CRET" not in caplog.text
