@@ -142,8 +142,8 @@ class Journal:
                 self.repairs.append("the last record lacked its newline; it was given one")
             else:
                 self.repairs.append(f"a torn last record ({len(tail)} bytes) was cut off")
-            if repair:
-                self._cut(keep, newline=whole is not None)
+            if repair:  # keep a whole record and give it its newline; cut a torn one off
+                self._cut(keep + len(tail.rstrip()) if whole is not None else keep, newline=whole is not None)
         elif tail and repair:
             self._cut(keep, newline=False)  # zero bytes a crash left past the last record
         if not self.records or self.records[0].get("format") != FORMAT:
