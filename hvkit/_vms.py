@@ -81,8 +81,17 @@ class VMManager(Manager):
             on_error=lambda: self._remove_leftover(spec.name),
         )
 
+    def _check_limits(self, **asked: Any) -> None:
+        """InvalidSpec naming each limit the backend declares (``traits.limits``) that ``asked`` breaks."""
+        problems = self._b.traits.limits.problems(self._hv.kind, **asked)
+        if problems:
+            raise InvalidSpec("; ".join(problems))
+
     def _check_spec(self, spec: VMSpec) -> VMSpec:
         hv = self._hv
+        self._check_limits(
+            name=spec.name, cpus=spec.cpus, memory_mib=spec.memory_mib, buses=[d.bus for d in spec.disks]
+        )
         if spec.firmware.value == "uefi":
             hv.require(Capability.UEFI, "vms.create with UEFI firmware")
         if spec.cloud_init is not None:
@@ -207,6 +216,7 @@ class VMManager(Manager):
         if cpus is None and memory_mib is None:
             raise InvalidSpec("reconfigure needs cpus and/or memory_mib")
         check_sizing(cpus, memory_mib)
+        self._check_limits(cpus=cpus, memory_mib=memory_mib)
         cur = self.get(vm)
         if cur.power_state not in _OFF and Capability.VM_RECONFIGURE_LIVE not in self._hv.capabilities:
             raise InvalidState(
@@ -240,6 +250,7 @@ class VMManager(Manager):
         if linked:
             self._hv.require(Capability.VM_LINKED_CLONE, "vms.clone(linked=True)")
         check_name("clone name", name)
+        self._check_limits(name=name)
         src = self.get(vm)
         if any(v.name == name for v in self.list()):
             raise AlreadyExists(f"a VM named {name!r} exists already on {self._hv.kind}")

@@ -23,6 +23,7 @@ from typing import IO, Any, ClassVar
 import attrs
 
 from ._options import ConnectOptions
+from ._traits import Traits
 from .capabilities import Capability
 from .errors import Unsupported
 from .models import (
@@ -65,7 +66,7 @@ class DiskImage:
 
 
 class Backend:
-    """Base class of every driver. Subclasses set ``kind`` and ``capabilities``."""
+    """Base class of every driver. Subclasses set ``kind``, ``capabilities`` and ``traits``."""
 
     kind: ClassVar[str] = "?"
     capabilities: frozenset[Capability] = frozenset()
@@ -73,6 +74,8 @@ class Backend:
     # create_vm makes new volumes from DiskSpec(volume=...) (Proxmox import-from) instead of attaching them
     # as they are: a migration then verifies the VM's disks once it exists, not the imports beside its creation
     create_copies_volumes: ClassVar[bool] = False
+    # what migration, fleet and the core's checks read: buses, NIC models, disk transfer, MAC ranges, limits
+    traits: Traits = Traits()
 
     def __init__(self, options: ConnectOptions) -> None:
         self.options = options

@@ -5,6 +5,8 @@ only this module, :mod:`hvkit.models`, :mod:`hvkit.errors` and :mod:`hvkit.capab
 
 * the contract: :class:`Backend` (override the primitive operations the vendor offers, declare them in
   ``capabilities``), :class:`DiskImage`, ``ProgressFn`` and ``Event``;
+* :class:`Traits` (with :class:`Limits` and :class:`MacRange`): what the backend declares for the core's
+  checks, migration and fleet (disk buses, NIC models, disk export/import, MAC ranges, per-VM limits);
 * :class:`ConnectOptions`: the URL, credentials, TLS settings, timeout and URL options of a connection;
 * :class:`Rollback`: undo steps of a multi-step operation, run newest first when it fails;
 * waiting: :class:`Task`, :class:`TaskInfo`, :class:`TaskSource` (what a vendor task gives the core) and
@@ -36,6 +38,7 @@ from ._images import (
 )
 from ._options import ConnectOptions
 from ._rollback import Rollback
+from ._traits import Limits, MacRange, Traits
 from .backend import Backend, DiskImage, Event, ProgressFn
 from .tasks import DoneSource, Task, TaskInfo, TaskSource, wait_for
 
@@ -46,6 +49,8 @@ __all__ = [
     "DoneSource",
     "Event",
     "Extent",
+    "Limits",
+    "MacRange",
     "ProgressFn",
     "Rollback",
     "SparseWriter",
@@ -53,6 +58,7 @@ __all__ = [
     "Task",
     "TaskInfo",
     "TaskSource",
+    "Traits",
     "allocated_bytes",
     "convert_image",
     "default_export",

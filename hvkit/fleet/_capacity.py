@@ -171,26 +171,6 @@ def capacity(
     return CapacityReport(tuple(out_hosts), tuple(out_pools))
 
 
-def _since(vm: VM, kind: str) -> dt.datetime | None:
-    """When the VM entered its power state, where the backend says (``extra`` keys ``state_since``,
-    ``power_state_since`` or ``<kind>.state_since``: a datetime, epoch seconds or ISO 8601 text)."""
-    for k in ("power_state_since", "state_since", f"{kind}.state_since"):
-        value = vm.extra.get(k)
-        if value is None:
-            continue
-        if isinstance(value, dt.datetime):
-            return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return dt.datetime.fromtimestamp(float(value), dt.UTC)
-        if isinstance(value, str):
-            try:
-                parsed = dt.datetime.fromisoformat(value)
-            except ValueError:
-                continue
-            return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
-    return None
-
-
 def health(
     report: CapacityReport,
     vms: Iterable[VM],
@@ -293,7 +273,7 @@ def health(
         if vm.template or vm.power_state not in _OFF:
             continue
         label = str(vm.hypervisor)
-        since = _since(vm, kinds.get(label, ""))
+        since = vm.state_since
         if since is None:
             unknown[label] = unknown.get(label, 0) + 1
             continue

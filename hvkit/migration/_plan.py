@@ -13,9 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from ..backend import Backend
 from ..capabilities import Capability
-from ..errors import HvkitError, InvalidSpec
+from ..errors import HvkitError, InvalidSpec, Unsupported
 from ..models import VM, DiskBus, DiskFormat, Firmware, GuestOS, NicModel, PowerState, StoragePool
 from ..models.spec import check_name, normalize_mac
 from ._verify import ALGORITHM
@@ -26,19 +25,6 @@ if TYPE_CHECKING:
 
 __all__ = ["DiskPlan", "NicPlan", "Plan", "plan"]
 
-_ALL_BUSES = frozenset(DiskBus)
-_ALL_NICS = frozenset(NicModel)
-_VMWARE = ("esxi", "vcenter", "vmware")
-# what each kind of target takes; kinds not named here take everything
-BUSES: dict[str, frozenset[DiskBus]] = {
-    **{k: frozenset({DiskBus.SCSI, DiskBus.SATA, DiskBus.IDE, DiskBus.NVME}) for k in _VMWARE},
-    "proxmox": frozenset({DiskBus.VIRTIO, DiskBus.SCSI, DiskBus.SATA, DiskBus.IDE}),
-}
-DEFAULT_BUS: dict[str, DiskBus] = {**{k: DiskBus.SCSI for k in _VMWARE}, "proxmox": DiskBus.SCSI}
-NICS: dict[str, frozenset[NicModel]] = {
-    **{k: frozenset({NicModel.VMXNET3, NicModel.E1000, NicModel.E1000E}) for k in _VMWARE},
-}
-DEFAULT_NIC: dict[str, NicModel] = {k: NicModel.VMXNET3 for k in _VMWARE}
 _THIN = {DiskFormat.QCOW2, DiskFormat.VMDK, DiskFormat.VHDX, DiskFormat.VHD, DiskFormat.VDI}
 
 
@@ -222,22 +208,15 @@ def _size(n: int) -> str:
     return f"{n} B"
 
 
-def _overrides(backend: Backend, method: str) -> bool:
-    return getattr(type(backend), method) is not getattr(Backend, method)
-
-
 def can_export(hv: Hypervisor) -> bool:
-    b = hv.backend
-    return _overrides(b, "export_disk") or _overrides(b, "local_path") or Capability.VOLUME_DOWNLOAD in b.capabilities
+    """The backend reads disks out: by a way of its own (its traits say so) or by volume download."""
+    return hv.backend.traits.disk_export or Capability.VOLUME_DOWNLOAD in hv.capabilities
 
 
 def can_import(hv: Hypervisor) -> bool:
-    b = hv.backend
-    if _overrides(b, "import_disk"):
-        return True
-    return Capability.VOLUME_CREATE in b.capabilities and (
-        _overrides(b, "local_path") or Capability.VOLUME_UPLOAD in b.capabilities
-    )
+    """The backend takes disks in: by a way of its own (its traits say so) or by volume create + upload."""
+    caps = hv.capabilities
+    return hv.backend.traits.disk_import or {Capability.VOLUME_CREATE, Capability.VOLUME_UPLOAD} <= caps
 
 
 def _parse_map(what: str, value: Mapping[str, str] | None) -> dict[str, str]:
@@ -253,13 +232,19 @@ def _parse_map(what: str, value: Mapping[str, str] | None) -> dict[str, str]:
     return out
 
 
-def _pick_format(pool: StoragePool, source: DiskFormat | None, wanted: DiskFormat | None) -> DiskFormat | str:
+def _pick_format(
+    pool: StoragePool, source: DiskFormat | None, wanted: DiskFormat | None, declared: tuple[DiskFormat, ...]
+) -> DiskFormat | str:
+    """The target volume's format: ``wanted``, else the source's where the pool (or, when the pool does not
+    say, the backend's declared ``disk_formats``) takes it, else qcow2, raw or the first one taken."""
     formats = pool.formats
     if wanted is not None:
         if formats and wanted not in formats:
             ok = ", ".join(sorted(f.value for f in formats))
             return f"target pool {pool.name!r} does not take {wanted.value} disks (it takes: {ok})"
         return wanted
+    if not formats and declared:
+        return source if source in declared else declared[0]
     if not formats:
         return source or DiskFormat.QCOW2
     for candidate in (source, DiskFormat.QCOW2, DiskFormat.RAW):
@@ -308,6 +293,8 @@ def plan(
     problems: list[str] = []
     warnings: list[str] = []
     tkind = target.kind
+    traits = target.backend.traits
+    source_tools = source.backend.traits.guest_tools
     target_name = name or src_vm.name
 
     # -- what the two backends can do ----------------------------------------------------------------------
@@ -362,7 +349,10 @@ def plan(
     target_vms = target.vms.list()
     if any(v.name == target_name for v in target_vms):
         problems.append(f"a VM named {target_name!r} exists already on the target (pass name=... to pick another)")
-    hosts = target.hosts.list() if _offers(target, "list_hosts") else []
+    try:
+        hosts = target.hosts.list()
+    except Unsupported:
+        hosts = []
     live_hosts = [h for h in hosts if h.connected and not h.maintenance]
     if hosts and not live_hosts:
         problems.append("the target has no connected host out of maintenance mode")
@@ -380,11 +370,8 @@ def plan(
     if firmware is Firmware.UEFI:
         if Capability.UEFI not in target.capabilities:
             problems.append(f"the source VM boots with UEFI, which the {tkind} backend does not offer")
-        elif tkind == "proxmox":
-            warnings.append(
-                "UEFI on Proxmox: the VM gets an OVMF firmware and an EFI vars disk (efidisk0); "
-                "boot entries kept in the source's NVRAM are not carried over"
-            )
+        elif traits.uefi_note:
+            warnings.append(traits.uefi_note)
         else:
             warnings.append(
                 "UEFI: boot entries kept in the source's NVRAM are not carried over; the guest must boot "
@@ -394,20 +381,17 @@ def plan(
     if guest is None:
         warnings.append("the source does not say which guest OS runs; assuming 'other'")
         guest = GuestOS.OTHER
-    if source.kind in _VMWARE:
-        warnings.append(
-            "VMware Tools in the guest do nothing off VMware; remove them after the move "
-            "(open-vm-tools on Linux is harmless)"
-        )
-    if tkind in _VMWARE and source.kind not in _VMWARE:
-        warnings.append("install VMware Tools (open-vm-tools) in the guest after the move")
+    if source_tools and source_tools != traits.guest_tools:
+        warnings.append(f"{source_tools} in the guest do nothing on {tkind}; remove them after the move")
+    if traits.guest_tools and source_tools != traits.guest_tools:
+        warnings.append(f"install {traits.guest_tools} in the guest after the move")
 
     # -- disks ------------------------------------------------------------------------------------------------
     pools = target.pools.list()
     disks: list[DiskPlan] = []
     need: dict[str, int] = {}
     taken_volumes: set[str] = set()
-    buses = BUSES.get(tkind, _ALL_BUSES)
+    buses = traits.disk_buses
     for i, disk in enumerate(src_vm.disks):
         if disk.volume is None:
             problems.append(f"disk {disk.name!r} is not a volume hvkit can read (a pass-through device?)")
@@ -432,7 +416,7 @@ def plan(
             continue
         if not tpool.active:
             problems.append(f"target pool {tpool.name!r} is not active")
-        fmt = _pick_format(tpool, vol.format or disk.format, want_fmt)
+        fmt = _pick_format(tpool, vol.format or disk.format, want_fmt, traits.disk_formats)
         if isinstance(fmt, str):
             problems.append(fmt)
             continue
@@ -441,7 +425,7 @@ def plan(
             if want_bus is not None:
                 problems.append(f"the {tkind} backend has no {bus.value} disk bus")
                 continue
-            new_bus = DEFAULT_BUS.get(tkind, DiskBus.VIRTIO)
+            new_bus = traits.default_disk_bus
             warnings.append(
                 f"disk {disk.name!r} moves from the {bus.value} bus to {new_bus.value}: the guest needs "
                 f"a {new_bus.value} driver to boot from it"
@@ -476,7 +460,7 @@ def plan(
 
     # -- NICs ------------------------------------------------------------------------------------------------
     tnets = target.networks.list() if src_vm.nics else []
-    models = NICS.get(tkind, _ALL_NICS)
+    models = traits.nic_models
     used_macs = {n.mac.lower() for v in target_vms for n in v.nics}
     nics: list[NicPlan] = []
     for nic in src_vm.nics:
@@ -494,7 +478,7 @@ def plan(
             continue
         model = want_nic or nic.model or NicModel.VIRTIO
         if model not in models:
-            new = DEFAULT_NIC.get(tkind, NicModel.VIRTIO)
+            new = traits.default_nic_model
             warnings.append(
                 f"NIC {nic.mac}: the {tkind} backend has no {model.value} model; using {new.value} "
                 "(the guest needs its driver)"
@@ -516,10 +500,11 @@ def plan(
                 continue
             if mac in used_macs:
                 problems.append(f"MAC {mac} is in use by a VM on the target already (pass keep_macs=False)")
-            if tkind in _VMWARE and not mac.startswith("00:50:56"):
+            if not traits.owns_mac(mac):
+                ranges = ", ".join(str(r) for r in traits.mac_ranges)
                 warnings.append(
-                    f"MAC {mac} is outside VMware's range for static MACs (00:50:56:00:00:00-"
-                    "00:50:56:3f:ff:ff); vSphere may refuse it (pass keep_macs=False)"
+                    f"MAC {mac} is outside the {tkind} backend's range for static MACs ({ranges}); "
+                    "it may refuse it (pass keep_macs=False)"
                 )
         else:
             warnings.append(f"NIC {nic.mac} gets a new MAC: the guest may rename the interface or lose a DHCP lease")
@@ -529,15 +514,14 @@ def plan(
             warnings.append(f"network_map entry {key!r} matches no NIC of the VM")
     if not src_vm.disks:
         warnings.append("the source VM has no disks")
+    problems += traits.limits.problems(
+        tkind, name=target_name, cpus=src_vm.cpus, memory_mib=src_vm.memory_mib, buses=[d.target_bus for d in disks]
+    )
     return Plan(
         source, target, src_vm, target_name, src_vm.cpus, src_vm.memory_mib, firmware, guest, tuple(disks),
         tuple(nics), tuple(dict.fromkeys(problems)), tuple(dict.fromkeys(warnings)), power_off, snapshot, verify,
         src_vm.notes,
     )  # fmt: skip
-
-
-def _offers(hv: Hypervisor, method: str) -> bool:
-    return _overrides(hv.backend, method)
 
 
 def _by_name_or_id(items: list[Any], ref: str) -> Any:

@@ -55,6 +55,8 @@ class VM:
     ip_addresses: tuple[str, ...] = attrs.field(default=(), converter=to_tuple, kw_only=True)
     template: bool = attrs.field(default=False, kw_only=True)
     hypervisor: str | None = attrs.field(default=None, kw_only=True)  # set by Fleet: where it lives
+    # when the VM entered its power state, where the backend says (aware, UTC); None: unknown
+    state_since: dt.datetime | None = attrs.field(default=None, kw_only=True)
     extra: Mapping[str, Any] = extra_field()
 
     @property

@@ -29,7 +29,7 @@ __all__ = [
 NS = "https://hvkit.dev/xmlns/libvirt/1"  # our <metadata> namespace
 ET.register_namespace("hvkit", NS)
 _PREFIX = {DiskBus.VIRTIO: "vd", DiskBus.SCSI: "sd", DiskBus.SATA: "sd", DiskBus.IDE: "hd"}
-_SUPPORTED_BUSES = frozenset(_PREFIX)
+SUPPORTED_BUSES = frozenset(_PREFIX)
 
 
 @attrs.frozen
@@ -72,7 +72,7 @@ class DomainInfo:
 
 
 def next_target(bus: DiskBus, used: set[str]) -> str:
-    if bus not in _SUPPORTED_BUSES:
+    if bus not in SUPPORTED_BUSES:
         raise InvalidSpec(
             f"the kvm backend has no {bus.value} disk bus (one of: {', '.join(b.value for b in _PREFIX)})"
         )

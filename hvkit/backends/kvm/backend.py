@@ -19,6 +19,7 @@ from ..._options import ConnectOptions
 from ..._rollback import Rollback
 from ...backend import Backend, Event, ProgressFn
 from ...capabilities import Capability
+from ...driver import Traits
 from ...errors import AlreadyExists, ConnectionError, InvalidSpec, InvalidState, NotFound, Timeout, Unsupported
 from ...models import (
     VM,
@@ -176,6 +177,12 @@ class KvmBackend(Backend):
 
     kind = "kvm"
     capabilities = _ALL
+    traits = Traits(
+        disk_buses=_domxml.SUPPORTED_BUSES,
+        disk_export=True,  # local_path: the volume files of this machine's libvirtd
+        disk_import=True,
+        disk_formats=(DiskFormat.QCOW2, DiskFormat.RAW),
+    )
 
     def __init__(self, options: ConnectOptions) -> None:
         super().__init__(options)

@@ -18,6 +18,7 @@ from proxmoxer import ProxmoxAPI
 
 from ...backend import Backend, DiskImage, ProgressFn
 from ...capabilities import Capability
+from ...driver import Limits, Traits
 from ...errors import HvkitError, InvalidSpec, NotFound, Unsupported
 from ...models import (
     VM,
@@ -179,6 +180,20 @@ class ProxmoxBackend(Backend):
             Capability.HOST_METRICS,
             Capability.VOLUME_DELETE,
         }
+    )
+
+    traits = Traits(
+        disk_buses=frozenset(_BUS_LIMIT),
+        default_disk_bus=DiskBus.SCSI,
+        disk_export=True,  # an SSH copy (ssh_node) or a vzdump-free read through the storage
+        disk_import=True,  # import-from, after a convert where the storage wants one
+        uefi_note=(
+            "UEFI on Proxmox: the VM gets an OVMF firmware and an EFI vars disk (efidisk0); "
+            "boot entries kept in the source's NVRAM are not carried over"
+        ),
+        limits=Limits(
+            disks_per_bus=_BUS_LIMIT,  # VM names PVE refuses (not DNS names) are mapped: see _names
+        ),
     )
 
     def __init__(self, options: Any) -> None:

@@ -21,6 +21,7 @@ from ..._images import _qemuimg as qi
 from ..._rollback import Rollback
 from ...backend import Backend, Event, ProgressFn
 from ...capabilities import Capability
+from ...driver import Traits
 from ...errors import AlreadyExists, InvalidSpec, InvalidState, NotFound, Timeout
 from ...models import (
     VM,
@@ -59,6 +60,7 @@ def _now() -> float:
 class SimBackend(Backend):
     kind = "sim"
     capabilities = frozenset(Capability)
+    traits = Traits(disk_export=True, disk_import=True)  # every bus and NIC model; disks are local files
 
     def __init__(self, options: Any) -> None:
         super().__init__(options)
@@ -147,7 +149,8 @@ class SimBackend(Backend):
             tags=frozenset(vm["tags"]),
             ip_addresses=tuple(vm["ips"]),
             template=vm["template"],
-            extra={"sim.load": vm["load"], "sim.state_since": vm["state_since"]},
+            state_since=dt.datetime.fromtimestamp(vm["state_since"], dt.UTC),
+            extra={"sim.load": vm["load"]},
         )
 
     def _set_state(self, vm: dict[str, Any], state: PowerState, event: str) -> None:

@@ -12,7 +12,7 @@ from ...models import Disk, DiskBus, DiskFormat, DiskSpec, GuestOS, Nic, NicMode
 
 vim: Any = _vim  # pyVmomi's generated types are untyped for mypy
 
-__all__ = ["GUEST_IDS", "build_devices", "guest_family", "read_disks", "read_nics"]
+__all__ = ["DISKS_PER_BUS", "GUEST_IDS", "NIC_MODELS", "build_devices", "guest_family", "read_disks", "read_nics"]
 
 GUEST_IDS = {
     GuestOS.LINUX: "otherLinux64Guest",
@@ -32,6 +32,7 @@ _NIC_MODELS: list[tuple[type, NicModel]] = [
     (vim.vm.device.VirtualE1000e, NicModel.E1000E),
     (vim.vm.device.VirtualE1000, NicModel.E1000),
 ]
+NIC_MODELS = frozenset(m for _, m in _NIC_MODELS)
 _BUSES: list[tuple[type, DiskBus]] = [
     (vim.vm.device.VirtualSCSIController, DiskBus.SCSI),
     (vim.vm.device.VirtualAHCIController, DiskBus.SATA),
@@ -88,6 +89,8 @@ def _controller_for(bus: DiskBus, key: int, bus_number: int) -> Any:
 
 
 _SLOTS = {DiskBus.SCSI: 15, DiskBus.SATA: 30, DiskBus.NVME: 15, DiskBus.IDE: 2}
+# one controller per bus; on SCSI, unit 7 is the controller itself
+DISKS_PER_BUS = {**_SLOTS, DiskBus.SCSI: _SLOTS[DiskBus.SCSI] - 1}
 
 
 def _bus_of(spec_bus: DiskBus) -> DiskBus:

@@ -25,6 +25,7 @@ from pyVmomi import vmodl as _vmodl
 from ..._options import ConnectOptions
 from ...backend import Backend, ProgressFn
 from ...capabilities import Capability
+from ...driver import Limits, MacRange, Traits
 from ...errors import (
     AuthenticationError,
     BackendError,
@@ -37,11 +38,13 @@ from ...errors import (
 from ...models import (
     VM,
     Console,
+    DiskBus,
     DiskFormat,
     Firmware,
     Host,
     HostMetrics,
     Network,
+    NicModel,
     PowerState,
     Snapshot,
     StoragePool,
@@ -51,7 +54,7 @@ from ...models import (
 )
 from ...tasks import Task
 from ._datastore_files import FileTransfer, split_datastore_path
-from ._devices import GUEST_IDS, build_devices, guest_family, read_disks, read_nics
+from ._devices import DISKS_PER_BUS, GUEST_IDS, NIC_MODELS, build_devices, guest_family, read_disks, read_nics
 from ._errors import translating
 from ._property_collector import Collector, Props
 from ._tasks import task_of
@@ -165,6 +168,22 @@ class VmwareBackend(Backend):
             Capability.VOLUME_UPLOAD,
             Capability.VOLUME_DOWNLOAD,
         }
+    )
+
+    traits = Traits(
+        disk_buses=frozenset(DISKS_PER_BUS),
+        default_disk_bus=DiskBus.SCSI,
+        nic_models=NIC_MODELS,
+        default_nic_model=NicModel.VMXNET3,
+        disk_formats=(DiskFormat.VMDK,),
+        mac_ranges=(MacRange("00:50:56:00:00:00", "00:50:56:3f:ff:ff"),),  # static MACs vSphere takes
+        guest_tools="VMware Tools (open-vm-tools)",
+        limits=Limits(
+            max_cpus=768,  # vSphere 8 configuration maximums
+            max_memory_mib=24 * 1024 * 1024,
+            disks_per_bus=DISKS_PER_BUS,
+            max_name_length=80,
+        ),
     )
 
     def __init__(self, options: ConnectOptions) -> None:
