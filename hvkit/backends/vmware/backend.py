@@ -195,6 +195,7 @@ class VmwareBackend(Backend):
         self._si: Any = None
         self._content: Any = None
         self._collector: Collector | None = None
+        self._page_size = options.int_option("page_size", 0, low=0, high=100_000) or None
         self._dc: Any = None
         self._dc_name = ""
         self._dc_folders: Props = {}
@@ -234,7 +235,7 @@ class VmwareBackend(Backend):
             )
             self._count_requests(self._si._stub)
             self._content = self._si.RetrieveContent()
-            self._collector = Collector(self._content, self.options.option("page_size"))
+            self._collector = Collector(self._content, self._page_size)
             api_type = self._content.about.apiType
             if api_type == "HostAgent":
                 self.capabilities = self.capabilities - _VCENTER_ONLY
