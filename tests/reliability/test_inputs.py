@@ -12,6 +12,7 @@ import math
 import os
 import subprocess
 import sys
+import types
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -373,3 +374,32 @@ def test_filter_is_on_sdk_loggers_and_their_children(caplog: pytest.LogCaptureFi
     child.debug("body %s", {"password": "S3CRET"})
     child.info("ticket %r", b'{"ticket": "PVEVNC:S3CRET"}')
     assert len(caplog.records) == 2 and "S3CRET" not in caplog.text
+
+
+# -- backend options go through the one typed reader --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("proxmox://root@pam@127.0.0.1:9?lock_retries=abc", "lock_retries must be a whole number"),
+        ("proxmox://root@pam@127.0.0.1:9?lock_retries=0", "lock_retries must be between 1"),
+        ("esxi://root@127.0.0.1:9?page_size=abc", "page_size must be a whole number"),
+        ("esxi://root@127.0.0.1:9?page_size=-1", "page_size must be between"),
+        ("esxi://root@127.0.0.1:9?task_timeout=nan", "task_timeout must be a finite number"),
+    ],
+)
+def test_backend_options_are_typed(url: str, message: str) -> None:
+    pytest.importorskip("proxmoxer" if url.startswith("proxmox") else "pyVmomi")
+    with pytest.raises(errors.InvalidSpec, match=message):
+        hvkit.connect(url, password="pw", token="root@pam!t=s" if url.startswith("proxmox") else None)
+
+
+def test_proxmox_ssh_port_is_typed() -> None:
+    pytest.importorskip("proxmoxer")
+    from hvkit.backends.proxmox import _disks
+
+    for bad in ("\u0662\u0662", "0", "abc", "70000"):
+        backend = types.SimpleNamespace(options=ConnectOptions(url=parse_url("proxmox://h"), options={"ssh_port": bad}))
+        with pytest.raises(errors.InvalidSpec, match="ssh_port"):
+            _disks.ssh_node(backend, "pve1")  # type: ignore[arg-type]

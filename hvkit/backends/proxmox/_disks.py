@@ -50,11 +50,7 @@ def _quoted(volid: str) -> str:
 
 
 def _int_option(backend: ProxmoxBackend, name: str, default: int) -> int:
-    value = backend.options.option(name, default)
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise InvalidSpec(f"option {name} must be a whole number, got {value!r}") from None
+    return backend.options.int_option(name, default, low=1, high=65535)
 
 
 def _host_map(backend: ProxmoxBackend) -> dict[str, str]:
