@@ -10,10 +10,10 @@ from ._managers import Manager
 from ._resolve import find
 from ._vms import VMRef
 from .capabilities import Capability
-from .errors import AlreadyExists, InvalidSpec, InvalidState
+from .errors import AlreadyExists, HvkitError, InvalidSpec, InvalidState
 from .models import VM, PowerState, Snapshot
 from .models.spec import check_name
-from .tasks import ProgressCallback
+from .tasks import ProgressCallback, Task
 
 __all__ = ["SnapshotManager"]
 
@@ -75,7 +75,21 @@ class SnapshotManager(Manager):
             timeout=timeout,
             progress=progress,
             then=found,
+            undo=lambda result: self._remove_made(cur, result),
         )
+
+    def _remove_made(self, vm: VM, result: Any) -> None:
+        """Undo a snapshot create that finished after its caller gave up, by the snapshot's id."""
+        snap_id = result.id if isinstance(result, Snapshot) else result if isinstance(result, str) else None
+        if not snap_id:
+            raise HvkitError(f"snapshots.create on {vm.name!r} returned no snapshot id to remove")
+        with self._hv.translating("snapshots.create clean-up"):
+            made = next((s for s in self._b.list_snapshots(vm) if s.id == snap_id), None)
+            if made is None:
+                return
+            task = self._b.delete_snapshot(vm, made, False)
+            if isinstance(task, Task):
+                task.wait(self._hv.task_timeout)
 
     def revert(self, snapshot: Snapshot, *, wait: bool = True, timeout: float | None = None) -> Any:
         """Return the VM to the snapshot (its power state too, where the snapshot kept memory)."""

@@ -78,7 +78,7 @@ class VMManager(Manager):
             timeout=timeout,
             progress=progress,
             then=self._reread(spec.name),
-            on_error=lambda: self._remove_leftover(spec.name),
+            undo=self._remove_made("vms.create"),
         )
 
     def _check_limits(self, **asked: Any) -> None:
@@ -117,19 +117,37 @@ class VMManager(Manager):
             disks.append(attrs.evolve(disk, pool=pool.name, format=fmt))
         return attrs.evolve(spec, disks=disks)
 
-    def _remove_leftover(self, name: str) -> None:
-        """After a failed create: remove the half-made VM, which did not exist before."""
-        try:
-            with self._hv.translating("vms.create clean-up"):
-                vm = self._b.get_vm(name)
-                result = self._b.delete_vm(vm, False)
+    def _remove_made(self, operation: str) -> Callable[[Any], None]:
+        """Undo for a create or clone that finished after its caller gave up: delete the VM it made.
+
+        The VM is known by the id in the backend's result (a VM, or its id), never by a name: a lookup
+        that lands on any other VM (e.g. one *named* like that id) removes nothing.
+        """
+
+        def undo(result: Any) -> None:
+            vm_id = result.id if isinstance(result, VM) else result if isinstance(result, str) else None
+            if not vm_id:
+                raise HvkitError(f"{operation} returned no VM id to remove ({type(result).__name__})")
+            self._delete_by_id(vm_id, operation)
+
+        return undo
+
+    def _delete_by_id(self, vm_id: str, operation: str) -> None:
+        with self._hv.translating(f"{operation} clean-up"):
+            try:
+                vm = self._b.get_vm(vm_id)
+            except NotFound:
+                return
+            if vm.id != vm_id:
+                return  # only a VM named like the id: not ours
+            if vm.power_state not in _OFF:
+                result = self._b.stop_vm(vm, True, 60.0)
                 if isinstance(result, Task):
                     result.wait(self._hv.task_timeout)
-            log.warning("removed the partly created VM %r after a failed create", name)
-        except NotFound:
-            pass
-        except HvkitError as exc:
-            log.error("could not remove the partly created VM %r: %s", name, exc)
+            result = self._b.delete_vm(vm, False)
+            if isinstance(result, Task):
+                result.wait(self._hv.task_timeout)
+        log.warning("removed VM %s, made by a %s that had timed out", vm_id, operation)
 
     def delete(
         self,
@@ -267,7 +285,7 @@ class VMManager(Manager):
             timeout=timeout,
             progress=progress,
             then=self._reread(name),
-            on_error=lambda: self._remove_leftover(name),
+            undo=self._remove_made("vms.clone"),
         )
 
     def migrate(

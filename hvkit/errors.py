@@ -68,7 +68,13 @@ class Conflict(HvkitError):
 
 
 class Timeout(HvkitError, TimeoutError):
-    """The operation did not finish within its timeout."""
+    """The operation did not finish within its timeout.
+
+    ``task``: the hypervisor's Task when the work could not be cancelled and is still running (wait on it,
+    or remove what it made); None when nothing is left running.
+    """
+
+    task: object = None
 
 
 class Unsupported(HvkitError, NotImplementedError):

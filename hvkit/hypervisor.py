@@ -2,7 +2,7 @@
 
 Everything shared by every backend lives in the core, once: capability and state checks, validation
 against the inventory before any change (the managers: ``_managers``, ``_vms``, ``_snapshots``), waiting
-on tasks, clean-up of failed creates, and the safety net here that keeps vendor exceptions and secrets
+on tasks (cancelling what times out), and the safety net here that keeps vendor exceptions and secrets
 from leaking out.
 """
 
@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import logging
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -18,13 +20,16 @@ from ._snapshots import SnapshotManager
 from ._vms import VMManager
 from .backend import Backend
 from .capabilities import Capability
-from .errors import BackendError, HvkitError, Unsupported
-from .tasks import ProgressCallback, Task
+from .errors import BackendError, HvkitError, Timeout, Unsupported
+from .models.enums import TaskState
+from .tasks import ProgressCallback, Task, TaskInfo
 
 __all__ = ["Hypervisor"]
 
 T = TypeVar("T")
+log = logging.getLogger("hvkit")
 DEFAULT_TASK_TIMEOUT = 1800.0
+CANCEL_GRACE = 10.0  # seconds a timed-out task is followed after the cancel, before it is left running
 
 
 class Hypervisor:
@@ -117,13 +122,15 @@ class Hypervisor:
         timeout: float | None,
         progress: ProgressCallback | None = None,
         then: Callable[[Any], Any] | None = None,
-        on_error: Callable[[], None] | None = None,
+        undo: Callable[[Any], None] | None = None,
     ) -> Any:
         """Run a changing backend call and wait for its Task; return ``then(result)``.
 
         With ``wait=False`` return a Task at once: the call runs in a thread and the returned Task
-        follows (and cancels) the backend's own Task. ``on_error`` runs when the call or its Task fails
-        or is cancelled (e.g. to remove a half-made VM).
+        follows (and cancels) the backend's own Task. A failed call has undone its own partial work (the
+        backend's contract); the core never removes anything by name. When the wait times out, the
+        backend's Task is cancelled; if it finishes anyway, ``undo(result)`` removes what it made, known
+        by the identity in its result (see :meth:`_abandon`).
         """
 
         def submit() -> Any:
@@ -132,18 +139,87 @@ class Hypervisor:
 
         def finish(result: Any) -> Any:
             if isinstance(result, Task):
-                with self.translating(operation):
-                    result = result.wait(self.task_timeout if timeout is None else timeout, progress)
+                limit = self.task_timeout if timeout is None else timeout
+                try:
+                    with self.translating(operation):
+                        result = result.wait(limit, progress)
+                except Timeout as exc:
+                    info = _info(result)
+                    if info is None or not info.state.done:
+                        raise self._abandon(operation, target, result, exc, undo) from exc
+                    if info.state is not TaskState.SUCCESS:
+                        raise  # the task's own error, not our wait
+                    result = info.result  # it finished just as the wait gave up
             return then(result) if then is not None else result
 
-        def guarded(step: Callable[..., Any], *args: Any) -> Any:
-            try:
-                return step(*args)
-            except BaseException:
-                if on_error is not None:
-                    on_error()
-                raise
-
         if not wait:
-            return Task.in_thread(operation, target, lambda: guarded(submit), finish=lambda r: guarded(finish, r))
-        return guarded(finish, guarded(submit))
+            return Task.in_thread(operation, target, submit, finish=finish)
+        return finish(submit())
+
+    def _abandon(
+        self, operation: str, target: str, task: Task, late: Timeout, undo: Callable[[Any], None] | None
+    ) -> Timeout:
+        """The wait for ``task`` timed out: cancel it, or undo what it made, or say what still runs.
+
+        The task is cancelled (where the vendor can) and followed for up to ``CANCEL_GRACE`` s more. If it
+        ended without success, the backend undid its own partial work. If it succeeded after all,
+        ``undo(result)`` removes it by identity. If it still runs, the Timeout carries it (``exc.task``) and,
+        where ``undo`` is given, a watcher removes what it makes once it finishes.
+        """
+        what = f"{operation} of {target!r}"
+        cancel_note = "it was cancelled"
+        try:
+            with self.translating(f"{operation} cancel"):
+                task.cancel()
+        except HvkitError as exc:
+            cancel_note = f"it could not be cancelled ({exc})"
+        try:
+            with self.translating(operation):
+                result = task.wait(CANCEL_GRACE)
+        except Timeout:
+            if not _ended(task):
+                if undo is not None:
+                    self._undo_when_done(what, task, undo)
+                    tail = "hvkit removes what it makes when it finishes"
+                else:
+                    tail = "wait on exc.task to follow it"
+                running = Timeout(f"{late}; {cancel_note} and still runs as task {task.id} ({tail})")
+                running.task = task
+                return running
+            return Timeout(f"{late}; {cancel_note}; the task then failed")
+        except HvkitError:
+            return Timeout(f"{late}; {cancel_note} and left nothing behind")
+        if undo is None:
+            return Timeout(f"{late}; {cancel_note} but it finished late")
+        try:
+            undo(result)
+        except HvkitError as exc:
+            log.error("could not remove what the timed-out %s made: %s", what, exc)
+            return Timeout(f"{late}; it finished late and could not be removed again: {exc}")
+        return Timeout(f"{late}; it finished as it was being cancelled and was removed again")
+
+    def _undo_when_done(self, what: str, task: Task, undo: Callable[[Any], None]) -> None:
+        def watch() -> None:
+            try:
+                with self.translating(what):
+                    result = task.wait(self.task_timeout)
+                undo(result)
+                log.warning("removed what the timed-out %s made once it finished", what)
+            except HvkitError as exc:
+                if _ended(task):
+                    return  # it failed: the backend undid its own work
+                log.error("the timed-out %s still runs; nothing was removed: %s", what, exc)
+
+        threading.Thread(target=watch, daemon=True, name="hvkit-undo-late").start()
+
+
+def _info(task: Task) -> TaskInfo | None:
+    try:
+        return task.info()
+    except HvkitError:
+        return None
+
+
+def _ended(task: Task) -> bool:
+    info = _info(task)
+    return info is not None and info.state.done

@@ -8,7 +8,9 @@ import io
 import logging
 import re
 import threading
+import time
 import urllib.parse
+import uuid
 from collections.abc import Callable
 from typing import IO, Any, TypeVar
 
@@ -16,11 +18,10 @@ import attrs
 import requests  # noqa: F401 - imported before proxmoxer, whose https module calls sys.exit without it
 from proxmoxer import ProxmoxAPI
 
-from ..._secrets import install_redaction
 from ...backend import Backend, DiskImage, ProgressFn
 from ...capabilities import Capability
 from ...driver import Limits, Traits
-from ...errors import HvkitError, InvalidSpec, NotFound, Unsupported
+from ...errors import AlreadyExists, HvkitError, InvalidSpec, NotFound, Unsupported
 from ...models import (
     VM,
     Console,
@@ -45,7 +46,7 @@ from ...models.enums import TaskState
 from ...tasks import Task, TaskInfo, wait_for
 from . import _disks
 from . import _property_strings as ps
-from ._errors import from_message, translate
+from ._errors import from_message, is_lock_error, translate
 from ._locks import KeyedLocks, retry_locked
 
 __all__ = ["ProxmoxBackend"]
@@ -54,6 +55,7 @@ log = logging.getLogger("hvkit.proxmox")
 T = TypeVar("T")
 MiB = 1024 * 1024
 GiB = 1024 * MiB
+CLAIM_WAIT = 600.0  # seconds a finished create waits for older creates of unknown name, and for its own undo
 _DISK_KEY = re.compile(r"^(ide|sata|scsi|virtio)(\d+)$")
 _PERCENT = re.compile(r"\((\d+(?:\.\d+)?)%\)")
 _FILE_STORAGES = {"dir", "nfs", "cifs", "glusterfs", "cephfs", "btrfs"}
@@ -102,27 +104,51 @@ class ProxmoxTaskSource:
         return TaskInfo(TaskState.ERROR, self._progress, exit_status, error=error)
 
     def cancel(self) -> None:
-        raise Unsupported("proxmox", "task cancel", "stopping a PVE task is not offered by this backend")
+        """Stop the PVE task (``DELETE /nodes/{node}/tasks/{upid}``); PVE's worker then undoes its work."""
+        with translate():
+            self._b.api.nodes(self.node).tasks(urllib.parse.quote(self.upid, safe=":@")).delete()
 
 
 class _RetryingSource:
-    """Runs submit-and-wait in a thread, resubmitting on lock errors; reports the current UPID's progress."""
+    """Runs submit-and-wait in a thread, resubmitting on lock errors; reports the current UPID's progress.
+
+    ``finish(result)`` runs once the PVE task succeeded (e.g. the one-name check of a create). If the whole
+    operation fails or is cancelled, ``undo(source)`` runs for every task it submitted: it removes what that
+    task made and is still there, known by the vmid the task was given (never by a name).
+    """
 
     def __init__(
-        self, what: str, attempt: Callable[[], ProxmoxTaskSource], *, retry_exists: bool, attempts: int
+        self,
+        what: str,
+        attempt: Callable[[], ProxmoxTaskSource],
+        *,
+        retry_exists: bool,
+        attempts: int,
+        finish: Callable[[Any], Any] | None = None,
+        undo: Callable[[ProxmoxTaskSource], None] | None = None,
     ) -> None:
         self._what = what
         self._attempts = attempts
         self._inner: ProxmoxTaskSource | None = None
+        self._submitted: list[ProxmoxTaskSource] = []
         self._info = TaskInfo(TaskState.RUNNING, 0, what)
         self._done = threading.Event()
+        self._cancelled = threading.Event()
         self._attempt = attempt
         self._retry_exists = retry_exists
+        self._finish = finish
+        self._undo = undo
         threading.Thread(target=self._run, daemon=True, name=f"hvkit-proxmox-{what}").start()
 
     def _once(self) -> Any:
+        if self._cancelled.is_set():
+            raise HvkitError(f"{self._what} was cancelled")
         source = self._attempt()
         self._inner = source
+        self._submitted.append(source)
+        if self._cancelled.is_set():
+            with contextlib.suppress(HvkitError):
+                source.cancel()
         info = wait_for(source.poll, timeout=None, what=self._what)
         if info.state is TaskState.SUCCESS:
             return info.result
@@ -130,10 +156,21 @@ class _RetryingSource:
 
     def _run(self) -> None:
         try:
-            result = retry_locked(self._once, self._what, retry_exists=self._retry_exists, attempts=self._attempts)
+            try:
+                result = retry_locked(self._once, self._what, retry_exists=self._retry_exists, attempts=self._attempts)
+                if self._finish is not None:
+                    result = self._finish(result)
+            except Exception:
+                for source in self._submitted if self._undo is not None else []:
+                    try:
+                        self._undo(source)  # type: ignore[misc]
+                    except Exception as undo_error:  # keep the operation's own error
+                        log.error("%s: could not undo task %s: %s", self._what, source.upid, undo_error)
+                raise
             self._info = TaskInfo(TaskState.SUCCESS, 100, result=result)
         except HvkitError as exc:
-            self._info = TaskInfo(TaskState.ERROR, message=str(exc), error=exc)
+            state = TaskState.CANCELLED if self._cancelled.is_set() else TaskState.ERROR
+            self._info = TaskInfo(state, message=str(exc), error=exc)
         except Exception as exc:
             err = HvkitError(f"{self._what} failed: {type(exc).__name__}: {exc}")
             err.__cause__ = exc
@@ -150,7 +187,13 @@ class _RetryingSource:
         return self.poll()
 
     def cancel(self) -> None:
-        raise Unsupported("proxmox", "task cancel", "stopping a PVE task is not offered by this backend")
+        if self._done.is_set():
+            raise Unsupported("proxmox", "task cancel", "the task has finished")
+        self._cancelled.set()
+        inner = self._inner
+        if inner is not None:
+            with contextlib.suppress(HvkitError):  # it may have just ended; the run then sees the flag
+                inner.cancel()
 
 
 class ProxmoxBackend(Backend):
@@ -202,7 +245,9 @@ class ProxmoxBackend(Backend):
         self._api: Any = None
         self._version = ""
         self._vm_locks = KeyedLocks()
-        self._lock_retries = options.int_option("lock_retries", 8, low=1, high=100)
+        self._lock_retries = int(options.option("lock_retries", 8))
+        if self._lock_retries < 1:
+            raise InvalidSpec(f"lock_retries must be >= 1, got {self._lock_retries}")
 
     def _retry(self, fn: Callable[[], T], what: str) -> T:
         """Call ``fn``, retrying Proxmox lock errors with backoff (option ``lock_retries``, default 8)."""
@@ -245,7 +290,6 @@ class ProxmoxBackend(Backend):
         else:
             raise InvalidSpec("Proxmox needs token= (USER@REALM!TOKENID=SECRET) or a password")
         with translate():
-            install_redaction("proxmoxer", "urllib3", "requests")  # bodies and tickets never reach a log
             self._api = ProxmoxAPI(host, **kwargs)
             self._version = str(self._api.version.get().get("version", ""))
 
@@ -587,14 +631,82 @@ class ProxmoxBackend(Backend):
         node = spec.host or self._pick_node()
         params = self._create_params(spec, node)
 
+        # The creation token: the SMBIOS UUID of the new VM, written into its own config. Clean-up after a
+        # failure removes a vmid only while it still carries this token.
+        token = str(uuid.uuid4())
+        params.setdefault("smbios1", f"uuid={token}")
+
         def attempt() -> ProxmoxTaskSource:
             vmid = self._nextid()
             with translate():
                 upid = self.api.nodes(node).qemu.post(vmid=vmid, **params)
             return ProxmoxTaskSource(self, node, upid, str(vmid), f"vms.create {spec.name}")
 
-        source = _RetryingSource(f"vms.create {spec.name}", attempt, retry_exists=True, attempts=self._lock_retries)
+        source = _RetryingSource(
+            f"vms.create {spec.name}",
+            attempt,
+            retry_exists=True,
+            attempts=self._lock_retries,
+            finish=lambda vmid: self._claim_name(node, int(vmid), params["name"], token),
+            undo=lambda made: self._undo_new_vm(made.node, int(made._result), params["name"], token),
+        )
         return Task(id=f"create-{spec.name}", operation="vms.create", target=spec.name, source=source)
+
+    # One name, one VM: PVE lets several VMs share a name. A create or clone that finished checks, by vmid,
+    # that it is the only VM of its name; among VMs of one name the lowest vmid wins (vmids are handed out
+    # in order, so it is the one submitted first); VMs with a lower vmid still being made are waited for.
+    # The loser destroys its own vmid (and nothing else) and raises AlreadyExists.
+    def _claim_name(self, node: str, vmid: int, name: str, token: str | None) -> str:
+        deadline = time.monotonic() + CLAIM_WAIT
+        pause = 0.05
+        while True:
+            entries = [e for e in self._resources("vm") if e.get("type") == "qemu" and int(e["vmid"]) < vmid]
+            making = [e for e in entries if e.get("lock") in ("create", "clone")]
+            rivals = [e for e in entries if e.get("name") == name and e not in making]
+            if rivals:
+                self._undo_new_vm(node, vmid, name, token)
+                raise AlreadyExists(
+                    f"a VM named {name!r} exists already (VM {rivals[0]['vmid']}); "
+                    f"VM {vmid}, made for this request at the same time, was removed again"
+                )
+            if not making or time.monotonic() > deadline:
+                return str(vmid)
+            time.sleep(pause)
+            pause = min(pause * 1.5, 1.0)
+
+    def _undo_new_vm(self, node: str, vmid: int, name: str, token: str | None) -> None:
+        """Destroy VM ``vmid`` that this backend's create or clone made, if it is still there and still that VM.
+
+        Identity: the vmid the task was given, and its creation token (the SMBIOS UUID a create wrote) or,
+        for a clone, the name it was given. A vmid now holding any other VM is left alone.
+        """
+        entry = next((e for e in self._resources("vm") if int(e.get("vmid", -1)) == vmid), None)
+        if entry is None:
+            return
+        with translate():
+            config = self.api.nodes(entry["node"]).qemu(vmid).config.get()
+        mine = (
+            ps.parse(str(config.get("smbios1", "")), "uuid").get("uuid") == token
+            if token is not None
+            else config.get("name", name) == name
+        )
+        if not mine:
+            log.warning("VM %s is no longer the one this request made; left alone", vmid)
+            return
+        for _ in range(3):
+            try:
+                with translate():
+                    api = self.api.nodes(entry["node"]).qemu(vmid)
+                    upid = api.delete(purge=1, skiplock=1, **{"destroy-unreferenced-disks": 1})
+                self._task(str(entry["node"]), str(upid), "vms.delete", str(vmid)).wait(CLAIM_WAIT)
+                log.warning("removed VM %s, made by this request, again", vmid)
+                return
+            except NotFound:
+                return
+            except HvkitError as exc:
+                if not is_lock_error(exc):
+                    raise
+                time.sleep(0.5)
 
     def delete_vm(self, vm: VM, keep_disks: bool) -> Any:
         if keep_disks:
@@ -674,10 +786,18 @@ class ProxmoxBackend(Backend):
         def run() -> ProxmoxTaskSource:
             return attempt()
 
+        target = host or node
         if serial is not None:
             serial.acquire()
         try:
-            source = _RetryingSource(f"vms.clone {name}", run, retry_exists=True, attempts=self._lock_retries)
+            source = _RetryingSource(
+                f"vms.clone {name}",
+                run,
+                retry_exists=True,
+                attempts=self._lock_retries,
+                finish=lambda newid: self._claim_name(target, int(newid), params["name"], None),
+                undo=lambda made: self._undo_new_vm(target, int(made._result), params["name"], None),
+            )
             if serial is not None:
                 source._done.wait()
         finally:
@@ -830,7 +950,8 @@ class ProxmoxBackend(Backend):
                 return str(self._qemu(vm).snapshot.post(**params))
 
         upid = self._retry(call, f"snapshots.create {vm.name}")
-        return self._task(str(vm.host), upid, "snapshots.create", vm.name)
+        # the result: the snapshot's id (a PVE snapshot is known by its name)
+        return self._task(str(vm.host), upid, "snapshots.create", vm.name, params["snapname"])
 
     def revert_snapshot(self, vm: VM, snapshot: Snapshot) -> Any:
         def call() -> str:

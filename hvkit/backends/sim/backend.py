@@ -532,9 +532,9 @@ class SimBackend(Backend):
                         vol = self._new_volume(
                             target_pool, f"{new_id}-{d['name']}", sv["capacity"], DiskFormat.QCOW2, backing=sv
                         )
+                        undo.push(functools.partial(self._remove_volume, vol), f"delete {vol['id']}")
                     else:
-                        vol = self._copy_volume(sv, target_pool, f"{new_id}-{d['name']}")
-                    undo.push(functools.partial(self._remove_volume, vol), f"delete {vol['id']}")
+                        vol = self._copy_volume(sv, target_pool, f"{new_id}-{d['name']}", undo)
                     disks.append({**d, "volume": vol["id"]})
                 w.faults.check("clone_vm", stage="define")
                 used = {n["mac"] for o in w.vms.values() for n in o["nics"]}
@@ -586,22 +586,43 @@ class SimBackend(Backend):
                                 f"host {target['name']!r} has {target['memory_mib'] - used} MiB free; "
                                 f"VM {rec['name']!r} needs {rec['memory_mib']}"
                             )
-                    rec["host"] = target["id"]
                 if pool is not None:
-                    moved = []
-                    for d in rec["disks"]:
-                        sv = w.volumes[d["volume"]]
-                        if sv["pool"] == pool:
-                            continue
-                        nv = self._copy_volume(sv, pool, sv["name"], keep_backing=True)
-                        moved.append((d, sv, nv))
-                    for d, sv, nv in moved:
-                        d["volume"] = nv["id"]
-                        self._remove_volume(sv)
+                    self._move_disks(rec, pool)
+                if host is not None:
+                    rec["host"] = target["id"]
                 self._changed(rec, "migrated")
                 return self._vm_model(rec)
 
         return self._task("migrate_vm", vm.name, effect)
+
+    def _move_disks(self, rec: dict[str, Any], pool: str) -> None:
+        """Copy the VM's disks into ``pool``, then switch to the copies and drop the originals.
+
+        Refuses disks that back linked clones (their clones would lose their base). A failure at any step
+        removes the copies made so far and leaves the VM on its original disks.
+        """
+        w = self.world
+        todo = [(d, w.volumes[d["volume"]]) for d in rec["disks"] if w.volumes[d["volume"]]["pool"] != pool]
+        for _, sv in todo:
+            users = [v["id"] for v in w.volumes.values() if v.get("backing") == sv["id"]]
+            if users:
+                raise InvalidState(
+                    f"volume {sv['name']!r} of VM {rec['name']!r} backs linked clones ({', '.join(users)}); "
+                    "moving it would break them: delete or fully clone them first"
+                )
+        with Rollback() as undo:
+            copies = [(d, sv, self._copy_volume(sv, pool, sv["name"], undo)) for d, sv in todo]
+            w.faults.check("migrate_vm", stage="switch")
+        for d, _, nv in copies:
+            d["volume"] = nv["id"]
+        for _, sv, _ in copies:
+            kept = any(
+                sv["id"] in (*(d["volume"] for d in o["disks"]), *o.get("bases", ()))
+                or any(sv["id"] in snap["files"] for snap in o["snapshots"].values())
+                for o in w.vms.values()
+            )
+            if not kept:  # still used by another disk, as a base, or by a snapshot: it stays
+                self._remove_volume(sv)
 
     # -- observe ----------------------------------------------------------------------------------------
     def console(self, vm: VM) -> Console:
@@ -795,10 +816,14 @@ class SimBackend(Backend):
         if vol_id in w.volumes:
             raise AlreadyExists(f"volume {vol_id!r} exists")
         path = w.pool_dir(pool) / vol_id.split("/", 1)[1]
-        if backing is not None:
-            qi.create(path, fmt.value, size, backing=Path(backing["path"]), backing_fmt=backing["format"])
-        else:
-            qi.create(path, fmt.value, size)
+        try:
+            if backing is not None:
+                qi.create(path, fmt.value, size, backing=Path(backing["path"]), backing_fmt=backing["format"])
+            else:
+                qi.create(path, fmt.value, size)
+        except BaseException:
+            path.unlink(missing_ok=True)  # a half-written image is nobody's
+            raise
         vol = {
             "id": vol_id,
             "name": path.name,
@@ -812,12 +837,14 @@ class SimBackend(Backend):
         w.save()
         return vol
 
-    def _copy_volume(self, src: dict[str, Any], pool: str, name: str, keep_backing: bool = False) -> dict[str, Any]:
+    def _copy_volume(self, src: dict[str, Any], pool: str, name: str, undo: Rollback) -> dict[str, Any]:
+        """A full (flattened) copy of ``src`` in ``pool``; ``undo`` removes it if a later step fails."""
         fmt = DiskFormat(src["format"])
         if fmt.value not in self.world.pools[pool]["formats"]:
             fmt = DiskFormat.QCOW2 if "qcow2" in self.world.pools[pool]["formats"] else DiskFormat.RAW
         base = name.rsplit(".", 1)[0]
         vol = self._new_volume(pool, base, src["capacity"], fmt)
+        undo.push(functools.partial(self._remove_volume, vol), f"delete {vol['id']}")
         qi.convert(Path(src["path"]), src["format"], Path(vol["path"]), fmt.value)
         return vol
 

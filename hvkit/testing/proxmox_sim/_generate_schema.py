@@ -32,6 +32,7 @@ IMPLEMENTED: list[tuple[str, str]] = [
     ("/nodes/{node}/storage/{storage}/content/{volume}", "GET"),
     ("/nodes/{node}/storage/{storage}/content/{volume}", "DELETE"),
     ("/nodes/{node}/storage/{storage}/upload", "POST"),
+    ("/nodes/{node}/tasks/{upid}", "DELETE"),
     ("/nodes/{node}/tasks/{upid}/status", "GET"),
     ("/nodes/{node}/tasks/{upid}/log", "GET"),
     ("/nodes/{node}/qemu", "GET"),

@@ -328,6 +328,13 @@ def _task(r: Request) -> Any:
     return task
 
 
+@route("/nodes/{node}/tasks/{upid}", "DELETE")
+def task_stop(r: Request) -> Any:
+    """Stop a running task: its worker ends at its next step and undoes its work, as PVE's does on SIGTERM."""
+    _task(r).stop.set()
+    return None
+
+
 @route("/nodes/{node}/tasks/{upid}/status", "GET")
 def task_status(r: Request) -> Any:
     return _task(r).status()

@@ -24,6 +24,7 @@ __all__ = ["Cluster", "PVEError", "Storage"]
 GiB = 1024**3
 DISK_KEYS = tuple(f"{bus}{i}" for bus, n in (("ide", 4), ("sata", 6), ("scsi", 31), ("virtio", 16)) for i in range(n))
 DISK_KEYS_ALL = (*DISK_KEYS, "efidisk0", "tpmstate0")
+STORAGE_LOCK_TIMEOUT = 10.0  # PVE's storage lock (lock_file's default), whatever the config lock timeout
 
 
 class PVEError(Exception):
@@ -101,6 +102,7 @@ class Cluster:
         self.node_offline: set[str] = set()
         self._config_locks: dict[int, threading.Lock] = {}
         self._storage_locks: dict[str, threading.Lock] = {}
+        self._info_cache: dict[tuple[str, int, int, int], dict[str, Any]] = {}
         self.storages = {
             s.id: s
             for s in (
@@ -173,7 +175,7 @@ class Cluster:
     def storage_lock(self, sid: str) -> Iterator[None]:
         with self.mu:
             lock = self._storage_locks.setdefault(sid, threading.Lock())
-        if not lock.acquire(timeout=self.lock_timeout):
+        if not lock.acquire(timeout=max(self.lock_timeout, STORAGE_LOCK_TIMEOUT)):
             raise PVEError(500, f"can't lock file '/var/lock/pve-manager/pve-storage-{sid}' - got timeout")
         try:
             yield
@@ -219,7 +221,10 @@ class Cluster:
         if st.file_based:
             for sub, content in (("iso", "iso"), ("import", "import")):
                 for f in sorted((base / sub).glob("*")) if (base / sub).is_dir() else []:
-                    size = f.stat().st_size
+                    try:
+                        size = f.stat().st_size
+                    except FileNotFoundError:
+                        continue
                     out.append(
                         {
                             "volid": f"{st.id}:{sub}/{f.name}",
@@ -230,7 +235,7 @@ class Cluster:
                             "ctime": int(f.stat().st_mtime),
                         }
                     )
-            files = sorted((base / "images").glob("*/*")) if (base / "images").is_dir() else []
+            files = sorted(f for d in _entries(base / "images") for f in _entries(d))
             names = [f"{f.parent.name}/{f.name}" for f in files]
         else:
             files = sorted(p for p in base.glob("*") if p.is_file())
@@ -242,7 +247,13 @@ class Cluster:
             for full in linked:  # a linked clone's volid names its base
                 if full.endswith("/" + name) and full.startswith(st.id + ":"):
                     volid = full
-            info = _image_info(f)
+            try:
+                info = self._listed_info(f)
+                ctime = int(f.stat().st_mtime)
+            except (PVEError, OSError):
+                if f.exists():
+                    raise
+                continue  # freed while the storage was being listed: PVE lists what the directory holds
             vmid = int(name.split("/")[0]) if st.file_based else int(name.split("-")[1])
             out.append(
                 {
@@ -252,11 +263,25 @@ class Cluster:
                     "size": info["virtual-size"],
                     "used": info.get("actual-size", 0),
                     "vmid": vmid,
-                    "ctime": int(f.stat().st_mtime),
+                    "ctime": ctime,
                     **({"parent": info["parent"]} if info.get("parent") else {}),
                 }
             )
         return out
+
+    def _listed_info(self, path: Path) -> dict[str, Any]:
+        """qemu-img info of a listed image, read again only when the file changed (listings are frequent)."""
+        stat = path.stat()
+        key = (str(path), stat.st_mtime_ns, stat.st_size, stat.st_ino)
+        with self.mu:
+            info = self._info_cache.get(key)
+        if info is None:
+            info = _image_info(path)
+            with self.mu:
+                if len(self._info_cache) > 4096:
+                    self._info_cache.clear()
+                self._info_cache[key] = info
+        return info
 
     def used_bytes(self, node: str, st: Storage) -> int:
         return sum(int(v["size"]) for v in self.volumes(node, st))
@@ -294,10 +319,15 @@ class Cluster:
         return volid
 
     def free_volume(self, node: str, volid: str) -> None:
+        """Remove a volume's image (and its VM's image folder once empty) under the storage's lock, as PVE
+        does: an allocation in the same folder never sees it vanish under it."""
+        st, _ = self.parse_volid(volid)
         path = self.volume_path(node, volid)
-        path.unlink(missing_ok=True)
-        with contextlib.suppress(OSError):
-            path.parent.rmdir()
+        with self.storage_lock(st.id):
+            path.unlink(missing_ok=True)
+            if st.file_based and path.parent.parent.name == "images":
+                with contextlib.suppress(OSError):
+                    path.parent.rmdir()
 
     # -- inventory ---------------------------------------------------------------------------------
     def resources(self, kind: str | None) -> list[dict[str, Any]]:
@@ -468,6 +498,14 @@ class Cluster:
 
     def vm_disks(self, vm: VMState) -> dict[str, dict[str, str]]:
         return self._disks(vm)
+
+
+def _entries(directory: Path) -> list[Path]:
+    """The entries of ``directory``; none when it is not there (any more: a concurrent free removed it)."""
+    try:
+        return list(directory.iterdir())
+    except (FileNotFoundError, NotADirectoryError):
+        return []
 
 
 def _drive_memory(value: str) -> str:

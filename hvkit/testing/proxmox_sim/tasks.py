@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 
-__all__ = ["SimTask", "TaskContext", "TaskRunner"]
+__all__ = ["SimTask", "TaskContext", "TaskRunner", "TaskStopped"]
 
 
 class TaskContext:
@@ -21,12 +21,22 @@ class TaskContext:
         self.task.log.append(line)
 
     def sleep(self, fraction: float = 1.0) -> None:
+        """Wait ``fraction`` task steps; a stopped task ends here (PVE's worker dies of the signal)."""
         if self.delay > 0 and fraction > 0:
-            time.sleep(self.delay * fraction)
+            self.task.stop.wait(self.delay * fraction)
+        self.check()
+
+    def check(self) -> None:
+        if self.task.stop.is_set():
+            raise TaskStopped("interrupted by signal")
 
     def progress(self, what: str, done: int, total: int) -> None:
         pct = 100.0 * done / total if total else 100.0
         self.log(f"{what}: transferred {done / 2**30:.1f} GiB of {total / 2**30:.1f} GiB ({pct:.2f}%)")
+
+
+class TaskStopped(Exception):
+    """The task was stopped (``DELETE /nodes/{node}/tasks/{upid}``)."""
 
 
 class SimTask:
@@ -42,6 +52,7 @@ class SimTask:
         self.log: list[str] = []
         self.exitstatus: str | None = None
         self.done = threading.Event()
+        self.stop = threading.Event()
         self.endtime: int | None = None
 
     def status(self) -> dict[str, object]:
