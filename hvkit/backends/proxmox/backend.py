@@ -939,6 +939,8 @@ class ProxmoxBackend(Backend):
             raise InvalidSpec(
                 f"Proxmox snapshot names start with a letter and hold letters, digits and '_' (2-40); {name!r} does not"
             )
+        if name == "current":
+            raise InvalidSpec("Proxmox reserves the snapshot name 'current' for the VM's present state; pick another")
         params: dict[str, Any] = {"snapname": name}
         if description:
             params["description"] = description
