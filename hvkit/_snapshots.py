@@ -45,17 +45,21 @@ class SnapshotManager(Manager):
         name: str,
         *,
         description: str = "",
-        memory: bool = False,
+        memory: bool | None = None,
         quiesce: bool = False,
         wait: bool = True,
         timeout: float | None = None,
         progress: ProgressCallback | None = None,
     ) -> Any:
+        """Snapshot a VM. ``memory=None`` (the default): keep its memory too when it is running and the backend
+        can (so a revert returns it running, on every backend); ``True`` / ``False`` ask for exactly that."""
         self._hv.require(Capability.SNAPSHOT, "snapshots.create")
         if memory:
             self._hv.require(Capability.SNAPSHOT_MEMORY, "snapshots.create(memory=True)")
         check_name("snapshot name", name)
         cur = self._hv.vms.get(vm)
+        if memory is None:
+            memory = cur.power_state is PowerState.RUNNING and Capability.SNAPSHOT_MEMORY in self._hv.capabilities
         if memory and cur.power_state is not PowerState.RUNNING:
             raise InvalidState(f"a memory snapshot needs a running VM; {cur.name!r} is {cur.power_state.value}")
         existing = self._hv.call("snapshots.list", self._b.list_snapshots, cur)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import inspect
 import logging
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -27,8 +28,18 @@ _OFF = {PowerState.STOPPED, PowerState.SUSPENDED, PowerState.CRASHED}
 
 
 class VMManager(Manager):
-    def list(self) -> list[VM]:
-        return self._hv.call("vms.list", self._b.list_vms)
+    def list(self, *, detail: bool = False) -> list[VM]:
+        """Every VM, from one bulk read: name, power state, CPUs, memory, host, IPs, template flag.
+
+        ``detail=True`` adds devices (disks with their pools and backing, NICs) and notes, read in bulk where
+        the vendor allows; ``vms.get`` reads one VM in full. ``vm.extra["detail"]`` says what a VM carries.
+        """
+        if not detail:
+            return self._hv.call("vms.list", self._b.list_vms)
+        if "detail" in inspect.signature(self._b.list_vms).parameters:
+            return self._hv.call("vms.list", self._b.list_vms, True)
+        # a backend written before the detail knob: read each VM in full
+        return [self.get(vm.id) for vm in self._hv.call("vms.list", self._b.list_vms)]
 
     def get(self, ref: VMRef) -> VM:
         """Read a VM again, by VM value, id or name; NotFound if absent."""

@@ -108,7 +108,10 @@ class Backend:
     def list_networks(self) -> list[Network]:
         raise self._unsupported("networks.list")
 
-    def list_vms(self) -> list[VM]:
+    def list_vms(self, detail: bool = False) -> list[VM]:
+        """Every VM. ``detail=False``: what one bulk read gives cheaply (name, power state, CPUs, memory, host,
+        IPs, template flag ...); ``detail=True``: also devices (disks with their pools, NICs), read in bulk
+        where the vendor allows. A backend whose listing is cheap anyway may ignore ``detail``."""
         raise self._unsupported("vms.list")
 
     def get_vm(self, ref: str) -> VM:

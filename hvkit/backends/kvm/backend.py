@@ -41,7 +41,7 @@ from ...models import (
 )
 from ...models.enums import TaskState
 from ...tasks import TaskInfo, wait_for
-from . import _cloudinit, _cluster, _domxml, _migrate, _streams
+from . import _cloudinit, _cluster, _domxml, _migrate, _overlays, _streams
 from ._errors import error_for, translate
 from ._uri import libvirt_uri
 
@@ -401,12 +401,15 @@ class KvmBackend(Backend):
             )
         return nets
 
-    def list_vms(self) -> list[VM]:
+    def list_vms(self, detail: bool = False) -> list[VM]:
         """Every domain from one bulk getAllDomainStats call (plus one call for managed-save images).
 
         Name, UUID, power state, CPUs, memory and disks come from the bulk call; notes, tags and NICs
-        need each domain's XML, so ``hv.vms.get()`` reads them (``vm.extra["detail"]`` says which).
+        need each domain's XML, read with ``detail=True`` or ``hv.vms.get()`` (``vm.extra["detail"]`` says which).
         """
+        if detail:
+            return [self._vm_from_domain(dom) for dom in self.conn.listAllDomains(0)]
+
         stats = (
             libvirt.VIR_DOMAIN_STATS_STATE
             | libvirt.VIR_DOMAIN_STATS_VCPU
@@ -708,14 +711,21 @@ class KvmBackend(Backend):
                 f"the kvm backend clones on the source's host only ({self._host_name}); migrate the clone after"
             )
         src = self._dom(vm)
-        if src.isActive() or src.hasManagedSaveImage(0):
-            raise InvalidState(f"cannot clone VM {vm.name!r}: it is {vm.power_state.value}; stop it first")
-        if linked and src.snapshotNum(0):
+        running = bool(src.isActive())
+        if src.hasManagedSaveImage(0) or (running and not linked):
             raise InvalidState(
-                f"VM {vm.name!r} has snapshots; a linked clone needs a source without them (or clone it fully)"
+                f"cannot clone VM {vm.name!r}: it is {vm.power_state.value}; stop it first"
+                + ("" if src.hasManagedSaveImage(0) else " (or make a linked clone, which a running VM gives)")
             )
+        if running and pool is not None:
+            raise InvalidSpec("a linked clone of a running VM stays on its source's pools; stop it to pass pool")
         target_pool = self.conn.storagePoolLookupByName(pool) if pool is not None else None
         root = ET.fromstring(src.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_SECURE))
+        # a running source moves onto new overlays first (live): the images the clone links to are then frozen
+        # (on a failure later the source simply stays on its overlays, whose content is the same)
+        if running:
+            _overlays.freeze_running(self.conn, src, vm.name, lambda _undo, _what: None)
+
         new_uuid = str(uuidlib.uuid4())
         _set_text(root, "name", name)
         _set_text(root, "uuid", new_uuid)
@@ -777,7 +787,7 @@ class KvmBackend(Backend):
                     seed_el.text = new_path
             dom = self.conn.defineXML(ET.tostring(root, encoding="unicode"))
             undo.push(dom.undefine, f"undefine {name}")
-            if source_rebase:
+            if source_rebase and not running:
                 self._rebase_source(src, vm.name, source_rebase, undo)
             return self._vm_from_domain(dom)
 
@@ -992,8 +1002,11 @@ class KvmBackend(Backend):
         return next(s for s in self.list_snapshots(vm) if s.name == name)
 
     def revert_snapshot(self, vm: VM, snapshot: Snapshot) -> None:
-        dom = self._dom(vm)
-        dom.revertToSnapshot(dom.snapshotLookupByName(snapshot.id, 0), 0)
+        """Revert; a snapshot inside an image linked clones share is first moved onto a copy (see _overlays)."""
+        from ._uri import is_local_uri
+
+        local = self._driver == "qemu" and is_local_uri(self._uri)
+        _overlays.revert_unshared(self.conn, self._dom(vm), snapshot.id, local=local)
 
     def delete_snapshot(self, vm: VM, snapshot: Snapshot, children: bool) -> None:
         dom = self._dom(vm)

@@ -44,7 +44,7 @@ from ...models import (
 )
 from ...models.enums import TaskState
 from ...tasks import Task, TaskInfo, wait_for
-from . import _disks
+from . import _disks, _names
 from . import _property_strings as ps
 from ._errors import from_message, is_lock_error, translate
 from ._locks import KeyedLocks, retry_locked
@@ -418,27 +418,38 @@ class ProxmoxBackend(Backend):
             state = PowerState.SUSPENDED
         elif lock == "migrate":
             state = PowerState.MIGRATING
+        user_name, tags = _names.name_from_tags(frozenset(t for t in str(entry.get("tags", "")).split(";") if t))
         return VM(
             id=str(entry["vmid"]),
-            name=str(entry.get("name", "")),
+            name=user_name or str(entry.get("name", "")),
             power_state=state,
             cpus=int(entry.get("maxcpu", 0)),
             memory_mib=int(entry.get("maxmem", 0)) // MiB,
             host=entry.get("node"),
-            tags=frozenset(t for t in str(entry.get("tags", "")).split(";") if t),
+            tags=tags,
             template=bool(entry.get("template")),
             guest_os=None,
             extra={"vmid": int(entry["vmid"]), "node": entry.get("node"), "lock": lock, "detail": False},
         )
 
-    def list_vms(self) -> list[VM]:
-        """Every VM of the cluster from one ``/cluster/resources`` call (no disks/NICs: read them with get)."""
-        return [self._vm_from_resource(e) for e in self._resources("vm") if e.get("type") == "qemu"]
+    def list_vms(self, detail: bool = False) -> list[VM]:
+        """Every VM of the cluster from one ``/cluster/resources`` call; ``detail=True`` adds each VM's
+        config and status (disks, NICs, notes: two calls per VM, PVE has no bulk read of them)."""
+        entries = [e for e in self._resources("vm") if e.get("type") == "qemu"]
+        if not detail:
+            return [self._vm_from_resource(e) for e in entries]
+        out = []
+        for e in entries:
+            with translate():
+                config = self.api.nodes(e["node"]).qemu(e["vmid"]).config.get()
+                status = self.api.nodes(e["node"]).qemu(e["vmid"]).status.current.get()
+            out.append(self._vm_from_config(e, config, status))
+        return out
 
     def get_vm(self, ref: str) -> VM:
         entries = [e for e in self._resources("vm") if e.get("type") == "qemu"]
         found = next((e for e in entries if str(e["vmid"]) == ref), None) or next(
-            (e for e in entries if e.get("name") == ref), None
+            (e for e in entries if self._vm_from_resource(e).name == ref), None
         )
         if found is None:
             raise NotFound(f"no VM {ref!r} on this Proxmox cluster")
@@ -501,7 +512,7 @@ class ProxmoxBackend(Backend):
         )
         return VM(
             id=base.id,
-            name=str(config.get("name", base.name)),
+            name=base.name or str(config.get("name", "")),
             power_state=state,
             cpus=cores,
             memory_mib=int(memory),
@@ -512,10 +523,23 @@ class ProxmoxBackend(Backend):
             firmware=Firmware.UEFI if config.get("bios") == "ovmf" else Firmware.BIOS,
             guest_os=_guest_os(config.get("ostype")),
             notes=str(config.get("description", "")),
-            tags=frozenset(t for t in str(config.get("tags", "")).split(";") if t),
+            tags=_names.name_from_tags(frozenset(t for t in str(config.get("tags", "")).split(";") if t))[1],
             template=bool(config.get("template")),
             extra=extra,
         )
+
+    def _vendor_vm_name(self, name: str) -> str:
+        """The DNS name a VM named ``name`` gets; AlreadyExists when another VM's name maps to it too
+        (PVE itself would take duplicate names)."""
+        vendor_name = _names.vm_name(name)
+        for entry in self._resources("vm"):
+            if entry.get("type") == "qemu" and str(entry.get("name", "")) == vendor_name:
+                other = self._vm_from_resource(entry).name
+                raise AlreadyExists(
+                    f"VM name {name!r} becomes the Proxmox name {vendor_name!r}, which VM {other!r} "
+                    f"(vmid {entry['vmid']}) has already"
+                )
+        return vendor_name
 
     # -- create / delete --------------------------------------------------------------------------------
     def _pick_node(self) -> str:
@@ -530,14 +554,14 @@ class ProxmoxBackend(Backend):
 
     def _create_params(self, spec: VMSpec, node: str) -> dict[str, Any]:
         """Proxmox parameters for ``spec``; raises InvalidSpec before anything is sent."""
-        if not ps.DNS_NAME.fullmatch(spec.name):
-            raise InvalidSpec(f"Proxmox VM names must be DNS names (letters, digits, '-', '.'); {spec.name!r} is not")
         bad_tags = [t for t in spec.tags if not ps.TAG.fullmatch(t)]
         if bad_tags:
             raise InvalidSpec(f"Proxmox tags take letters, digits, '_', '-', '+', '.'; not {bad_tags[0]!r}")
+        vendor_name = self._vendor_vm_name(spec.name)
+        tags = set(spec.tags) | ({tag} if (tag := _names.name_tag(spec.name, vendor_name)) else set())
         storages = self._storage_types(node)
         params: dict[str, Any] = {
-            "name": spec.name,
+            "name": vendor_name,
             "cores": spec.cpus,
             "sockets": 1,
             "memory": spec.memory_mib,
@@ -547,8 +571,8 @@ class ProxmoxBackend(Backend):
         }
         if spec.notes:
             params["description"] = spec.notes
-        if spec.tags:
-            params["tags"] = ";".join(sorted(spec.tags))
+        if tags:
+            params["tags"] = ";".join(sorted(tags))
         counters = dict.fromkeys(_BUS_LIMIT, 0)
         first_pool: str | None = None
         for disk in spec.disks:
@@ -605,7 +629,7 @@ class ProxmoxBackend(Backend):
                     "cloud-init user_data needs a snippets storage (cicustom), which this backend does not manage; "
                     "use username/password/ssh_keys"
                 )
-            if ci.hostname is not None and ci.hostname != spec.name:
+            if ci.hostname is not None and ci.hostname != vendor_name:
                 raise InvalidSpec(
                     "on Proxmox the cloud-init hostname is the VM name; leave hostname unset or equal to the name"
                 )
@@ -760,14 +784,19 @@ class ProxmoxBackend(Backend):
 
     # -- clone / migrate -------------------------------------------------------------------------------------
     def clone_vm(self, vm: VM, name: str, linked: bool, host: str | None, pool: str | None) -> Any:
-        if not ps.DNS_NAME.fullmatch(name):
-            raise InvalidSpec(f"Proxmox VM names must be DNS names (letters, digits, '-', '.'); {name!r} is not")
-        if linked and not vm.template:
-            raise InvalidSpec(f"Proxmox makes linked clones of templates only; {vm.name!r} is not a template")
+        # PVE links clones to templates only: a linked clone of any other VM (running, with snapshots) is a full
+        # copy of its current state, the one way PVE clones it (see docs/portability.md)
+        linked = linked and vm.template
         if linked and pool is not None:
             raise InvalidSpec("a linked clone stays on its template's storage; pass pool only for a full clone")
+        vendor_name = self._vendor_vm_name(name)
         node = str(vm.host)
-        params: dict[str, Any] = {"name": name, "full": 0 if linked else 1}
+        params: dict[str, Any] = {"name": vendor_name, "full": 0 if linked else 1}
+        # PVE copies the source's tags: the clone's keep the user's name of the clone, not of its source
+        name_tag = _names.name_tag(name, vendor_name)
+        retag = name_tag is not None or _names.vm_name(vm.name) != vm.name
+        tags = ";".join(sorted({*vm.tags, *([name_tag] if name_tag else [])}))
+
         if host is not None and host != node:
             params["target"] = host
         if pool is not None:
@@ -803,7 +832,17 @@ class ProxmoxBackend(Backend):
         finally:
             if serial is not None:
                 serial.release()
-        return Task(id=f"clone-{name}", operation="vms.clone", target=name, source=source)
+        task = Task(id=f"clone-{name}", operation="vms.clone", target=name, source=source)
+        if not retag:
+            return task
+
+        def set_tags(newid: Any) -> Any:
+            target = host if host is not None else node
+            with translate():
+                self.api.nodes(target).qemu(newid).config.put(**({"tags": tags} if tags else {"delete": "tags"}))
+            return newid
+
+        return Task.in_thread("vms.clone", name, lambda: task, lambda t: set_tags(t.wait()))
 
     def mark_template(self, vm: VM) -> Task:
         """Convert a stopped VM into a template (linked clones on Proxmox come from templates only)."""
@@ -922,11 +961,11 @@ class ProxmoxBackend(Backend):
         return [
             Snapshot(
                 id=e["name"],
-                name=e["name"],
+                name=_names.split_description(e["name"], str(e.get("description", "")))[0],
                 vm=vm.id,
                 parent=e.get("parent"),
                 created=dt.datetime.fromtimestamp(int(e["snaptime"]), dt.UTC) if e.get("snaptime") else None,
-                description=str(e.get("description", "")),
+                description=_names.split_description(e["name"], str(e.get("description", "")))[1],
                 memory=bool(e.get("vmstate")),
                 current=e["name"] == current_parent,
             )
@@ -935,15 +974,17 @@ class ProxmoxBackend(Backend):
         ]
 
     def create_snapshot(self, vm: VM, name: str, description: str, memory: bool, quiesce: bool) -> Any:
-        if not ps.SNAPSHOT_NAME.fullmatch(name) or len(name) > 40:
-            raise InvalidSpec(
-                f"Proxmox snapshot names start with a letter and hold letters, digits and '_' (2-40); {name!r} does not"
+        snap_id = _names.snapshot_id(name)
+        taken = next((s for s in self.list_snapshots(vm) if s.id == snap_id), None)
+        if taken is not None:
+            raise AlreadyExists(
+                f"snapshot name {name!r} becomes the Proxmox snapshot id {snap_id!r}, which snapshot {taken.name!r} "
+                f"of VM {vm.name!r} has already"
             )
-        if name == "current":
-            raise InvalidSpec("Proxmox reserves the snapshot name 'current' for the VM's present state; pick another")
-        params: dict[str, Any] = {"snapname": name}
-        if description:
-            params["description"] = description
+        params: dict[str, Any] = {"snapname": snap_id}
+        if stored := _names.join_description(name, snap_id, description):
+            params["description"] = stored
+
         if memory:
             params["vmstate"] = 1
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import os
+import shutil
 import tempfile
 import time
 import uuid
@@ -235,7 +236,8 @@ class SimBackend(Backend):
                 for n in self.world.networks.values()
             ]
 
-    def list_vms(self) -> list[VM]:
+    def list_vms(self, detail: bool = False) -> list[VM]:
+        """Every VM in full (the model is in memory: ``detail`` changes nothing)."""
         self._enter("list_vms")
         with self.world.lock:
             return [self._vm_model(vm) for vm in self.world.vms.values()]
@@ -346,6 +348,9 @@ class SimBackend(Backend):
             with self.world.lock:
                 rec = self._vm(vm.id)
                 own = [d["volume"] for d in rec["disks"]]
+                # the bases it moved off at linked clones, and the volumes only its snapshots still use
+                kept = [*rec.get("bases", ()), *(v for s in rec["snapshots"].values() for v in s["files"])]
+                own += [v for v in dict.fromkeys(kept) if v not in own]
                 clones = [
                     v["id"] for v in self.world.volumes.values() if v.get("backing") in own and v["id"] not in own
                 ]
@@ -544,7 +549,7 @@ class SimBackend(Backend):
                     used.add(mac)
                     nics.append({**n, "mac": mac})
                 rec = {
-                    **{k: v for k, v in src.items() if k not in ("snapshots", "current")},
+                    **{k: v for k, v in src.items() if k not in ("snapshots", "current", "bases")},
                     "id": new_id,
                     "name": name,
                     "uuid": str(uuid.uuid4()),
@@ -559,11 +564,31 @@ class SimBackend(Backend):
                     "state_since": _now(),
                     "run_seconds": 0.0,
                 }
+                if linked:
+                    self._move_onto_overlays(src, undo)
                 w.vms[new_id] = rec
                 self._changed(rec, "defined")
                 return self._vm_model(rec)
 
         return self._task("clone_vm", name, effect)
+
+    def _move_onto_overlays(self, rec: dict[str, Any], undo: Rollback) -> None:
+        """After a linked clone: the source writes into its own new overlay; the shared base never changes again.
+
+        The bases it moved off stay the source's (``rec["bases"]``): deleted with it once no clone needs them.
+        """
+        token = uuid.uuid4().hex[:6]
+        moves = []
+        for d in rec["disks"]:
+            base = self.world.volumes[d["volume"]]
+            overlay = self._new_volume(
+                base["pool"], f"{rec['id']}-{d['name']}-{token}", base["capacity"], DiskFormat.QCOW2, backing=base
+            )
+            undo.push(functools.partial(self._remove_volume, overlay), f"delete {overlay['id']}")
+            moves.append((d, base["id"], overlay["id"]))
+        for d, base_id, overlay_id in moves:
+            d["volume"] = overlay_id
+            rec.setdefault("bases", []).append(base_id)
 
     def migrate_vm(self, vm: VM, host: str | None, pool: str | None, live: bool) -> Task:
         self._enter("migrate_vm")
@@ -731,6 +756,7 @@ class SimBackend(Backend):
                     "description": description,
                     "memory": memory,
                     "files": files,
+                    "slots": {d["volume"]: d["name"] for d in rec["disks"]},
                     "state": rec["state"] if memory else PowerState.STOPPED.value,
                     "cpus": rec["cpus"],
                     "memory_mib": rec["memory_mib"],
@@ -750,14 +776,8 @@ class SimBackend(Backend):
             with w.lock:
                 rec = self._vm(vm.id)
                 snap = rec["snapshots"][snapshot.id]
-                for vol_id, copy in snap["files"].items():
-                    v = w.volumes[vol_id]
-                    if any(o.get("backing") == vol_id for o in w.volumes.values()):
-                        raise InvalidState(f"volume {v['name']!r} backs linked clones; reverting it would corrupt them")
-                    if copy:
-                        qi.convert(Path(copy), v["format"], Path(v["path"]), v["format"])
-                    else:
-                        qi.qemu_img("snapshot", "-a", snap["id"], v["path"])
+                for vol_id in list(snap["files"]):
+                    self._revert_disk(rec, snap, vol_id)
                 rec["cpus"], rec["memory_mib"] = snap["cpus"], snap["memory_mib"]
                 rec["current"] = snap["id"]
                 if rec["state"] != snap["state"]:
@@ -768,6 +788,52 @@ class SimBackend(Backend):
                     self._changed(rec, "reverted")
 
         return self._task("revert_snapshot", vm.name, effect)
+
+    def _revert_disk(self, rec: dict[str, Any], snap: dict[str, Any], vol_id: str) -> None:
+        """Put one disk back to ``snap``. A volume that backs others (a base the VM moved off when it was
+        linked-cloned) is never written: the snapshot is restored into a private copy the disk moves onto."""
+        w = self.world
+        v = w.volumes[vol_id]
+        copy = snap["files"][vol_id]
+        slot = snap.get("slots", {}).get(vol_id)
+        disk = next((d for d in rec["disks"] if d["name"] == slot or d["volume"] == vol_id), None)
+        if disk is None:
+            raise InvalidState(f"VM {rec['name']!r} no longer has the disk snapshot {snap['name']!r} was taken of")
+        if any(o.get("backing") == vol_id for o in w.volumes.values()):
+            name = f"{rec['id']}-{disk['name']}-{uuid.uuid4().hex[:6]}"
+            if copy:
+                target = self._new_volume(v["pool"], name, v["capacity"], DiskFormat(v["format"]))
+                qi.convert(Path(copy), v["format"], Path(target["path"]), v["format"])
+            else:
+                ext = _EXT.get(v["format"], v["format"])
+                path = w.pool_dir(v["pool"]) / f"{name}.{ext}"
+                shutil.copyfile(v["path"], path)  # the image with its internal snapshots
+                target = {**v, "id": f"{v['pool']}/{path.name}", "name": path.name, "path": str(path)}
+                w.volumes[target["id"]] = target
+                qi.qemu_img("snapshot", "-a", snap["id"], str(path))
+            snap["files"] = {(target["id"] if k == vol_id else k): val for k, val in snap["files"].items()}
+            snap.setdefault("slots", {})[target["id"]] = disk["name"]
+        else:
+            target = v
+            if copy:
+                qi.convert(Path(copy), v["format"], Path(v["path"]), v["format"])
+            else:
+                qi.qemu_img("snapshot", "-a", snap["id"], v["path"])
+        previous, disk["volume"] = disk["volume"], target["id"]
+        if previous != target["id"]:
+            self._drop_if_unused(previous)
+
+    def _drop_if_unused(self, vol_id: str) -> None:
+        """Remove a VM-private volume no disk, overlay, base list or snapshot refers to any more."""
+        w = self.world
+        referenced = any(o.get("backing") == vol_id for o in w.volumes.values()) or any(
+            vol_id in (d["volume"] for d in vm["disks"])
+            or vol_id in vm.get("bases", ())
+            or any(vol_id in s["files"] for s in vm["snapshots"].values())
+            for vm in w.vms.values()
+        )
+        if not referenced and vol_id in w.volumes:
+            self._remove_volume(w.volumes[vol_id])
 
     def delete_snapshot(self, vm: VM, snapshot: Snapshot, children: bool) -> Task:
         self._enter("delete_snapshot")

@@ -104,6 +104,9 @@ VM_BRIEF_PROPS = [
     "guest.net",
     "config.template",
 ]
+# The default listing: what most callers and fleet planning use (identity, sizing, placement, the datastores a
+# VM's files are on, guest family), and no devices (read with list(detail=True) or vms.get()).
+VM_LIST_PROPS = [*VM_BRIEF_PROPS, "config.uuid", "config.guestId", "datastore"]
 HOST_PROPS = [
     "name",
     "parent",
@@ -486,11 +489,13 @@ class VmwareBackend(Backend):
             props.update(
                 {vim.Datastore: ["name"], vim.Network: ["name"], vim.dvs.DistributedVirtualPortgroup: ["name", "key"]}
             )
-        else:
+        elif mode == "brief":
             props[vim.VirtualMachine] = VM_BRIEF_PROPS
         found = self.pc.collect(self._dc, props)
         names = self._split_names([(o, p) for o, p in found if not isinstance(o, vim.VirtualMachine)])
-        return [self._vm(o, p, names) for o, p in found if isinstance(o, vim.VirtualMachine)]
+        return [self._vm(o, p, names, detail) for o, p in found if isinstance(o, vim.VirtualMachine)]
+        else:
+            props.update({vim.VirtualMachine: VM_LIST_PROPS, vim.Datastore: ["name"]})
 
     def get_vm(self, ref: str) -> VM:
         if not isinstance(ref, str) or not ref:
@@ -509,7 +514,11 @@ class VmwareBackend(Backend):
         return super().get_vm(ref)
 
     def _vm(
-        self, obj: Any, props: Props, names: tuple[dict[str, str], dict[str, str], dict[str, str], dict[str, str]]
+        self,
+        obj: Any,
+        props: Props,
+        names: tuple[dict[str, str], dict[str, str], dict[str, str], dict[str, str]],
+        detail: bool = True,
     ) -> VM:
         hosts, stores, nets, keys = names
         devices = props.get("config.hardware.device") or []
@@ -551,6 +560,7 @@ class VmwareBackend(Backend):
             },
         )
 
+                "detail": detail,
     # -- placement ---------------------------------------------------------------------------
     def _placement(self, host_ref: str | None) -> tuple[Any, Any]:
         """(resource pool, host or None) for a new VM: the host's compute resource, else the first one."""

@@ -1,0 +1,54 @@
+"""The README example runs verbatim on vcsim (vCenter; only the URL changed), whose inventory gets a datastore
+and a port group called 'default' as the README names them."""
+
+from __future__ import annotations
+
+import contextlib
+import ssl
+import tempfile
+import urllib.parse
+from collections.abc import Iterator
+
+import pytest
+
+from hvkit.testing.vcsim import Vcsim
+from tests.readme_example import check_output, run_readme_example
+from tests.vmware.conftest import VCENTER, _need_go
+
+pytest.importorskip("pyVmomi")
+
+
+def _add_defaults(sim: Vcsim, directory: str) -> None:
+    """A datastore and a port group named 'default' on every host (vcsim shares one datastore of a name)."""
+    from pyVim.connect import Disconnect, SmartConnect
+    from pyVmomi import vim
+
+    ctx = ssl.create_default_context(cafile=sim.cert_file)
+    si = SmartConnect(host=sim.host, port=sim.port, user=sim.username, pwd=sim.password, sslContext=ctx)
+    try:
+        content = si.RetrieveContent()
+        view = content.viewManager.CreateContainerView(content.rootFolder, [vim.HostSystem], True)
+        for host in view.view:
+            host.configManager.datastoreSystem.CreateLocalDatastore(name="default", path=directory)
+            spec = vim.host.PortGroup.Specification(
+                name="default", vlanId=0, vswitchName="vSwitch0", policy=vim.host.NetworkPolicy()
+            )
+            with contextlib.suppress(vim.fault.DuplicateName):  # vcsim: one network of that name per datacenter
+                host.configManager.networkSystem.AddPortGroup(portgrp=spec)
+        view.DestroyView()
+    finally:
+        Disconnect(si)
+
+
+@pytest.fixture(scope="module")
+def vcenter() -> Iterator[Vcsim]:
+    _need_go()
+    with tempfile.TemporaryDirectory(prefix="vcsim-default-") as directory, Vcsim(VCENTER) as sim:
+        _add_defaults(sim, directory)
+        yield sim
+
+
+def test_readme_example_runs_verbatim(vcenter: Vcsim, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HVKIT_VCENTER_PASSWORD", vcenter.password)
+    url = f"{vcenter.url}?ca_file={urllib.parse.quote(vcenter.cert_file)}"
+    check_output(run_readme_example(url), "vcenter")
