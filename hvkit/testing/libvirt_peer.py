@@ -33,7 +33,7 @@ import time
 import uuid as uuidlib
 from pathlib import Path
 
-__all__ = ["LibvirtPeer", "link", "unlink"]
+__all__ = ["LibvirtPeer", "link", "sweep_peers", "unlink"]
 
 _BINDS = {"etc": "/etc/libvirt", "lib": "/var/lib/libvirt", "cache": "/var/cache/libvirt", "log": "/var/log/libvirt"}
 
@@ -91,7 +91,19 @@ class LibvirtPeer:
 
     # -- life cycle ------------------------------------------------------------------------------------
     def start(self, timeout: float = 60.0) -> None:
-        """Create the namespaces and configuration; start virtlogd and libvirtd; wait for the socket."""
+        """Create the namespaces and configuration; start virtlogd and libvirtd; wait for the socket.
+
+        A start that fails at any point (or is interrupted) stops what it started: no namespace, daemon or
+        file of the peer stays.
+        """
+        self._started = True  # from here on, stop() has something to remove
+        try:
+            self._start(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, timeout: float) -> None:
         for sub in ("etc/qemu", "lib/images", "lib/qemu", "cache/qemu", "log/qemu", "run", "x"):
             (self.base / sub).mkdir(parents=True, exist_ok=True)
         for directory in [self.base, *self.base.rglob("*")]:
@@ -105,7 +117,6 @@ class LibvirtPeer:
             shutil.copytree(caps, self.base / "cache/qemu/capabilities", dirs_exist_ok=True)
         if not Path(f"/run/netns/{self.netns}").exists():
             _run("ip", "netns", "add", self.netns)
-        self._started = True
         _run("ip", "netns", "exec", self.netns, "ip", "link", "set", "lo", "up")
         listen = " -l" if self.listen_tcp else ""
         binds = "\n".join(f"mount --bind {self.base / sub} {target}" for sub, target in _BINDS.items())
@@ -125,7 +136,6 @@ libvirtd -d{listen} -p {self.base / "run/libvirtd.pid"}
             timeout=60,
         )
         if done.returncode != 0:
-            self.stop()
             raise RuntimeError(f"cannot start the libvirt peer {self.name}: {done.stderr.strip()}")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -134,7 +144,6 @@ libvirtd -d{listen} -p {self.base / "run/libvirtd.pid"}
             time.sleep(0.1)
         else:
             log = self._log_tail()
-            self.stop()
             raise RuntimeError(f"the libvirt peer {self.name} did not answer within {timeout:g} s: {log}")
         self._ensure_default_pool()
 
@@ -167,24 +176,17 @@ libvirtd -d{listen} -p {self.base / "run/libvirtd.pid"}
 
     def pids(self) -> list[int]:
         """Every process in the peer's network namespace (its daemons and their QEMUs)."""
-        done = _run("ip", "netns", "pids", self.netns, check=False)
-        return [int(p) for p in done.stdout.split()]
+        return _netns_pids(self.netns)
 
     def stop(self) -> None:
-        """Stop the peer's guests and daemons, remove its namespace and files. Safe to call twice."""
+        """Stop the peer's guests and daemons, remove its namespace and files. Safe to call twice, and after
+        a start that failed halfway; every part is attempted even when one fails."""
         if self._started:
-            with contextlib.suppress(Exception):  # stop guests the civil way first: QEMU outlives libvirtd
-                for dom in _run("virsh", "-q", "-c", self.uri, "list", "--name", check=False).stdout.split():
-                    _run("virsh", "-q", "-c", self.uri, "destroy", dom, check=False)
-            for sig in (signal.SIGTERM, signal.SIGKILL):
-                pids = self.pids()
-                for pid in pids:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, sig)
-                deadline = time.monotonic() + 5
-                while pids and time.monotonic() < deadline and self.pids():
-                    time.sleep(0.05)
-            _run("ip", "netns", "del", self.netns, check=False)
+            if Path(self.socket).exists():
+                with contextlib.suppress(Exception):  # stop guests the civil way first: QEMU outlives libvirtd
+                    for dom in _run("virsh", "-q", "-c", self.uri, "list", "--name", check=False).stdout.split():
+                        _run("virsh", "-q", "-c", self.uri, "destroy", dom, check=False)
+            _end_netns(self.netns)
             self._started = False
         shutil.rmtree(self.base, ignore_errors=True)
 
@@ -194,6 +196,43 @@ libvirtd -d{listen} -p {self.base / "run/libvirtd.pid"}
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _netns_pids(netns: str) -> list[int]:
+    with contextlib.suppress(Exception):
+        return [int(p) for p in _run("ip", "netns", "pids", netns, check=False).stdout.split()]
+    return []
+
+
+def _end_netns(netns: str) -> None:
+    """Kill every process in the network namespace (TERM, then KILL), then delete the namespace."""
+    if not Path(f"/run/netns/{netns}").exists():
+        return
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        pids = _netns_pids(netns)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + 5
+        while pids and time.monotonic() < deadline and _netns_pids(netns):
+            time.sleep(0.05)
+    with contextlib.suppress(Exception):
+        _run("ip", "netns", "del", netns, check=False)
+
+
+def sweep_peers(prefix: str) -> list[str]:
+    """Remove every peer whose name starts with ``prefix`` (a run's own prefix): its processes, network
+    namespace and files under /tmp, whatever a test or a failed start left. Return what is still there."""
+    if not prefix:
+        raise ValueError("a sweep needs a prefix")
+    names = sorted(p.name for p in Path("/run/netns").glob(f"{prefix}*")) if Path("/run/netns").is_dir() else []
+    for name in names:
+        _end_netns(name)
+    for base in Path("/tmp").glob(f"{prefix}*-*"):
+        if base.is_dir() and not base.is_symlink():
+            shutil.rmtree(base, ignore_errors=True)
+    left = [f"netns {p.name}" for p in Path("/run/netns").glob(f"{prefix}*")] if Path("/run/netns").is_dir() else []
+    return left + [f"dir {p}" for p in Path("/tmp").glob(f"{prefix}*-*")]
 
 
 def link(a: LibvirtPeer, b: LibvirtPeer, a_address: str, b_address: str, prefix: int = 30) -> None:

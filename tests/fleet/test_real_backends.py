@@ -106,13 +106,13 @@ def vcsim() -> Iterator[Any]:
     config = VcsimConfig(esx=False, cluster_hosts=3, standalone_hosts=0, vms=0, password="Fleet-pa55word")
     sim = Vcsim(config)
     try:
-        sim.start()
-    except VcsimError as exc:
-        pytest.skip(f"vcsim could not be built or started: {exc}")
-    try:
+        try:
+            sim.start()
+        except VcsimError as exc:  # a start that failed halfway may have left its process and files: stop below
+            pytest.skip(f"vcsim could not be built or started: {exc}")
         yield sim
     finally:
-        sim.stop()
+        sim.stop()  # whatever the outcome: the daemon and its certificate folder go
 
 
 @pytest.fixture

@@ -1,7 +1,10 @@
 """Fixtures for the kvm backend: libvirt's test:///default driver (fast) and qemu:///system (real guests).
 
 Every object a test makes carries the run's unique name prefix; a finalizer removes whatever is left
-with that prefix (domains, volumes, networks, pools), even when a test fails.
+with that prefix (domains, volumes, networks, pools), even when a test fails, and fails the teardown if
+something stays. Libvirt peers (second daemons in their own namespaces) are named with the run's peer
+prefix; the end of the session removes any left (namespace, processes, files), as a last net under the
+peer fixtures' own finalizers.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import os
 import signal
 import threading
 import uuid
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +28,9 @@ libvirt = pytest.importorskip("libvirt")
 
 from hvkit.backends.kvm import KvmBackend  # noqa: E402
 
-PREFIX = f"hvt-{uuid.uuid4().hex[:6]}-"
+RUN = uuid.uuid4().hex[:6]
+PREFIX = f"hvt-{RUN}-"  # every libvirt object a test of this run makes
+PEER_PREFIX = f"hvp{RUN}"  # every libvirt peer (namespaced daemon) of this run: hvkit.testing.libvirt_peer
 
 
 def kvm_backend(hv: Hypervisor) -> KvmBackend:
@@ -34,32 +40,67 @@ def kvm_backend(hv: Hypervisor) -> KvmBackend:
 
 
 def sweep(hv: Hypervisor, prefix: str) -> None:
-    _sweep(kvm_backend(hv).conn, prefix)
+    """Remove what carries ``prefix`` on the hypervisor's daemon; fail (loudly, in the teardown) if any stays."""
+    left = _sweep(kvm_backend(hv).conn, prefix)
+    assert not left, f"the sweep of {prefix!r} could not remove: {', '.join(left)}"
 
 
-def _sweep(c: Any, prefix: str) -> None:
-    """Remove every domain, volume, network and pool whose name starts with ``prefix`` (``c``: a virConnect)."""
+def _undefine_flags(*names: str) -> int:
+    return sum(int(getattr(libvirt, f"VIR_DOMAIN_UNDEFINE_{n}", 0)) for n in names)
+
+
+# every flag first (a UEFI guest's NVRAM, a TPM's state, snapshot and checkpoint metadata, a managed save);
+# then fewer, for drivers that refuse flags they do not know (the test driver); then none
+_UNDEFINE = (
+    ("MANAGED_SAVE", "SNAPSHOTS_METADATA", "CHECKPOINTS_METADATA", "NVRAM", "TPM"),
+    ("MANAGED_SAVE", "SNAPSHOTS_METADATA", "NVRAM"),
+    ("MANAGED_SAVE", "SNAPSHOTS_METADATA"),
+)
+
+
+def _remove_domain(dom: Any) -> None:
+    log = None
+    with contextlib.suppress(libvirt.libvirtError):
+        log_el = ET.fromstring(dom.XMLDesc(0)).find("devices/serial/log")
+        log = log_el.get("file") if log_el is not None else None
+    with contextlib.suppress(libvirt.libvirtError):
+        if dom.isActive():
+            dom.destroy()
+    for flags in _UNDEFINE:
+        try:
+            dom.undefineFlags(_undefine_flags(*flags))
+            break
+        except libvirt.libvirtError:
+            continue
+    else:
+        with contextlib.suppress(libvirt.libvirtError):
+            dom.undefine()
+    if log and Path(log).name.startswith("hvkit-"):  # the serial log hvkit gave the VM (named by its UUID)
+        with contextlib.suppress(OSError):
+            Path(log).unlink(missing_ok=True)
+
+
+def _sweep(c: Any, prefix: str) -> list[str]:
+    """Remove every domain, volume, network and pool whose name starts with ``prefix`` (``c``: a virConnect),
+    whatever state it is in (running, paused, UEFI with NVRAM, with snapshots); return what is still there."""
     for dom in c.listAllDomains(0):
         if dom.name().startswith(prefix):
-            with contextlib.suppress(libvirt.libvirtError):
-                if dom.isActive():
-                    dom.destroy()
-            with contextlib.suppress(libvirt.libvirtError):
-                dom.undefineFlags(
-                    libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
-                )
-            with contextlib.suppress(libvirt.libvirtError):
-                dom.undefine()
+            _remove_domain(dom)
     for pool in c.listAllStoragePools(0):
         if not pool.isActive():
             continue
         with contextlib.suppress(libvirt.libvirtError):
             pool.refresh(0)
-        # overlays first, then their bases
         vols = [v for v in pool.listAllVolumes(0) if v.name().startswith(prefix)]
-        for vol in sorted(vols, key=lambda v: -len(v.name())):
+        for _ in range(3):  # overlays before their bases: a base refused while an overlay exists goes next round
+            for vol in sorted(vols, key=lambda v: -len(v.name())):
+                with contextlib.suppress(libvirt.libvirtError):
+                    vol.delete(0)
             with contextlib.suppress(libvirt.libvirtError):
-                vol.delete(0)
+                pool.refresh(0)
+            vols = [v for v in pool.listAllVolumes(0) if v.name().startswith(prefix)]
+            if not vols:
+                break
     for net in c.listAllNetworks(0):
         if net.name().startswith(prefix):
             with contextlib.suppress(libvirt.libvirtError):
@@ -69,9 +110,30 @@ def _sweep(c: Any, prefix: str) -> None:
     for pool in c.listAllStoragePools(0):
         if pool.name().startswith(prefix):
             with contextlib.suppress(libvirt.libvirtError):
-                pool.destroy()
+                for vol in pool.listAllVolumes(0) if pool.isActive() else []:
+                    with contextlib.suppress(libvirt.libvirtError):
+                        vol.delete(0)
+            with contextlib.suppress(libvirt.libvirtError):
+                if pool.isActive():
+                    pool.destroy()
+            with contextlib.suppress(libvirt.libvirtError):
+                pool.delete(0)  # its (now empty) directory
             with contextlib.suppress(libvirt.libvirtError):
                 pool.undefine()
+    return _left(c, prefix)
+
+
+def _left(c: Any, prefix: str) -> list[str]:
+    """What carries ``prefix`` on the daemon: domains, volumes, networks, pools."""
+    left = [f"domain {d.name()}" for d in c.listAllDomains(0) if d.name().startswith(prefix)]
+    for pool in c.listAllStoragePools(0):
+        if pool.name().startswith(prefix):
+            left.append(f"pool {pool.name()}")
+        with contextlib.suppress(libvirt.libvirtError):
+            if pool.isActive():
+                left += [f"volume {v.path()}" for v in pool.listAllVolumes(0) if v.name().startswith(prefix)]
+    left += [f"network {n.name()}" for n in c.listAllNetworks(0) if n.name().startswith(prefix)]
+    return left
 
 
 @pytest.fixture
@@ -118,6 +180,17 @@ def _terminate_runs_teardown() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _peers_swept() -> Iterator[None]:
+    """Whatever the outcome, no libvirt peer of this run outlives the session."""
+    yield
+    if os.geteuid() == 0 and Path("/run/netns").is_dir():
+        from hvkit.testing.libvirt_peer import sweep_peers
+
+        left = sweep_peers(PEER_PREFIX)
+        assert not left, f"the peer sweep could not remove: {', '.join(left)}"
 
 
 @pytest.fixture(scope="session")

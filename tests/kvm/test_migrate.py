@@ -9,10 +9,10 @@ addresses exist only inside the two namespaces.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,7 +26,10 @@ from hvkit.tasks import TaskInfo
 from hvkit.testing.guest_image import wait_for_marker
 from hvkit.testing.libvirt_peer import LibvirtPeer, link
 
+from .conftest import PEER_PREFIX, PREFIX
+
 pytestmark = pytest.mark.slow
+Linked = tuple[LibvirtPeer, LibvirtPeer]
 BOOT_TIMEOUT = 120.0
 MARKER = "hvkit-kvm-tests"
 
@@ -42,11 +45,25 @@ def _peer_missing() -> str | None:
 
 @pytest.fixture(scope="module")
 def peer() -> Iterator[LibvirtPeer]:
+    """A second libvirtd in its own namespaces; stopped (namespace, daemons, guests, files) whatever happens."""
     reason = _peer_missing()
     if reason:
         pytest.skip(reason)
-    with LibvirtPeer(f"hvp-{uuid.uuid4().hex[:6]}") as started:
+    started = LibvirtPeer(f"{PEER_PREFIX}s")
+    try:
+        started.start()  # a failed start stops what it started
         yield started
+    finally:
+        started.stop()
+
+
+@pytest.fixture
+def peer_swept(peer: LibvirtPeer, prefix: str) -> Iterator[LibvirtPeer]:
+    """The peer, and after the test (whatever its outcome) nothing of the test's prefix on its daemon."""
+    try:
+        yield peer
+    finally:
+        _wipe(peer, prefix)
 
 
 def _unix_peer(peer: LibvirtPeer) -> dict[str, object]:
@@ -80,8 +97,9 @@ def _stop_and_see_poweroff(hv: Hypervisor, vm_id: str, log: Path) -> None:
 
 
 def test_live_migration_to_a_namespaced_peer_copies_the_disk(
-    qemu_session: Hypervisor, peer: LibvirtPeer, prefix: str, guest_image: Path
+    qemu_hv: Hypervisor, peer_swept: LibvirtPeer, prefix: str, guest_image: Path
 ) -> None:
+    peer = peer_swept
     with (
         hvkit.connect("kvm:///system", virt_type="qemu", peers=[_unix_peer(peer)]) as hv,
         hvkit.connect("kvm:///system", uri=peer.uri, virt_type="qemu") as on_peer,
@@ -124,7 +142,12 @@ def test_live_migration_to_a_namespaced_peer_copies_the_disk(
         assert not (peer.base / "lib/images" / Path(src_path).name).exists()
 
 
-def test_storage_migration_running_then_stopped(qemu_hv: Hypervisor, prefix: str, guest_image: Path) -> None:
+@pytest.fixture
+def second_pool(qemu_hv: Hypervisor, prefix: str) -> Iterator[Path]:
+    """A second dir pool on the system daemon, ``{prefix}pool``; its volumes, definition and folder go after the
+    test, whatever its outcome (the VM first: ``qemu_hv``'s sweep runs after this finalizer, so do it here)."""
+    import libvirt
+
     directory = Path(f"/var/lib/libvirt/{prefix}pool")
     xml = f"<pool type='dir'><name>{prefix}pool</name><target><path>{directory}</path></target></pool>"
     conn = qemu_hv.backend.conn  # type: ignore[attr-defined]
@@ -132,59 +155,77 @@ def test_storage_migration_running_then_stopped(qemu_hv: Hypervisor, prefix: str
     try:
         pool.build(0)
         pool.create(0)
-        vm_id, src_path = _boot(qemu_hv, prefix, guest_image, "smig")
-        serial = Path(qemu_hv.vms.get(vm_id).extra["serial_log"])
-        assert wait_for_marker(serial, MARKER, BOOT_TIMEOUT) == MARKER
-        t0 = time.monotonic()
-        moved = qemu_hv.vms.migrate(vm_id, pool=f"{prefix}pool")
-        print(f"live storage migration: {time.monotonic() - t0:.1f} s")
-        assert moved.power_state is PowerState.RUNNING
-        assert moved.disks[0].pool == f"{prefix}pool" and moved.disks[0].path == str(directory / Path(src_path).name)
-        assert not Path(src_path).exists()
-        # the persistent definition follows too
-        assert str(directory) in conn.lookupByUUIDString(vm_id).XMLDesc(2)  # VIR_DOMAIN_XML_INACTIVE
-        _stop_and_see_poweroff(qemu_hv, vm_id, serial)
-        # stopped: copied, redefined, and it boots from the copy
-        t0 = time.monotonic()
-        back = qemu_hv.vms.migrate(vm_id, pool="default")
-        print(f"offline storage migration: {time.monotonic() - t0:.1f} s")
-        assert back.disks[0].pool == "default" and back.power_state is PowerState.STOPPED
-        serial.write_text("")
-        qemu_hv.vms.start(vm_id)
-        assert wait_for_marker(serial, MARKER, BOOT_TIMEOUT) == MARKER
-        qemu_hv.vms.delete(vm_id, force=True)
+        yield directory
     finally:
-        for vol in pool.listAllVolumes(0) if pool.isActive() else []:
-            vol.delete(0)
-        if pool.isActive():
-            pool.destroy()
-        pool.undefine()
-        shutil.rmtree(directory, ignore_errors=True)
+        from .conftest import _sweep
+
+        try:
+            _sweep(conn, prefix)  # the test's VM, then its volumes in every pool, then this pool
+        finally:
+            with contextlib.suppress(libvirt.libvirtError):
+                pool.undefine()
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_storage_migration_running_then_stopped(
+    qemu_hv: Hypervisor, prefix: str, guest_image: Path, second_pool: Path
+) -> None:
+    directory = second_pool
+    conn = qemu_hv.backend.conn  # type: ignore[attr-defined]
+    vm_id, src_path = _boot(qemu_hv, prefix, guest_image, "smig")
+    serial = Path(qemu_hv.vms.get(vm_id).extra["serial_log"])
+    assert wait_for_marker(serial, MARKER, BOOT_TIMEOUT) == MARKER
+    t0 = time.monotonic()
+    moved = qemu_hv.vms.migrate(vm_id, pool=f"{prefix}pool")
+    print(f"live storage migration: {time.monotonic() - t0:.1f} s")
+    assert moved.power_state is PowerState.RUNNING
+    assert moved.disks[0].pool == f"{prefix}pool" and moved.disks[0].path == str(directory / Path(src_path).name)
+    assert not Path(src_path).exists()
+    # the persistent definition follows too
+    assert str(directory) in conn.lookupByUUIDString(vm_id).XMLDesc(2)  # VIR_DOMAIN_XML_INACTIVE
+    _stop_and_see_poweroff(qemu_hv, vm_id, serial)
+    # stopped: copied, redefined, and it boots from the copy
+    t0 = time.monotonic()
+    back = qemu_hv.vms.migrate(vm_id, pool="default")
+    print(f"offline storage migration: {time.monotonic() - t0:.1f} s")
+    assert back.disks[0].pool == "default" and back.power_state is PowerState.STOPPED
+    serial.write_text("")
+    qemu_hv.vms.start(vm_id)
+    assert wait_for_marker(serial, MARKER, BOOT_TIMEOUT) == MARKER
+    qemu_hv.vms.delete(vm_id, force=True)
 
 
 @pytest.fixture(scope="module")
-def linked_peers() -> Iterator[tuple[LibvirtPeer, LibvirtPeer]]:
+def linked_peers() -> Iterator[Linked]:
     """Two peers joined by a veth pair (192.168.251.1 and .2, only inside their namespaces), listening on TCP."""
     reason = _peer_missing()
     if reason:
         pytest.skip(reason)
-    token = uuid.uuid4().hex[:5]
-    a = LibvirtPeer(f"hva-{token}", listen_tcp=True)
-    b = LibvirtPeer(f"hvb-{token}", listen_tcp=True)
-    try:
+    a = LibvirtPeer(f"{PEER_PREFIX}a", listen_tcp=True)
+    b = LibvirtPeer(f"{PEER_PREFIX}b", listen_tcp=True)
+    with contextlib.ExitStack() as stack:  # both stopped, even when one's stop fails
+        stack.callback(b.stop)
+        stack.callback(a.stop)
         link(a, b, "192.168.251.1", "192.168.251.2")
         a.start()
         b.start()
         yield a, b
+
+
+@pytest.fixture
+def linked_swept(linked_peers: Linked, prefix: str) -> Iterator[Linked]:
+    """The linked peers, and after the test (whatever its outcome) nothing of the test's prefix on either."""
+    try:
+        yield linked_peers
     finally:
-        a.stop()
-        b.stop()
+        try:
+            _wipe(linked_peers[0], prefix)
+        finally:
+            _wipe(linked_peers[1], prefix)
 
 
-def test_live_migration_over_a_veth_link_and_back(
-    linked_peers: tuple[LibvirtPeer, LibvirtPeer], prefix: str, guest_image: Path
-) -> None:
-    a, b = linked_peers
+def test_live_migration_over_a_veth_link_and_back(linked_swept: Linked, prefix: str, guest_image: Path) -> None:
+    a, b = linked_swept
     with (
         hvkit.connect("kvm:///system", uri=a.uri, virt_type="qemu", peers=f"{b.name}={b.uri}") as on_a,
         hvkit.connect("kvm:///system", uri=b.uri, virt_type="qemu", peers=f"{a.name}={a.uri}") as on_b,
@@ -231,7 +272,7 @@ def test_live_migration_over_a_veth_link_and_back(
 
 
 def test_fleet_balances_and_evacuates_across_two_libvirt_hosts(
-    linked_peers: tuple[LibvirtPeer, LibvirtPeer], prefix: str, guest_image: Path
+    linked_swept: Linked, prefix: str, guest_image: Path
 ) -> None:
     """Issue 7 on KVM: the Fleet plans live migrations among the hosts of one kvm connection with peers.
 
@@ -244,7 +285,7 @@ def test_fleet_balances_and_evacuates_across_two_libvirt_hosts(
 
     from ..fleet.test_real_backends import checked_balance, predicted, run, verify_real
 
-    a, b = linked_peers
+    a, b = linked_swept
     hosts = {a.host_uuid: a, b.host_uuid: b}
 
     def connect() -> Hypervisor:
@@ -306,14 +347,17 @@ def test_fleet_balances_and_evacuates_across_two_libvirt_hosts(
             _wipe(p)
 
 
-def _wipe(peer: LibvirtPeer) -> None:
-    """Remove every test domain and volume from a peer (its own daemon: only tests put anything there)."""
+def _wipe(peer: LibvirtPeer, prefix: str = PREFIX) -> None:
+    """Remove every test domain and volume of ``prefix`` (default: this run's) from a peer; fail if any stays."""
     import libvirt
 
-    from .conftest import PREFIX, _sweep
+    from .conftest import _sweep
 
+    if not Path(peer.socket).exists():  # the peer is down: its namespace and files go with its own stop()
+        return
     conn = libvirt.open(peer.uri)
     try:
-        _sweep(conn, PREFIX)
+        left = _sweep(conn, prefix)
     finally:
         conn.close()
+    assert not left, f"peer {peer.name}: the sweep of {prefix!r} could not remove: {', '.join(left)}"
