@@ -36,6 +36,7 @@ _BUILTIN: dict[str, BackendEntry] = {
     e.kind: e
     for e in (
         BackendEntry("esxi", "hvkit.backends.vmware:VmwareBackend", "vmware", "VMware ESXi (pyvmomi)"),
+        BackendEntry("hyperv", "hvkit.backends.hyperv:HyperVBackend", "hyperv", "Microsoft Hyper-V (WinRM, pywinrm)"),
         BackendEntry("kvm", "hvkit.backends.kvm:KvmBackend", "kvm", "KVM/QEMU through libvirt"),
         BackendEntry("libvirt", "hvkit.backends.kvm:KvmBackend", "kvm", "any libvirt URI (test:///default ...)"),
         BackendEntry("proxmox", "hvkit.backends.proxmox:ProxmoxBackend", "proxmox", "Proxmox VE (proxmoxer)"),
@@ -45,7 +46,7 @@ _BUILTIN: dict[str, BackendEntry] = {
     )
 }
 # Kinds users will try whose drivers are not built yet: refused with a message that says so.
-_NOT_BUILT = {"hyperv": "Hyper-V", "xen": "Xen (XenServer / XCP-ng)", "vbox": "VirtualBox"}
+_NOT_BUILT = {"xen": "Xen (XenServer / XCP-ng)", "vbox": "VirtualBox"}
 _registered: dict[str, BackendEntry] = {}
 _entry_points_loaded = False
 

@@ -81,6 +81,7 @@ class VHD:
     vhd_format: int  # VhdFormat: VHD 2, VHDX 3
     vhd_type: int  # VhdType: Fixed 2, Dynamic 3, Differencing 4
     parent: str | None = None
+    qemu_format: str = "vhdx"  # the file's format on this machine (qcow2 for differencing children)
 
 
 class HostState:
@@ -167,12 +168,16 @@ class HostState:
         fmt = "vpc" if path.lower().endswith(".vhd") else "vhdx"
         if parent is not None:
             base = self.vhd(parent)
-            qemu_img("create", "-f", fmt, "-b", str(self.local(parent)), "-F", _fmt_of(base), str(local))
-            vhd = VHD(path, base.size, 2 if fmt == "vpc" else 3, ENUMS["VhdType"]["Differencing"], parent)
+            # qemu-img cannot write a differencing VHDX: the child is a qcow2 overlay on the real parent file,
+            # which reads the same and is reported as Hyper-V reports a differencing VHDX
+            qemu_img("create", "-f", "qcow2", "-b", str(self.local(parent)), "-F", _fmt_of(base), str(local))
+            vhd = VHD(path, base.size, 2 if fmt == "vpc" else 3, ENUMS["VhdType"]["Differencing"], parent, "qcow2")
         else:
             sub = ["-o", "subformat=fixed" if fixed else "subformat=dynamic"]
             qemu_img("create", "-f", fmt, *sub, str(local), str(size))
-            vhd = VHD(path, size, 2 if fmt == "vpc" else 3, ENUMS["VhdType"]["Fixed" if fixed else "Dynamic"])
+            vhd = VHD(
+                path, size, 2 if fmt == "vpc" else 3, ENUMS["VhdType"]["Fixed" if fixed else "Dynamic"], None, fmt
+            )
         self.vhds[path.lower()] = vhd
         return vhd
 
@@ -192,9 +197,16 @@ class HostState:
                 target_type="String",
             )
         info = json.loads(qemu_img("info", "--output=json", str(local)))
-        fmt = 3 if info["format"] == "vhdx" else 2
+        fmt = 2 if info["format"] == "vpc" else 3
         parent = info.get("full-backing-filename") or info.get("backing-filename")
-        vhd = VHD(path, int(info["virtual-size"]), fmt, 4 if parent else 3, self.windows(parent) if parent else None)
+        vhd = VHD(
+            path,
+            int(info["virtual-size"]),
+            fmt,
+            4 if parent else 3,
+            self.windows(parent) if parent else None,
+            info["format"],
+        )
         self.vhds[path.lower()] = vhd
         return vhd
 
@@ -244,4 +256,4 @@ class HostState:
 
 
 def _fmt_of(vhd: VHD) -> str:
-    return "vpc" if vhd.vhd_format == 2 else "vhdx"
+    return vhd.qemu_format

@@ -180,7 +180,7 @@ class HyperVHost:
         self._first_use = False
         text = stdin.decode("ascii") if stdin.isascii() else stdin.decode("cp437")  # the console's input code page
         bootstrap, _, rest = text.partition("\n")
-        utf8 = "[Console]::OutputEncoding=[Text.Encoding]::UTF8" in bootstrap.replace(" ", "")
+        ascii_escape = "[Regex]::Replace(" in bootstrap  # the bootstrap escapes non-ASCII as \\uXXXX
         if "$ProgressPreference='SilentlyContinue'" not in bootstrap.replace(" ", ""):
             progress.append("Hyper-V")
         try:
@@ -190,8 +190,12 @@ class HyperVHost:
                 value, depth = self._template(rest)
         except PSError as error:
             return Process(stderr=clixml(progress, error), exit_code=1)
-        out = convert_to_json(value, depth) + "\r\n"
-        return Process(stdout=out.encode("utf-8" if utf8 else "cp437", errors="replace"), stderr=clixml(progress, None))
+        out = convert_to_json(value, depth)
+        if ascii_escape:
+            data = "".join(c if ord(c) < 0x7F else _utf16_escape(c) for c in out).encode("ascii")
+        else:  # Write-Output through the console's OEM code page: characters outside it become '?'
+            data = (out + "\r\n").encode("cp437", errors="replace")
+        return Process(stdout=data, stderr=clixml(progress, None))
 
     def _template(self, rest: str) -> tuple[Any, int]:
         at = rest.rfind(_MARK)
@@ -271,6 +275,11 @@ class HyperVHost:
         with self.state.lock:
             vms = [_full_vm(self.state, vm) for vm in self.state.vms.values()]
         return (vms[0] if len(vms) == 1 else vms), int(match.group(1) or 2)
+
+
+def _utf16_escape(char: str) -> str:
+    units = char.encode("utf-16-be")
+    return "".join(f"\\u{int.from_bytes(units[i : i + 2], 'big'):04x}" for i in range(0, len(units), 2))
 
 
 def _locate(error: PSError, script: str, tokens: list[Token]) -> None:

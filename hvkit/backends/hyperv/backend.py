@@ -1,0 +1,193 @@
+"""Hyper-V driver: the Hyper-V PowerShell module over WinRM (pywinrm), one fixed script per operation."""
+
+from __future__ import annotations
+
+from ...capabilities import Capability
+from ...driver import Backend, ConnectOptions, Limits, Traits
+from ...errors import InvalidSpec, NotFound
+from ...models import (
+    VM,
+    Console,
+    DiskBus,
+    DiskFormat,
+    Host,
+    Network,
+    Snapshot,
+    StoragePool,
+    VMMetrics,
+    VMSpec,
+    Volume,
+)
+from . import _console, _metrics, _migrate, _snapshots, _storage, _vms
+from ._session import Session
+
+__all__ = ["HyperVBackend"]
+
+
+class HyperVBackend(Backend):
+    """``hyperv://user@host`` (WinRM over HTTPS, port 5986) or ``hyperv+http://`` (message encryption on).
+
+    Options: ``auth`` (``ntlm`` default, ``kerberos``, ``credssp``); ``pools``: more storage paths as pools,
+    ``name=D:/VMs,E:/Other`` (a path alone is named by its last part); the host's default virtual hard
+    disk path is always the pool ``default``.
+    """
+
+    kind = "hyperv"
+    capabilities = frozenset(
+        {
+            Capability.VM_CREATE,
+            Capability.VM_DELETE,
+            Capability.VM_POWER,
+            Capability.VM_PAUSE,
+            Capability.VM_SUSPEND,
+            Capability.VM_RECONFIGURE,
+            Capability.VM_CLONE,
+            Capability.VM_LINKED_CLONE,
+            Capability.VM_CONSOLE,
+            Capability.VM_METRICS,
+            Capability.VM_GUEST_IPS,
+            Capability.VM_STORAGE_MIGRATE,
+            Capability.UEFI,
+            Capability.SNAPSHOT,
+            Capability.SNAPSHOT_MEMORY,
+            Capability.VOLUME_CREATE,
+            Capability.VOLUME_DELETE,
+        }
+    )
+    capability_notes = {
+        Capability.VM_LINKED_CLONE: "differencing VHDX on the source's disks",
+        Capability.VM_GUEST_IPS: "from KVP (integration services in the guest)",
+        Capability.VM_CONSOLE: "VMConnect / RDP address (port 2179)",
+    }
+    traits = Traits(
+        disk_buses=frozenset({DiskBus.IDE, DiskBus.SCSI}),
+        default_disk_bus=DiskBus.SCSI,
+        disk_formats=(DiskFormat.VHDX, DiskFormat.VHD),
+        guest_tools="Hyper-V integration services (hv_utils / hyperv-daemons on Linux)",
+        uefi_note=(
+            "UEFI on Hyper-V is a Generation 2 VM with Secure Boot on (Microsoft UEFI CA template for Linux); "
+            "boot entries kept in the source's NVRAM are not carried over"
+        ),
+        limits=Limits(
+            max_cpus=240,
+            max_memory_mib=12 * 1024 * 1024,
+            disks_per_bus={DiskBus.IDE: 4, DiskBus.SCSI: 256},
+            max_name_length=100,
+        ),
+    )
+
+    def __init__(self, options: ConnectOptions) -> None:
+        super().__init__(options)
+        self.session = Session(options)
+
+    # -- connection ------------------------------------------------------------------------------------
+    def connect(self) -> None:
+        self.session.connect()
+
+    def close(self) -> None:
+        self.session.close()
+
+    # -- inventory -------------------------------------------------------------------------------------
+    def list_hosts(self) -> list[Host]:
+        return [_vms.inventory(self.session, with_vms=False)[0]]
+
+    def list_pools(self) -> list[StoragePool]:
+        return _vms.inventory(self.session, with_vms=False)[2]
+
+    def list_networks(self) -> list[Network]:
+        return _vms.inventory(self.session, with_vms=False)[1]
+
+    def list_vms(self, detail: bool = False) -> list[VM]:
+        return _vms.inventory(self.session, with_vms=True)[3]
+
+    def get_vm(self, ref: str) -> VM:
+        return _vms.get(self.session, ref)
+
+    # -- VMs -------------------------------------------------------------------------------------------
+    def create_vm(self, spec: VMSpec) -> VM:
+        if spec.cloud_init is not None:
+            raise self._unsupported("vms.create(cloud_init)")
+        if spec.host is not None and spec.host.lower() not in {h.name.lower() for h in self.list_hosts()}:
+            raise NotFound(f"no host {spec.host!r}: this connection is one Hyper-V host")
+        pools = {p.name: p for p in self.list_pools()} if any(not d.volume for d in spec.disks) else {}
+        return _vms.create(self.session, spec, pools, None)
+
+    def delete_vm(self, vm: VM, keep_disks: bool) -> None:
+        _vms.delete(self.session, vm, keep_disks)
+
+    def start_vm(self, vm: VM) -> VM:
+        return _vms.power(self.session, vm, "start")
+
+    def stop_vm(self, vm: VM, force: bool, timeout: float) -> VM:
+        return _vms.power(self.session, vm, "turnoff" if force else "stop")
+
+    def reboot_vm(self, vm: VM, force: bool) -> VM:
+        return _vms.power(self.session, vm, "reset" if force else "reboot")
+
+    def pause_vm(self, vm: VM) -> VM:
+        return _vms.power(self.session, vm, "pause")
+
+    def resume_vm(self, vm: VM) -> VM:
+        return _vms.power(self.session, vm, "resume")
+
+    def suspend_vm(self, vm: VM) -> VM:
+        return _vms.power(self.session, vm, "save")
+
+    def reconfigure_vm(self, vm: VM, cpus: int | None, memory_mib: int | None) -> VM:
+        return _vms.reconfigure(self.session, vm, cpus, memory_mib)
+
+    def clone_vm(self, vm: VM, name: str, linked: bool, host: str | None, pool: str | None) -> VM:
+        if host is not None and vm.host is not None and host.lower() != vm.host.lower():
+            raise InvalidSpec("a Hyper-V clone stays on its source's host (this connection is one host)")
+        return _vms.clone(self.session, vm, name, linked, pool)
+
+    def migrate_vm(self, vm: VM, host: str | None, pool: str | None, live: bool) -> VM:
+        if host is not None:
+            raise self._unsupported("vms.migrate(host)")
+        return _migrate.migrate(self.session, vm, None, pool)
+
+    def console(self, vm: VM) -> Console:
+        return _console.console(self.session, vm)
+
+    def guest_ips(self, vm: VM) -> list[str]:
+        return list(_vms.get(self.session, vm.id).ip_addresses)
+
+    def vm_metrics(self, vms: list[VM]) -> list[VMMetrics]:
+        return _metrics.vm_metrics(self.session, vms)
+
+    # -- snapshots -------------------------------------------------------------------------------------
+    def list_snapshots(self, vm: VM) -> list[Snapshot]:
+        return _snapshots.list_many(self.session, [vm]).get(vm.id, [])
+
+    def list_snapshots_many(self, vms: list[VM]) -> dict[str, list[Snapshot]]:
+        return _snapshots.list_many(self.session, vms)
+
+    def create_snapshot(self, vm: VM, name: str, description: str, memory: bool, quiesce: bool) -> Snapshot:
+        return _snapshots.create(self.session, vm, name, memory)
+
+    def revert_snapshot(self, vm: VM, snapshot: Snapshot) -> VM:
+        return _snapshots.revert(self.session, vm, snapshot)
+
+    def delete_snapshot(self, vm: VM, snapshot: Snapshot, children: bool) -> None:
+        _snapshots.delete(self.session, vm, snapshot, children)
+
+    # -- volumes ---------------------------------------------------------------------------------------
+    def list_volumes(self, pool: StoragePool) -> list[Volume]:
+        return _storage.list_in(self.session, [self.session.pool_dir(pool.name)])
+
+    def get_volume(self, ref: str) -> Volume:
+        if not self.session.vhd_path:
+            self.list_pools()  # learns the host's default storage path
+        return _storage.get(self.session, ref)
+
+    def create_volume(self, pool: StoragePool, name: str, size_bytes: int, fmt: DiskFormat) -> Volume:
+        return _storage.create(self.session, pool, name, size_bytes, fmt)
+
+    def delete_volume(self, volume: Volume) -> None:
+        _storage.delete(self.session, volume)
+
+    # -- for tests and benchmarks ----------------------------------------------------------------------
+    @property
+    def round_trips(self) -> int:
+        """Scripts run on the host so far (each is one WinRM command in the connection's shell)."""
+        return self.session.round_trips

@@ -1,0 +1,35 @@
+"""Fixtures: a Hyper-V host model behind a real WinRM endpoint (HTTPS, NTLM, pywinrm as the client)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+import hvkit
+from hvkit.hypervisor import Hypervisor
+
+pytest.importorskip("winrm")
+pytest.importorskip("spnego")
+
+from hvkit.testing.hyperv_sim import HyperVHost
+
+
+@pytest.fixture(scope="module")
+def host() -> Iterator[HyperVHost]:
+    with HyperVHost() as h:
+        yield h
+
+
+@pytest.fixture
+def hv(host: HyperVHost) -> Iterator[Hypervisor]:
+    conn = hvkit.connect(host.url + "?pools=fast=D:/VMs", password=host.password, ca_file=host.ca_file, timeout=20)
+    try:
+        yield conn
+    finally:
+        for vm in conn.vms.list():  # clean up whatever a test left, even when it failed
+            try:
+                conn.vms.delete(vm.id, force=True)
+            except hvkit.errors.HvkitError:
+                pass
+        conn.close()
