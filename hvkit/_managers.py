@@ -13,7 +13,8 @@ from .backend import ProgressFn
 from .capabilities import Capability
 from .errors import AlreadyExists, InvalidSpec, InvalidState
 from .models import DiskFormat, Host, HostMetrics, Network, StoragePool, Volume
-from .models.spec import check_name
+from .models._checks import check_number
+from .models.spec import MAX_DISK_GIB, MIN_DISK_GIB, check_name
 
 if TYPE_CHECKING:
     from .hypervisor import Hypervisor
@@ -75,8 +76,7 @@ class VolumeManager(Manager):
         """Create an empty volume of ``size_gib`` in ``pool`` (format: the pool's preferred one)."""
         self._hv.require(Capability.VOLUME_CREATE, "volumes.create")
         check_name("volume name", name)
-        if isinstance(size_gib, bool) or not isinstance(size_gib, int | float) or size_gib <= 0:
-            raise InvalidSpec(f"volume size_gib must be a positive number, got {size_gib!r}")
+        check_number("volume size_gib", size_gib, MIN_DISK_GIB, MAX_DISK_GIB, low_text="1 MiB (1/1024)")
         fmt = to_format(format)
         target = self._hv.pools.get(pool)
         fmt = pick_format(target, fmt)

@@ -188,14 +188,18 @@ def resolve(
 
 
 def _check_ca_file(ca_file: str) -> None:
-    """A CA file must be a readable file: say which one, before any connection is tried."""
-    path = Path(ca_file).expanduser()
+    """A CA file must be a readable regular file: say which one, before any connection is tried."""
+    if not ca_file:
+        raise InvalidSpec("ca_file is empty: give the path of a CA certificate file (PEM)")
     try:
+        path = Path(ca_file).expanduser()
+        if not path.exists():
+            raise InvalidSpec(f"ca_file {str(path)!r} does not exist")
+        if not path.is_file():  # a folder, a FIFO or a device: never opened (a FIFO would block)
+            raise InvalidSpec(f"ca_file {str(path)!r} is not a regular file (a CA certificate file, PEM)")
         with path.open("rb") as handle:
             handle.read(1)
-    except FileNotFoundError:
-        raise InvalidSpec(f"ca_file {str(path)!r} does not exist") from None
-    except IsADirectoryError:
-        raise InvalidSpec(f"ca_file {str(path)!r} is a folder, not a CA certificate file") from None
-    except (OSError, ValueError) as exc:
-        raise InvalidSpec(f"ca_file {str(path)!r} cannot be read: {type(exc).__name__}") from None
+    except InvalidSpec:
+        raise
+    except (OSError, ValueError, RuntimeError) as exc:  # no permission, NUL or a lone surrogate in the name, no ~user
+        raise InvalidSpec(f"ca_file {ca_file[:200]!r} cannot be read: {type(exc).__name__}") from None

@@ -230,3 +230,11 @@ def test_valid_specs_still_build() -> None:
     assert spec.cloud_init is not None and len(spec.cloud_init.ssh_keys) == 2
     assert VMSpec(name="w", tags=frozenset()).tags == frozenset()
     assert VMSpec(name="w", disks=iter([DiskSpec(size_gib=1)])).disks[0].size_gib == 1
+
+
+@pytest.mark.parametrize("size", [float("nan"), float("inf"), 10**400, 0, 1e-12, True, "1", None])
+def test_volume_sizes_are_finite_and_at_least_one_mib(sim: object, size: object) -> None:
+    hv = sim
+    with pytest.raises(errors.InvalidSpec, match="volume size_gib"):
+        hv.volumes.create("default", "v1", size_gib=size)  # type: ignore[attr-defined]
+    assert not [v for v in hv.volumes.list() if v.name.startswith("v1")]  # type: ignore[attr-defined]
