@@ -68,10 +68,12 @@ Runner = Callable[[str, list[str], bytes], Process]
 class WSManFault(Exception):
     """A SOAP fault, rendered as a Windows host renders it (HTTP 500)."""
 
-    def __init__(self, code: str, subcode: str, reason: str, wsman_code: int, message: str, detail: str = "") -> None:
+    def __init__(
+        self, code: str, subcode: str, reason: str, wsman_code: int, message: str, detail: str = "", provider: str = ""
+    ) -> None:
         super().__init__(reason)
         self.code, self.subcode, self.reason = code, subcode, reason
-        self.wsman_code, self.message, self.detail = wsman_code, message, detail
+        self.wsman_code, self.message, self.detail, self.provider = wsman_code, message, detail, provider
 
 
 def timed_out() -> WSManFault:
@@ -155,6 +157,18 @@ class ShellService:
         shell_id = str(uuid.uuid4()).upper()
         with self._lock:
             self.shells[shell_id] = _Shell(owner=user)
+        echoed = ""  # the host echoes the shell's environment and working directory
+        asked = root.find("s:Body/rsp:Shell", NS)
+        if asked is not None:
+            variables = "".join(
+                f'<rsp:Variable Name="{escape(v.get("Name", ""), {chr(34): "&quot;"})}">{escape(v.text or "")}</rsp:Variable>'
+                for v in asked.findall("rsp:Environment/rsp:Variable", NS)
+            )
+            if variables:
+                echoed += f"<rsp:Environment>{variables}</rsp:Environment>"
+            directory = asked.findtext("rsp:WorkingDirectory", namespaces=NS)
+            if directory is not None:
+                echoed += f"<rsp:WorkingDirectory>{escape(directory)}</rsp:WorkingDirectory>"
         return (
             f"<x:ResourceCreated><a:Address>{escape(address)}</a:Address><a:ReferenceParameters>"
             f'<w:ResourceURI>{CMD_URI}</w:ResourceURI><w:SelectorSet><w:Selector Name="ShellId">{shell_id}'
@@ -164,7 +178,7 @@ class ShellService:
             f"<rsp:ClientIP>127.0.0.1</rsp:ClientIP><rsp:IdleTimeOut>PT7200.000S</rsp:IdleTimeOut>"
             f"<rsp:InputStreams>stdin</rsp:InputStreams><rsp:OutputStreams>stdout stderr</rsp:OutputStreams>"
             f"<rsp:ShellRunTime>P0DT0H0M0S</rsp:ShellRunTime><rsp:ShellInactivity>P0DT0H0M0S</rsp:ShellInactivity>"
-            f"</rsp:Shell>"
+            f"{echoed}</rsp:Shell>"
         )
 
     def _delete(self, root: ET.Element, user: str, address: str) -> str:
@@ -215,6 +229,16 @@ class ShellService:
         shell = self.shells[self._shell_id(root)]
         desired = root.find("s:Body/rsp:Receive/rsp:DesiredStream", NS)
         command_id = desired.get("CommandId", "") if desired is not None else ""
+        if not command_id:  # a Receive for the shell rather than a command: cmd's plugin refuses it
+            raise WSManFault(
+                "s:Sender",
+                "w:InvalidParameter",
+                "The parameter is incorrect. ",
+                87,
+                "The parameter is incorrect. ",
+                "http://schemas.dmtf.org/wbem/wsman/1/wsman/faultDetail/InvalidValue",
+                provider="Shell cmd plugin",
+            )
         command = self._command_of(shell, command_id)
         deadline = time.monotonic() + _seconds(_text(root, "s:Header/w:OperationTimeout") or "PT60S")
         with command.changed:
@@ -251,11 +275,18 @@ class ShellService:
 
     # -- helpers --------------------------------------------------------------------------------------
     def _run(self, shell: _Shell, command: _Command) -> None:
-        try:
-            command.result = self.runner(shell.owner, command.words, bytes(command.stdin))
-        except Exception as exc:  # a bug in the host model: show it as a failed process, not a hang
-            command.result = Process(stderr=f"host model error: {exc!r}".encode(), exit_code=1)
-        command.changed.notify_all()
+        """Start the process in the background; Receive waits for it (or answers TimedOut)."""
+
+        def work() -> None:
+            try:
+                result = self.runner(shell.owner, command.words, bytes(command.stdin))
+            except Exception as exc:  # a bug in the host model: show it as a failed process, not a hang
+                result = Process(stderr=f"host model error: {exc!r}".encode(), exit_code=1)
+            with command.changed:
+                command.result = result
+                command.changed.notify_all()
+
+        threading.Thread(target=work, daemon=True, name="winrs-command").start()
 
     def _check_header(self, root: ET.Element) -> None:
         for path in ("s:Header/a:Action", "s:Header/a:MessageID", "s:Header/a:To", "s:Header/w:ResourceURI"):
@@ -294,11 +325,15 @@ class ShellService:
 
     def _fault(self, fault: WSManFault, relates: str) -> bytes:
         detail = f"<w:FaultDetail>{fault.detail}</w:FaultDetail>" if fault.detail else ""
+        message = escape(fault.message)
+        if fault.provider:  # a plugin's fault is wrapped in a ProviderFault naming it
+            dll = r"%systemroot%\system32\winrscmd.dll"
+            message = f'<f:ProviderFault provider="{fault.provider}" path="{dll}">{message}</f:ProviderFault>'
         body = (
             f"<s:Fault><s:Code><s:Value>{fault.code}</s:Value><s:Subcode><s:Value>{fault.subcode}</s:Value>"
             f'</s:Subcode></s:Code><s:Reason><s:Text xml:lang="en-US">{escape(fault.reason)}</s:Text></s:Reason>'
             f'<s:Detail>{detail}<f:WSManFault xmlns:f="{NS["f"]}" Code="{fault.wsman_code}" '
-            f'Machine="{self.machine}"><f:Message>{escape(fault.message)}</f:Message></f:WSManFault>'
+            f'Machine="{self.machine}"><f:Message>{message}</f:Message></f:WSManFault>'
             f"</s:Detail></s:Fault>"
         )
         return self._envelope("fault", "http://schemas.dmtf.org/wbem/wsman/1/wsman/fault", relates, body)
