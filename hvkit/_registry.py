@@ -42,11 +42,13 @@ _BUILTIN: dict[str, BackendEntry] = {
         BackendEntry("proxmox", "hvkit.backends.proxmox:ProxmoxBackend", "proxmox", "Proxmox VE (proxmoxer)"),
         BackendEntry("qemu", "hvkit.backends.kvm:KvmBackend", "kvm", "KVM/QEMU through libvirt"),
         BackendEntry("sim", "hvkit.backends.sim:SimBackend", None, "in-process simulated hypervisor"),
+        BackendEntry("vbox", "hvkit.backends.vbox:VBoxBackend", None, "VirtualBox (VBoxManage, here or +ssh)"),
         BackendEntry("vcenter", "hvkit.backends.vmware:VmwareBackend", "vmware", "VMware vCenter (pyvmomi)"),
+        BackendEntry("xen", "hvkit.backends.xen:XenBackend", "xen", "XenServer / XCP-ng through XAPI (XenAPI)"),
     )
 }
 # Kinds users will try whose drivers are not built yet: refused with a message that says so.
-_NOT_BUILT = {"xen": "Xen (XenServer / XCP-ng)", "vbox": "VirtualBox"}
+_NOT_BUILT: dict[str, str] = {}
 _registered: dict[str, BackendEntry] = {}
 _entry_points_loaded = False
 

@@ -38,11 +38,19 @@ class API:
         self.session_ttl = session_ttl
         self.sessions: dict[str, dict[str, Any]] = {}  # ref -> {user, last}
         self.calls: list[str] = []
+        self.errors_sent: list[list[str]] = []
         self._cancel: dict[str, threading.Event] = {}
 
     # -- entry point ----------------------------------------------------------------------------------
     def call(self, method: str, params: list[Any], via_master: bool = True) -> Any:
         self.calls.append(method)
+        try:
+            return self._call(method, params, via_master)
+        except Failure as exc:
+            self.errors_sent.append(exc.description)
+            raise
+
+    def _call(self, method: str, params: list[Any], via_master: bool) -> Any:
         if method == "system.listMethods":
             return self.method_names()
         if not via_master:

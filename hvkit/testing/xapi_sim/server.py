@@ -165,6 +165,7 @@ class _Handler(BaseHTTPRequestHandler):
     is_master: bool
     protocol_version = "HTTP/1.1"
     server_version = "xapi/24.19"
+    disable_nagle_algorithm = True  # headers and body go out at once, not after a delayed ACK
 
     def log_message(self, format: str, *args: Any) -> None:
         return

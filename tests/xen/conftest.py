@@ -1,0 +1,30 @@
+"""Fixtures: one XAPI simulator per session (HTTPS on loopback, verification on through its certificate)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+import hvkit
+from hvkit.hypervisor import Hypervisor
+from hvkit.testing.xapi_sim import XapiSimulator, check_error
+
+pytest.importorskip("XenAPI")
+
+
+@pytest.fixture(scope="session")
+def xapi() -> Iterator[XapiSimulator]:
+    with XapiSimulator(hosts=2, task_delay=0.005) as sim:
+        yield sim
+        for description in sim.api.errors_sent:  # every error it sent is one the model knows, with its arity
+            check_error(description)
+
+
+@pytest.fixture
+def hv(xapi: XapiSimulator) -> Iterator[Hypervisor]:
+    conn = hvkit.connect(xapi.url, password=xapi.password, ca_file=xapi.ca_file, timeout=10)
+    try:
+        yield conn
+    finally:
+        conn.close()
