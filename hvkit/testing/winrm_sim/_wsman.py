@@ -13,7 +13,7 @@ import time
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
-from xml.sax.saxutils import escape
+from xml.sax.saxutils import escape, quoteattr
 
 import attrs
 
@@ -161,7 +161,7 @@ class ShellService:
         asked = root.find("s:Body/rsp:Shell", NS)
         if asked is not None:
             variables = "".join(
-                f'<rsp:Variable Name="{escape(v.get("Name", ""), {chr(34): "&quot;"})}">{escape(v.text or "")}</rsp:Variable>'
+                f'<rsp:Variable Name="{quoteattr(v.get("Name", ""))[1:-1]}">{escape(v.text or "")}</rsp:Variable>'
                 for v in asked.findall("rsp:Environment/rsp:Variable", NS)
             )
             if variables:
