@@ -4,14 +4,17 @@ Every object a test makes carries the run's unique name prefix; a finalizer remo
 with that prefix (domains, volumes, networks, pools), even when a test fails, and fails the teardown if
 something stays. Libvirt peers (second daemons in their own namespaces) are named with the run's peer
 prefix; the end of the session removes any left (namespace, processes, files), as a last net under the
-peer fixtures' own finalizers.
+peer fixtures' own finalizers. A run that died without its finalizers (SIGKILL) is found by its lock file,
+which no process holds any more: the next run removes what it left.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import signal
+import tempfile
 import threading
 import uuid
 import xml.etree.ElementTree as ET
@@ -182,15 +185,58 @@ def _terminate_runs_teardown() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _peers_swept() -> Iterator[None]:
-    """Whatever the outcome, no libvirt peer of this run outlives the session."""
-    yield
-    if os.geteuid() == 0 and Path("/run/netns").is_dir():
-        from hvkit.testing.libvirt_peer import sweep_peers
+# A run holds an exclusive lock on RUNS/<run>.lock while it lives: a lock file nobody holds is a run that
+# died without its finalizers (SIGKILL, a crashed machine), whose objects the next run removes.
+RUNS = Path(tempfile.gettempdir()) / "hvkit-kvm-runs"
 
-        left = sweep_peers(PEER_PREFIX)
+
+def _sweep_peers(peer_prefix: str) -> list[str]:
+    if os.geteuid() != 0 or not Path("/run/netns").is_dir():
+        return []
+    from hvkit.testing.libvirt_peer import sweep_peers
+
+    return sweep_peers(peer_prefix)
+
+
+def _sweep_dead_runs() -> None:
+    """Remove what runs that died left (their domains etc. on qemu:///system, their peers), then their lock files."""
+    for lock in RUNS.glob("*.lock"):
+        run = lock.stem
+        if run == RUN or not run.isalnum():
+            continue
+        with contextlib.suppress(OSError), lock.open("a") as held:
+            try:
+                fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # that run lives
+            with contextlib.suppress(libvirt.libvirtError):
+                conn = libvirt.open("qemu:///system")
+                try:
+                    _sweep(conn, f"hvt-{run}-")
+                finally:
+                    conn.close()
+            _sweep_peers(f"hvp{run}")
+            lock.unlink(missing_ok=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _run_swept() -> Iterator[None]:
+    """Whatever the outcome, no libvirt peer of this run outlives the session; what dead runs left goes first."""
+    RUNS.mkdir(exist_ok=True)
+    with contextlib.suppress(OSError):
+        RUNS.chmod(0o1777)  # runs of every user
+    fd, tmp = tempfile.mkstemp(dir=RUNS, prefix=".new-")
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    lock = RUNS / f"{RUN}.lock"
+    Path(tmp).replace(lock)  # visible only once locked: never taken for a dead run's
+    try:
+        _sweep_dead_runs()
+        yield
+        left = _sweep_peers(PEER_PREFIX)
         assert not left, f"the peer sweep could not remove: {', '.join(left)}"
+    finally:
+        lock.unlink(missing_ok=True)
+        os.close(fd)
 
 
 @pytest.fixture(scope="session")

@@ -19,13 +19,13 @@ import pytest
 from hvkit.hypervisor import Hypervisor
 from hvkit.testing.libvirt_peer import LibvirtPeer
 
-from .conftest import PEER_PREFIX, _left, _qemu_available, kvm_backend
+from .conftest import PEER_PREFIX, RUNS, _left, _qemu_available, _sweep_dead_runs, kvm_backend
 from .test_migrate import _peer_missing
 
 ROOT = Path(__file__).resolve().parents[2]
 
 CONFTEST = """
-from tests.kvm.conftest import _peers_swept, _terminate_runs_teardown, prefix, qemu_hv, qemu_session  # noqa: F401
+from tests.kvm.conftest import _run_swept, _terminate_runs_teardown, prefix, qemu_hv, qemu_session  # noqa: F401
 from tests.kvm.test_migrate import peer, peer_swept  # noqa: F401
 """
 
@@ -43,6 +43,14 @@ def test_uefi_guest_fails(qemu_hv, prefix):
     raise AssertionError("fails on purpose, a UEFI guest running")
 
 
+def test_killed(qemu_hv, prefix):
+    import os, signal
+
+    qemu_hv.vms.create(VMSpec(prefix + "killed", memory_mib=64, disks=[DiskSpec(size_gib=0.01, pool="default")]))
+    print(f"PREFIX={prefix}", flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)  # no finalizer runs
+
+
 def test_peer_fails(peer_swept, prefix):
     print(f"PEER={peer_swept.name} {peer_swept.base} {prefix}", flush=True)
     with hvkit.connect("kvm:///system", uri=peer_swept.uri, virt_type="qemu") as on_peer:
@@ -51,7 +59,7 @@ def test_peer_fails(peer_swept, prefix):
 """
 
 
-def run_failing(tmp_path: Path, select: str) -> str:
+def run_failing(tmp_path: Path, select: str, *, killed: bool = False) -> str:
     (tmp_path / "conftest.py").write_text(CONFTEST)
     (tmp_path / "test_fails.py").write_text(textwrap.dedent(FAILING))
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -61,6 +69,9 @@ def run_failing(tmp_path: Path, select: str) -> str:
         env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path,
     )  # fmt: skip
     out = proc.stdout + proc.stderr
+    if killed:
+        assert proc.returncode == -9, out[-3000:]
+        return out
     assert proc.returncode == 1, out[-3000:]  # the test failed, as it should; its teardown did not error
     assert re.search(r"\b1 failed\b", out) and not re.search(r"\b\d+ errors?\b", out), out[-3000:]
     return out
@@ -120,3 +131,18 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except (OSError, IndexError):
         return "Z"
+
+
+def test_a_killed_run_is_swept_by_the_next(qemu_session: Hypervisor, tmp_path: Path) -> None:
+    """A run killed (SIGKILL) in the middle of a test runs no finalizer: its lock file, which nobody holds any
+    more, tells the next run to remove what carries its prefix."""
+    out = run_failing(tmp_path, "killed", killed=True)
+    match = re.search(r"PREFIX=hvt-(\w+)-", out)
+    assert match, out[-3000:]
+    run = match.group(1)
+    conn = kvm_backend(qemu_session).conn
+    assert _left(conn, f"hvt-{run}-"), "the killed run left nothing: the test proves nothing"
+    assert (RUNS / f"{run}.lock").exists()
+    _sweep_dead_runs()
+    assert _left(conn, f"hvt-{run}-") == []
+    assert not (RUNS / f"{run}.lock").exists()
