@@ -13,7 +13,7 @@ import time
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
-from xml.sax.saxutils import escape, quoteattr
+from xml.sax.saxutils import escape
 
 import attrs
 
@@ -31,6 +31,7 @@ NS = {
     "f": "http://schemas.microsoft.com/wbem/wsman/1/wsmanfault",
 }
 SHELL = NS["rsp"]
+_QUOT = {'"': "&quot;"}
 CMD_URI = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/cmd"
 ANONYMOUS = "http://schemas.xmlsoap.org/ws/2004/08/addressing/role/anonymous"
 ACTIONS = {
@@ -161,7 +162,7 @@ class ShellService:
         asked = root.find("s:Body/rsp:Shell", NS)
         if asked is not None:
             variables = "".join(
-                f'<rsp:Variable Name="{quoteattr(v.get("Name", ""))[1:-1]}">{escape(v.text or "")}</rsp:Variable>'
+                f'<rsp:Variable Name="{escape(v.get("Name", ""), _QUOT)}">{escape(v.text or "")}</rsp:Variable>'
                 for v in asked.findall("rsp:Environment/rsp:Variable", NS)
             )
             if variables:
