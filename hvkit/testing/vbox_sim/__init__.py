@@ -61,8 +61,8 @@ class VBoxSim:
         script.write_text(
             "#!/bin/sh\n"
             f"{STATE_ENV}={shlex.quote(str(self.root))}\nexport {STATE_ENV}\n"
-            # run as the top-level package 'vbox_sim': starting does not import all of hvkit
-            f"exec {shlex.quote(sys.executable)} -c {shlex.quote(_BOOT)} "
+            # the top-level package 'vbox_sim', standard library only (-S): starting imports nothing of hvkit
+            f"exec {shlex.quote(sys.executable)} -S -c {shlex.quote(_BOOT)} "
             f'{shlex.quote(str(Path(__file__).parent.parent))} "$@"\n'
         )
         script.chmod(0o755)

@@ -25,10 +25,16 @@ _PROBED = {"vdi": "VDI", "vmdk": "VMDK", "vpc": "VHD", "raw": "RAW"}
 
 
 def qemu_img(*args: str) -> str:
-    """hvkit's qemu-img runner, imported on first use (the stand-in starts without importing hvkit)."""
-    from hvkit.driver import qemu_img as run
-
-    return run(*args)
+    """Run qemu-img (the stand-in's own small runner: it starts without importing hvkit, which keeps each
+    VBoxManage run fast; hvkit itself runs qemu-img through ``hvkit.driver.qemu_img``)."""
+    exe = shutil.which("qemu-img")
+    if exe is None:
+        raise SimExit(1, "VBoxManage: error: VD: qemu-img (used by the hvkit stand-in) is not installed\n")
+    timeout = 24 * 3600 if args[0] == "convert" else 600
+    proc = subprocess.run([exe, *args], capture_output=True, text=True, timeout=timeout, check=False)
+    if proc.returncode != 0:
+        raise SimExit(1, f"VBoxManage: error: VD: {(proc.stderr or proc.stdout).strip()}\n")
+    return proc.stdout
 
 
 def _file_error(message: str, context: str) -> SimExit:

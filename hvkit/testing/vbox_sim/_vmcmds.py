@@ -266,6 +266,17 @@ def _table_keywords(sim: Sim) -> list[str]:
     return keywords
 
 
+def discardstate(sim: Sim, args: Args) -> str:
+    vm = need_vm(sim, args.positional[0] if args.positional else None)
+    if vm["state"] != "saved":
+        raise api_error("Machine in invalid state to discard its saved state", "VBOX_E_INVALID_VM_STATE",
+                        "0x80bb0002", "SessionMachine", "IMachine", "DiscardSavedState(true)")  # fmt: skip
+    if vm.get("state_file"):
+        Path(vm.pop("state_file")).unlink(missing_ok=True)
+    set_state(vm, "poweroff")
+    return ""
+
+
 def unregistervm(sim: Sim, args: Args) -> str:
     vm = need_vm(sim, args.positional[0] if args.positional else None)
     lock_fault(sim, "unregistervm", vm)
@@ -342,6 +353,7 @@ VM_COMMANDS = {
     "startvm": startvm,
     "controlvm": controlvm,
     "unregistervm": unregistervm,
+    "discardstate": discardstate,
     "showvminfo": showvminfo,
     "guestproperty": guestproperty,
     "metrics": metrics,
