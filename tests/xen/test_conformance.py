@@ -13,9 +13,9 @@ from hvkit.testing.xapi_sim import XapiSimulator
 
 
 class XenFixtures:
-    pool = "NFS storage"
-    second_pool = "Local storage (xcp-ng-1)"
-    network = "Pool-wide network associated with eth0"
+    pool: str | None = "NFS storage"
+    second_pool: str | None = "Local storage (xcp-ng-1)"
+    network: str | None = "Pool-wide network associated with eth0"
     second_host = "xcp-ng-2"
     disk_gib = 0.01
 

@@ -118,10 +118,11 @@ class XapiSession:
 
         try:
             self._login(XenAPI)
-        except XenAPI.Failure as exc:
-            if not exc.details or exc.details[0] != "HOST_IS_SLAVE" or self.redirected_from is not None:
+        except ConnectionError as exc:
+            cause = exc.__cause__
+            if getattr(exc, "xapi_code", "") != "HOST_IS_SLAVE" or not isinstance(cause, XenAPI.Failure):
                 raise
-            master = str(exc.details[1])
+            master = str(cause.details[1])
             log.debug("%s is a pool member; following HOST_IS_SLAVE to the pool master %s", self.host, master)
             self.redirected_from, self.host = self.host, master
             self._login(XenAPI)

@@ -156,6 +156,9 @@ class Store:
                 self.changed.wait(remaining)
             latest: dict[tuple[str, str], tuple[int, str, dict[str, Any] | None]] = {}
             for event_id, cls, op, ref, last in found:
+                earlier = latest.get((cls, ref))
+                if earlier is not None and earlier[1] == "add" and op == "mod":
+                    op = "add"  # made since the token: reported as added, with its current fields
                 latest[(cls, ref)] = (event_id, op, last)
             out = []
             for (cls, ref), (event_id, op, last) in sorted(latest.items(), key=lambda kv: kv[1][0]):
