@@ -94,7 +94,7 @@ class VolumeManager(Manager):
         """Delete a volume; refuses one that a VM uses (delete the VM, or detach it, first)."""
         self._hv.require(Capability.VOLUME_DELETE, "volumes.delete")
         vol = self.get(volume)
-        users = [vm.name for vm in self._hv.vms.list() if any(d.volume == vol.id for d in vm.disks)]
+        users = [vm.name for vm in self._hv.vms.list(detail=True) if any(d.volume == vol.id for d in vm.disks)]
         if users:
             raise InvalidState(f"volume {vol.name!r} is used by VM(s) {', '.join(users)}")
         self._hv.run("volumes.delete", vol.id, lambda: self._b.delete_volume(vol), wait=True, timeout=None)

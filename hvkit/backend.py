@@ -71,6 +71,10 @@ class Backend:
     kind: ClassVar[str] = "?"
     capabilities: frozenset[Capability] = frozenset()
     capability_notes: ClassVar[dict[Capability, str]] = {}  # e.g. "vCenter only", shown in the support matrix
+    # What this backend does with one portable call, where it differs from the plain documented behaviour
+    # (defaults, emulation, refusals and why), keyed by the operations of hvkit._matrix.PORTABILITY_ROWS;
+    # docs/portability.md is generated from it
+    portability_notes: ClassVar[dict[str, str]] = {}
     # create_vm makes new volumes from DiskSpec(volume=...) (Proxmox import-from) instead of attaching them
     # as they are: a migration then verifies the VM's disks once it exists, not the imports beside its creation
     create_copies_volumes: ClassVar[bool] = False

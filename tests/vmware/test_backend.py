@@ -86,10 +86,12 @@ def test_inventory(hv: Hypervisor) -> None:
     # the hosts that mount each datastore (the fleet moves a VM only to hosts that mount its datastores)
     assert all(p.hosts and p.hosts <= {h.name for h in hosts} for p in pools)
     assert hv.networks.list()
-    vms = hv.vms.list()
-    assert vms
+    brief = hv.vms.list()  # the default listing: no devices, but the datastores the VM's files are on
+    assert brief and not brief[0].disks and brief[0].extra["datastores"] and not brief[0].extra["detail"]
+    vms = hv.vms.list(detail=True)
+    assert [v.id for v in vms] == [v.id for v in brief]
     vm = vms[0]
-    assert vm.host in {h.name for h in hosts}
+    assert vm.host in {h.name for h in hosts} and vm.extra["detail"]
     assert vm.disks and vm.disks[0].pool in {p.name for p in pools}
     assert vm.nics and vm.nics[0].network in {n.name for n in hv.networks.list()}
     assert hv.vms.get(vm.id) == hv.vms.get(vm.name)

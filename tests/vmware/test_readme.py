@@ -52,3 +52,19 @@ def test_readme_example_runs_verbatim(vcenter: Vcsim, monkeypatch: pytest.Monkey
     monkeypatch.setenv("HVKIT_VCENTER_PASSWORD", vcenter.password)
     url = f"{vcenter.url}?ca_file={urllib.parse.quote(vcenter.cert_file)}"
     check_output(run_readme_example(url), "vcenter")
+
+
+def test_any_hvkit_name_is_kept(vcenter: Vcsim) -> None:
+    import hvkit
+    from hvkit import DiskSpec, VMSpec
+
+    with hvkit.connect(vcenter.url, password=vcenter.password, ca_file=vcenter.cert_file) as hv:
+        for name in ("50% off %2f", "x" * 80, "web server #1 (ü)"):
+            vm = hv.vms.create(VMSpec(name=name, memory_mib=64, disks=[DiskSpec(size_gib=0.01, pool="default")]))
+            try:
+                assert vm.name == name and hv.vms.get(name).id == vm.id
+                assert [v.name for v in hv.vms.list() if v.id == vm.id] == [name]
+                snap = hv.snapshots.create(vm, "before-upgrade: 100%")
+                assert hv.snapshots.get(vm, "before-upgrade: 100%").id == snap.id
+            finally:
+                hv.vms.delete(vm.id)

@@ -43,6 +43,7 @@ from ...models.enums import TaskState
 from ...tasks import TaskInfo, wait_for
 from . import _cloudinit, _cluster, _domxml, _migrate, _overlays, _streams
 from ._errors import error_for, translate
+from ._portability import PORTABILITY_NOTES
 from ._uri import libvirt_uri
 
 __all__ = ["KvmBackend"]
@@ -177,6 +178,7 @@ class KvmBackend(Backend):
 
     kind = "kvm"
     capabilities = _ALL
+    portability_notes = PORTABILITY_NOTES
     traits = Traits(
         disk_buses=_domxml.SUPPORTED_BUSES,
         disk_export=True,  # local_path: the volume files of this machine's libvirtd

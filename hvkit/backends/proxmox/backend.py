@@ -49,6 +49,7 @@ from . import _property_strings as ps
 from ._errors import from_message, is_lock_error, translate
 from ._locks import KeyedLocks, retry_locked
 
+from ._portability import PORTABILITY_NOTES
 __all__ = ["ProxmoxBackend"]
 
 log = logging.getLogger("hvkit.proxmox")
@@ -201,6 +202,7 @@ class ProxmoxBackend(Backend):
 
     kind = "proxmox"
     create_copies_volumes = True  # DiskSpec(volume=...) is created with import-from
+    portability_notes = PORTABILITY_NOTES
     capabilities = frozenset(
         {
             Capability.VM_CREATE,

@@ -45,6 +45,7 @@ from ...models import (
     Volume,
 )
 from ...tasks import Task
+from ._portability import PORTABILITY_NOTES
 from ._tasks import start_task
 from ._world import World, world_for
 
@@ -61,6 +62,7 @@ def _now() -> float:
 class SimBackend(Backend):
     kind = "sim"
     capabilities = frozenset(Capability)
+    portability_notes = PORTABILITY_NOTES
     traits = Traits(disk_export=True, disk_import=True)  # every bus and NIC model; disks are local files
 
     def __init__(self, options: Any) -> None:

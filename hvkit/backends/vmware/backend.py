@@ -56,6 +56,7 @@ from ...tasks import Task
 from ._datastore_files import FileTransfer, split_datastore_path
 from ._devices import DISKS_PER_BUS, GUEST_IDS, NIC_MODELS, build_devices, guest_family, read_disks, read_nics
 from ._errors import translating
+from ._portability import PORTABILITY_NOTES
 from ._property_collector import Collector, Props
 from ._tasks import task_of
 
@@ -131,6 +132,16 @@ _CAPACITY = re.compile(r"^\s*RW\s+(\d+)\s+(FLAT|VMFS|SPARSE|VMFSSPARSE|SESPARSE)
 _SKIP_VMDK = ("-flat.vmdk", "-delta.vmdk", "-ctk.vmdk", "-sesparse.vmdk", "-rdm.vmdk", "-rdmp.vmdk")
 
 
+def _escape(name: str) -> str:
+    """A VM name as vSphere takes it: '%' escaped, so a name holding '%2f' is never read as an escape."""
+    return name.replace("%", "%25")
+
+
+def _unescape(name: str) -> str:
+    """A VM name as vSphere stores it ('%', '/', '\\' escaped) back as the user gave it."""
+    return re.sub(r"%(25|2[fF]|5[cC])", lambda m: {"25": "%", "2f": "/", "5c": "\\"}[m.group(1).lower()], name)
+
+
 def _descriptor(name: str, capacity_bytes: int) -> bytes:
     sectors = capacity_bytes // 512
     return (
@@ -144,6 +155,7 @@ class VmwareBackend(Backend):
     """pyvmomi driver for vCenter and ESXi."""
 
     kind: ClassVar[str] = "vcenter"
+    portability_notes = PORTABILITY_NOTES
     capability_notes: ClassVar[dict[Capability, str]] = dict.fromkeys(
         _VCENTER_ONLY, "vCenter only, not on a standalone ESXi"
     )
@@ -480,22 +492,25 @@ class VmwareBackend(Backend):
             )
         return out
 
-    def list_vms(self) -> list[VM]:
-        mode = str(self.options.option("vm_list", "full"))
-        if mode not in ("full", "brief"):
-            raise InvalidSpec(f"option vm_list must be 'full' or 'brief', got {mode!r}")
+    def list_vms(self, detail: bool = False) -> list[VM]:
+        """One PropertyCollector read. Default: VM_LIST_PROPS (no devices); ``detail=True`` (or the option
+        ``vm_list=full``): VM_PROPS, devices included, with the names of their datastores and networks."""
+        mode = str(self.options.option("vm_list", "default"))
+        if mode not in ("default", "full", "brief"):
+            raise InvalidSpec(f"option vm_list must be 'default', 'full' or 'brief', got {mode!r}")
+        detail = detail or mode == "full"
         props: dict[Any, list[str]] = {vim.VirtualMachine: VM_PROPS, vim.HostSystem: ["name"]}
-        if mode == "full":  # names for the disks' datastores and the NICs' networks
+        if detail:  # names for the disks' datastores and the NICs' networks
             props.update(
                 {vim.Datastore: ["name"], vim.Network: ["name"], vim.dvs.DistributedVirtualPortgroup: ["name", "key"]}
             )
         elif mode == "brief":
             props[vim.VirtualMachine] = VM_BRIEF_PROPS
+        else:
+            props.update({vim.VirtualMachine: VM_LIST_PROPS, vim.Datastore: ["name"]})
         found = self.pc.collect(self._dc, props)
         names = self._split_names([(o, p) for o, p in found if not isinstance(o, vim.VirtualMachine)])
         return [self._vm(o, p, names, detail) for o, p in found if isinstance(o, vim.VirtualMachine)]
-        else:
-            props.update({vim.VirtualMachine: VM_LIST_PROPS, vim.Datastore: ["name"]})
 
     def get_vm(self, ref: str) -> VM:
         if not isinstance(ref, str) or not ref:
@@ -511,7 +526,8 @@ class VmwareBackend(Backend):
                 props = {}
             if props:
                 return self._vm(self._ref(vim.VirtualMachine, ref), props, self._names())
-        return super().get_vm(ref)
+        found = super().get_vm(ref)  # by name, from the listing (no devices): read that VM in full
+        return self.get_vm(found.id) if found.id != ref else found
 
     def _vm(
         self,
@@ -534,7 +550,7 @@ class VmwareBackend(Backend):
         pool = props.get("resourcePool")
         return VM(
             id=obj._moId,
-            name=props.get("name", obj._moId),
+            name=_unescape(str(props.get("name", obj._moId))),
             power_state=_POWER.get(str(props.get("runtime.powerState")), PowerState.UNKNOWN),
             cpus=int(props.get("config.hardware.numCPU", 0) or 0),
             memory_mib=int(props.get("config.hardware.memoryMB", 0) or 0),
@@ -557,10 +573,10 @@ class VmwareBackend(Backend):
                 "vmx_path": props.get("config.files.vmPathName"),
                 "resource_pool": pool._moId if pool is not None else None,
                 "datastores": tuple(stores.get(d._moId, d._moId) for d in props.get("datastore") or []),
+                "detail": detail,
             },
         )
 
-                "detail": detail,
     # -- placement ---------------------------------------------------------------------------
     def _placement(self, host_ref: str | None) -> tuple[Any, Any]:
         """(resource pool, host or None) for a new VM: the host's compute resource, else the first one."""
@@ -649,7 +665,7 @@ class VmwareBackend(Backend):
                 raise NotFound("the datacenter has no datastore to keep the VM's files")
             first_pool = sorted(stores)[0]
         config = vim.vm.ConfigSpec(
-            name=spec.name,
+            name=_escape(spec.name),
             numCPUs=spec.cpus,
             memoryMB=spec.memory_mib,
             guestId=str(spec.extra.get("guest_id") or GUEST_IDS[spec.guest_os]),
@@ -834,11 +850,11 @@ class VmwareBackend(Backend):
             location.diskMoveType = "createNewChildDiskBacking"
         if made_snapshot is None:
             return self._task(
-                obj.CloneVM_Task(folder=self._dc_folders["vmFolder"], name=name, spec=spec), "vm.clone", name
+                obj.CloneVM_Task(folder=self._dc_folders["vmFolder"], name=_escape(name), spec=spec), "vm.clone", name
             )
         try:  # follow the clone here, to remove the snapshot taken for it if the clone fails
             task = self._task(
-                obj.CloneVM_Task(folder=self._dc_folders["vmFolder"], name=name, spec=spec), "vm.clone", name
+                obj.CloneVM_Task(folder=self._dc_folders["vmFolder"], name=_escape(name), spec=spec), "vm.clone", name
             )
             return task.wait(float(self.options.option("task_timeout", 1800.0)))
         except BaseException:
