@@ -17,7 +17,8 @@ function hvkFail($Category, $Id, $Message, $Target) {
     Write-Error -Message $Message -Category $Category -ErrorId $Id -TargetObject $Target -ErrorAction Stop
 }
 function hvkVhd($Path) {
-    $v = Get-VHD -Path $Path
+    $v = Get-VHD -Path $Path -ErrorAction SilentlyContinue
+    if (-not $v) { return [ordered]@{ Path = $Path; Size = 0; FileSize = 0; VhdFormat = 0; VhdType = 0; ParentPath = $null; Missing = $true } }
     [ordered]@{ Path = $v.Path; Size = $v.Size; FileSize = $v.FileSize; VhdFormat = $v.VhdFormat; VhdType = $v.VhdType; ParentPath = $v.ParentPath }
 }
 function hvkVM($vm) {

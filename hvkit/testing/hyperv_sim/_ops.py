@@ -56,7 +56,18 @@ def _now() -> dt.datetime:
 
 # -- projections (the template's hvkVhd / hvkVM) ---------------------------------------------------------
 def _vhd(host: HostState, path: str) -> dict[str, Any]:
-    v = host.vhd(path)
+    try:
+        v = host.vhd(path)
+    except PSError:  # Get-VHD -ErrorAction SilentlyContinue
+        return {
+            "Path": path,
+            "Size": 0,
+            "FileSize": 0,
+            "VhdFormat": 0,
+            "VhdType": 0,
+            "ParentPath": None,
+            "Missing": True,
+        }
     return {
         "Path": v.path,
         "Size": v.size,

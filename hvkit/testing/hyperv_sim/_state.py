@@ -197,6 +197,16 @@ class HostState:
                 target_type="String",
             )
         info = json.loads(qemu_img("info", "--output=json", str(local)))
+        if info["format"] not in ("vhdx", "vpc", "qcow2"):  # qcow2: this model's differencing children
+            raise PSError(
+                f"Getting the mounted storage instance for the path '{path}' failed.\r\nThe file or directory is "
+                "corrupted and unreadable.",
+                "InvalidData",
+                "InvalidData,Microsoft.Vhd.PowerShell.Cmdlets.GetVHD",
+                activity="Get-VHD",
+                target=path,
+                target_type="String",
+            )
         fmt = 2 if info["format"] == "vpc" else 3
         parent = info.get("full-backing-filename") or info.get("backing-filename")
         vhd = VHD(

@@ -115,7 +115,7 @@ class HyperVHost:
         self._tmp = tempfile.TemporaryDirectory(prefix="hyperv-sim-") if root is None else None
         self.root = Path(self._tmp.name if self._tmp else root)  # type: ignore[arg-type]
         self.state = HostState(self.root, name)
-        self.user = "hvkit"
+        self.user = f"hvkit-{uuid.uuid4().hex[:6]}"  # NTLM users are process-wide: one per host
         self.password = uuid.uuid4().hex
         self.endpoint = WinRMEndpoint(self.run, tls=tls, users={self.user: self.password})
         self.commands: list[str] = []  # template ids (or "raw") in the order they ran

@@ -88,7 +88,7 @@ class WinRMEndpoint:
 
     def __init__(self, runner: Runner, *, tls: bool = True, users: dict[str, str] | None = None) -> None:
         self.tls = tls
-        self.users = users or {"hvkit": secrets.token_urlsafe(12)}
+        self.users = users or {"hvkit": secrets.token_urlsafe(12)}  # NTLM users are process-wide: use unique names
         self.shells = ShellService(runner)
         self.http_requests = 0
         self.soap_requests = 0
