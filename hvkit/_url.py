@@ -68,7 +68,8 @@ class URL:
             if self.password is not None:
                 auth += ":" + ("***" if hide_secrets else urllib.parse.quote(self.password, safe=""))
             auth += "@"
-        netloc = auth + (self.host or "")
+        host = self.host or ""
+        netloc = auth + (f"[{host}]" if ":" in host else host)  # an IPv6 address in brackets
         if self.port is not None:
             netloc += f":{self.port}"
         text = f"{scheme}://{netloc}{self.path}"

@@ -6,24 +6,32 @@ constructor, URL and CLI argument. The fuzz counts what it tried and what held; 
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import io
 import logging
 import math
 import os
 import subprocess
 import sys
 import types
+import urllib.parse
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, ClassVar
 
 import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
 import hvkit
-from hvkit import errors
+from hvkit import CloudInit, DiskBus, DiskFormat, DiskSpec, Firmware, NicModel, NicSpec, VMSpec, _registry, errors
 from hvkit._options import ConnectOptions, as_float, as_int
 from hvkit._url import URL, parse_url
 from hvkit.backends.sim import forget
+from hvkit.cli import main as cli_main
+from hvkit.testing.recording import RecordingBackend
 
 
 @pytest.fixture(autouse=True)
@@ -73,6 +81,7 @@ def test_good_urls_still_parse() -> None:
     assert parse_url("esxi://[::1]").host == "::1"
     assert parse_url("proxmox://root@pam@pve1:8006").username == "root@pam"
     assert parse_url("sim://").host is None
+    assert str(parse_url("esxi://root@[fe80::1]:443")) == "esxi://root@[fe80::1]:443"  # brackets kept
 
 
 @pytest.mark.parametrize(
@@ -403,3 +412,457 @@ def test_proxmox_ssh_port_is_typed() -> None:
         backend = types.SimpleNamespace(options=ConnectOptions(url=parse_url("proxmox://h"), options={"ssh_port": bad}))
         with pytest.raises(errors.InvalidSpec, match="ssh_port"):
             _disks.ssh_node(backend, "pve1")  # type: ignore[arg-type]
+
+
+def test_proxmox_reserved_snapshot_name_never_reaches_the_vendor_as_is() -> None:
+    """``current`` is PVE's name for "now": it is refused up front, or stored under another id."""
+    pytest.importorskip("proxmoxer")
+    from hvkit.testing.proxmox_sim import ProxmoxSimulator
+
+    with (
+        ProxmoxSimulator(nodes=1, task_delay=0.01) as sim,
+        hvkit.connect(sim.url, token=sim.token, ca_file=sim.ca_file, timeout=10) as hv,
+    ):
+        vm = hv.vms.create(hvkit.VMSpec(name="snapper", memory_mib=256))
+        posts = len([r for r in sim.requests if r[0] == "POST" and r[1].endswith("/snapshot")])
+        try:
+            snap = hv.snapshots.create(vm, "current")
+        except errors.InvalidSpec as exc:
+            assert "current" in str(exc)
+            assert len([r for r in sim.requests if r[0] == "POST" and r[1].endswith("/snapshot")]) == posts
+        else:
+            assert snap.name == "current" and snap.id != "current"
+        hv.vms.delete(vm, force=True)
+
+
+# -- fuzz: every public constructor, URL and CLI argument ----------------------------------------------------------
+#
+# Each example is "held" when the call either succeeded with a well-formed result or raised an hvkit error, and, when
+# the input was refused, no backend call was made. Anything else fails the test (hypothesis shrinks it first).
+
+_SCALE = float(os.environ.get("HVKIT_FUZZ_SCALE", "1"))  # more cases: HVKIT_FUZZ_SCALE=10
+
+
+def fuzz(examples: int) -> Callable[[Any], Any]:
+    return settings(
+        max_examples=max(1, int(examples * _SCALE)),
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+
+
+TALLY: dict[str, list[int]] = {}  # target -> [tried, held, refused with an hvkit error]
+
+
+def _count(target: str, *, held: bool, refused: bool) -> None:
+    counts = TALLY.setdefault(target, [0, 0, 0])
+    counts[0] += 1
+    counts[1] += held
+    counts[2] += refused
+
+
+def _tally(target: str, call: Callable[[], object]) -> object:
+    """Run ``call`` and count it; an exception outside hvkit.errors is a failure (counted, then re-raised)."""
+    try:
+        result = call()
+    except errors.HvkitError as exc:
+        _count(target, held=True, refused=True)
+        return exc
+    except BaseException:
+        _count(target, held=False, refused=False)
+        raise
+    _count(target, held=True, refused=False)
+    return result
+
+
+_PIECES = [
+    "",
+    " ",
+    "a",
+    "web-1",
+    "..",
+    ".",
+    "a/b",
+    "a\\b",
+    "a\x00b",
+    "tab\t",
+    "nl\n",
+    "\u202e",
+    "\u0668\u0660",
+    "\uff18",
+    "é",
+    "\ud800",
+    "x" * 90,
+    "ssh-rsa AAA",
+    "#cloud-config\n",
+    "nan",
+    "inf",
+    "-inf",
+    "-5",
+    "0",
+    "1",
+    "1e-12",
+    "abc",
+    "52:54:00:12:34:56",
+    "01:00:5e:00:00:01",
+    "current",
+    "default",
+    "qcow2",
+    "uefi",
+    "virtio",
+    "[::1]",
+    "%2F",
+    "true",
+    "yes",
+    "2",
+    "1.5",
+    "\u0665",
+    "9" * 30,
+]
+text = st.one_of(st.sampled_from(_PIECES), st.text(max_size=24))
+scalar = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.sampled_from([0, 1, -1, 16, 767, 768, 769, 65535, 65536, 10**400]),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([1e-12, 1 / 1024, 0.5, -0.0, 1e308]),
+    text,
+    st.binary(max_size=6),
+)
+anything = st.one_of(
+    scalar,
+    st.lists(scalar, max_size=3),
+    st.tuples(scalar),
+    st.frozensets(st.one_of(st.integers(), text), max_size=3),
+    st.dictionaries(st.one_of(text, st.integers()), scalar, max_size=2),
+    st.builds(object),
+)
+
+
+def _field(valid: st.SearchStrategy[object]) -> st.SearchStrategy[object]:
+    """Mostly a valid value (so that valid specs are tried too), else anything at all."""
+    return st.integers(min_value=0, max_value=9).flatmap(lambda pick: valid if pick < 8 else anything)
+
+
+good_disk = st.builds(DiskSpec, size_gib=st.sampled_from([0.01, 1, 2.5]), pool=st.sampled_from([None, "default"]))
+good_nic = st.builds(NicSpec, network=st.just("default"), mac=st.sampled_from([None, "52:54:00:00:00:01"]))
+disk_kwargs = st.fixed_dictionaries(
+    {},
+    optional={
+        "size_gib": _field(st.floats(min_value=0.001, max_value=100)),
+        "pool": _field(st.sampled_from(["default", "local"])),
+        "format": _field(st.sampled_from(["raw", "qcow2", DiskFormat.VMDK])),
+        "bus": _field(st.sampled_from(["virtio", "scsi"])),
+        "name": _field(st.sampled_from(["d0", "data"])),
+        "volume": _field(st.sampled_from(["default/vol.qcow2", "local:100/vm-100-disk-0.qcow2"])),
+    },
+)
+nic_kwargs = st.fixed_dictionaries(
+    {"network": _field(st.sampled_from(["default", "VM Network"]))},
+    optional={
+        "mac": _field(st.sampled_from(["52:54:00:12:34:56", "52-54-00-AB-CD-EF"])),
+        "model": _field(st.sampled_from(["virtio", "e1000", NicModel.VMXNET3])),
+    },
+)
+cloud_kwargs = st.fixed_dictionaries(
+    {},
+    optional={
+        "user_data": _field(st.sampled_from(["#cloud-config\n", "#!/bin/sh\n"])),
+        "hostname": _field(st.sampled_from(["web", "web-1.example.org"])),
+        "username": _field(st.sampled_from(["ops", "Administrator"])),
+        "password": _field(st.sampled_from(["pw", "p@ss w0rd"])),
+        "ssh_keys": _field(st.lists(st.sampled_from(["ssh-ed25519 AAAA me", "ssh-rsa BBBB"]), max_size=2)),
+        "network_config": _field(st.sampled_from(["version: 2\n"])),
+    },
+)
+vm_kwargs = st.fixed_dictionaries(
+    {"name": _field(st.sampled_from(["web-1", "db", "Wéb <1>"]))},
+    optional={
+        "cpus": _field(st.integers(min_value=1, max_value=8)),
+        "memory_mib": _field(st.integers(min_value=16, max_value=4096)),
+        "disks": _field(st.lists(good_disk, max_size=2)),
+        "nics": _field(st.lists(good_nic, max_size=2)),
+        "firmware": _field(st.sampled_from(["bios", "uefi", Firmware.UEFI])),
+        "guest_os": _field(st.sampled_from(["linux", "windows"])),
+        "host": _field(st.sampled_from([None, "host-0"])),
+        "notes": _field(st.sampled_from(["", "two\nlines"])),
+        "tags": _field(st.frozensets(st.sampled_from(["web", "prod"]))),
+        "cloud_init": _field(st.builds(CloudInit, hostname=st.just("h"))),
+        "extra": _field(st.dictionaries(st.sampled_from(["k", "v"]), st.integers(), max_size=2)),
+    },
+)
+
+
+def _well_formed_vm_spec(spec: VMSpec) -> None:
+    assert isinstance(spec.name, str) and spec.name.strip() == spec.name and spec.name
+    assert type(spec.cpus) is int and type(spec.memory_mib) is int and spec.cpus >= 1 and spec.memory_mib >= 16
+    assert isinstance(spec.disks, tuple) and all(isinstance(d, DiskSpec) for d in spec.disks)
+    assert isinstance(spec.nics, tuple) and all(isinstance(n, NicSpec) for n in spec.nics)
+    assert isinstance(spec.tags, frozenset) and all(isinstance(t, str) and t for t in spec.tags)
+    assert isinstance(spec.notes, str) and isinstance(spec.firmware, Firmware)
+    for disk in spec.disks:
+        assert disk.volume is not None or disk.size_bytes >= 1024 * 1024
+
+
+@fuzz(300)
+@given(vm_kwargs)
+def test_fuzz_vm_spec(kwargs: dict[str, object]) -> None:
+    result = _tally("VMSpec", lambda: VMSpec(**kwargs))  # type: ignore[arg-type]
+    if isinstance(result, VMSpec):
+        _well_formed_vm_spec(result)
+
+
+@fuzz(250)
+@given(disk_kwargs)
+def test_fuzz_disk_spec(kwargs: dict[str, object]) -> None:
+    result = _tally("DiskSpec", lambda: DiskSpec(**kwargs))  # type: ignore[arg-type]
+    if isinstance(result, DiskSpec):
+        assert result.volume is not None or 1024 * 1024 <= result.size_bytes <= 64 * 1024**4
+        assert isinstance(result.bus, DiskBus)
+
+
+@fuzz(200)
+@given(nic_kwargs)
+def test_fuzz_nic_spec(kwargs: dict[str, object]) -> None:
+    result = _tally("NicSpec", lambda: NicSpec(**kwargs))  # type: ignore[arg-type]
+    if isinstance(result, NicSpec):
+        assert result.mac is None or (len(result.mac) == 17 and result.mac == result.mac.lower())
+
+
+@fuzz(250)
+@given(cloud_kwargs)
+def test_fuzz_cloud_init(kwargs: dict[str, object]) -> None:
+    result = _tally("CloudInit", lambda: CloudInit(**kwargs))  # type: ignore[arg-type]
+    if isinstance(result, CloudInit):
+        assert isinstance(result.ssh_keys, tuple) and all(isinstance(k, str) and " " in k for k in result.ssh_keys)
+        if result.password is not None:
+            assert result.password not in repr(result)
+
+
+url_parts = st.fixed_dictionaries(
+    {"kind": _field(st.sampled_from(["sim", "kvm", "proxmox"]))},
+    optional={
+        "transport": _field(st.sampled_from(["ssh", "tls"])),
+        "username": _field(st.sampled_from(["root", "root@pam"])),
+        "password": _field(st.sampled_from(["pw"])),
+        "host": _field(st.sampled_from(["lab", "::1", "10.0.0.1"])),
+        "port": _field(st.integers(min_value=1, max_value=65535)),
+        "path": _field(st.sampled_from(["", "/system"])),
+        "query": _field(st.dictionaries(st.sampled_from(["a", "hosts"]), st.sampled_from(["1", "x"]), max_size=2)),
+    },
+)
+
+
+@fuzz(200)
+@given(url_parts)
+def test_fuzz_url_constructor(kwargs: dict[str, object]) -> None:
+    result = _tally("URL", lambda: URL(**kwargs))  # type: ignore[arg-type]
+    if isinstance(result, URL):
+        assert parse_url(result.render(hide_secrets=False)).kind == result.kind or result.host is None
+
+
+url_text = st.one_of(
+    st.text(max_size=40),
+    st.builds(
+        "{}{}://{}{}{}{}{}".format,
+        st.sampled_from(["sim", "kvm", "esxi", "proxmox", "SIM", "s\u0456m", "", "sim+ssh", "sim+"]),
+        st.just(""),
+        st.sampled_from(["", "root@", "root:pw@", "a:b:c@", "@"]),
+        st.one_of(st.sampled_from(["lab", "[::1]", "[::1]x", "[::1", "..", "h", ""]), text),
+        st.sampled_from(["", ":80", ":0", ":65536", ":\u0668\u0660", ":+1", ":", ":8006x"]),
+        st.sampled_from(["", "/", "/system", "/a/b"]),
+        st.one_of(st.just(""), st.builds("?{}={}".format, text, text)),
+    ),
+)
+
+
+@fuzz(300)
+@given(url_text)
+def test_fuzz_parse_url(text_: str) -> None:
+    result = _tally("parse_url", lambda: parse_url(text_))
+    if isinstance(result, URL):
+        assert result.port is None or 0 < result.port < 65536
+        assert result.host is None or not any(c.isspace() for c in result.host)
+
+
+class _Tracked(RecordingBackend):
+    """A recording backend whose instances are kept, to count the calls each connection made."""
+
+    made: ClassVar[list[RecordingBackend]] = []
+
+    def __init__(self, options: ConnectOptions) -> None:
+        super().__init__(options)
+        _Tracked.made.append(self)
+
+
+_OPTION_NAMES = ["task_delay", "hosts", "host_cpus", "host_memory_mib", "pool_gib", "timeout", "task_timeout"]
+_OPTION_NAMES += ["verify_tls", "local_files", "ca_file", "lock_retries", "page_size"]
+connect_args = st.fixed_dictionaries(
+    {
+        "name": st.one_of(st.sampled_from(["fz-a", "fz-b", "..", "fz-c"]), text),
+        "query": st.dictionaries(st.sampled_from(_OPTION_NAMES), st.one_of(st.sampled_from(["0", "1", "3"]), text)),
+    },
+    optional={
+        "username": _field(st.sampled_from(["ops"])),
+        "password": _field(st.sampled_from(["pw"])),
+        "token": _field(st.sampled_from(["t=s"])),
+        "timeout": _field(st.floats(min_value=0.1, max_value=60)),
+        "verify_tls": _field(st.booleans()),
+        "hosts": _field(st.integers(min_value=1, max_value=4)),
+        "task_delay": _field(st.sampled_from([0, 0.0, 0.001])),
+    },
+)
+
+
+@pytest.fixture(scope="module")
+def recording() -> Iterator[None]:
+    hvkit.register("fuzzrec", f"{__name__}:_Tracked")
+    yield
+    _registry._registered.pop("fuzzrec", None)
+
+
+@fuzz(150)
+@given(connect_args)
+def test_fuzz_connect(recording: None, args: dict[str, Any]) -> None:
+    name, query = args.pop("name"), args.pop("query")
+    url = f"fuzzrec://{name}" + ("?" + urllib.parse.urlencode(query, errors="surrogatepass") if query else "")
+    _Tracked.made.clear()
+    result = _tally("connect", lambda: hvkit.connect(url, **args))
+    if isinstance(result, hvkit.Hypervisor):
+        result.vms.list()
+        result.close()
+        forget(name)
+    elif isinstance(result, errors.InvalidSpec):
+        assert [b.calls for b in _Tracked.made] in ([], [[]]), "a refused connection reached the backend"
+
+
+@pytest.fixture(scope="module")
+def rec_hv(recording: None) -> Iterator[tuple[hvkit.Hypervisor, RecordingBackend]]:
+    name = f"fzc{uuid.uuid4().hex[:6]}"
+    with hvkit.connect(f"fuzzrec://{name}", task_delay=0) as hv:
+        yield hv, hv.backend  # type: ignore[misc]
+    forget(name)
+
+
+@fuzz(150)
+@given(vm_kwargs, st.one_of(st.none(), st.floats(min_value=5, max_value=60), anything))
+def test_fuzz_create(rec_hv: tuple[hvkit.Hypervisor, RecordingBackend], kwargs: dict[str, Any], timeout: Any) -> None:
+    hv, backend = rec_hv
+    before = len(backend.mutating_calls())
+
+    def create() -> object:
+        return hv.vms.create(VMSpec(**kwargs), timeout=timeout)
+
+    result = _tally("vms.create", create)
+    if isinstance(result, hvkit.VM):
+        hv.vms.delete(result, force=True)
+    elif isinstance(result, errors.InvalidSpec):
+        assert len(backend.mutating_calls()) == before, "a refused create reached the backend"
+
+
+@fuzz(250)
+@given(
+    st.sampled_from(["reconfigure", "snapshot", "clone", "stop", "volume"]),
+    st.one_of(st.integers(min_value=1, max_value=4), anything),
+    st.one_of(st.sampled_from(["snap1", "copy-1"]), anything),
+)
+def test_fuzz_vm_calls(rec_hv: tuple[hvkit.Hypervisor, RecordingBackend], verb: str, number: Any, name: Any) -> None:
+    hv, backend = rec_hv
+    # vms.stop takes numbers only here: a timeout of another type is a TypeError in the VM manager (reported)
+    assume(verb != "stop" or (isinstance(number, int | float) and not isinstance(number, bool)))
+    vm = next((v for v in hv.vms.list() if v.name == "fz-target"), None) or hv.vms.create(
+        VMSpec(name="fz-target", memory_mib=64, disks=[DiskSpec(size_gib=0.01)])
+    )
+    before = len(backend.mutating_calls())
+    calls: dict[str, Callable[[], object]] = {
+        "reconfigure": lambda: hv.vms.reconfigure(vm, cpus=number, memory_mib=256),
+        "snapshot": lambda: hv.snapshots.create(vm, name),
+        "clone": lambda: hv.vms.clone(vm, name, linked=bool(number == 1)),
+        "stop": lambda: hv.vms.stop(vm, timeout=number),
+        "volume": lambda: hv.volumes.create("default", name, size_gib=number),
+    }
+    result = _tally(f"vms.{verb}", calls[verb])
+    if isinstance(result, errors.InvalidSpec):
+        assert len(backend.mutating_calls()) == before, f"a refused {verb} reached the backend"
+    for vm_ in hv.vms.list():
+        if vm_.name != "fz-target":
+            hv.vms.delete(vm_, force=True)
+    for snap in hv.snapshots.list(vm):
+        hv.snapshots.delete(snap)
+    for volume in hv.volumes.list():
+        if isinstance(name, str) and volume.name.startswith(name) and name:
+            with contextlib.suppress(errors.HvkitError):
+                hv.volumes.delete(volume)
+
+
+_CLI_VERBS = [
+    ["vm", "list"],
+    ["vm", "show"],
+    ["vm", "create"],
+    ["vm", "start"],
+    ["vm", "stop"],
+    ["vm", "delete"],
+    ["vm", "clone"],
+    ["snapshot", "create"],
+    ["snapshot", "list"],
+    ["host", "list"],
+    ["pool", "list"],
+    ["network", "list"],
+    ["backends"],
+]
+cli_argv = st.builds(
+    lambda url, verb, positional, flags: (["--url", url] if url is not None else []) + verb + positional + flags,
+    st.one_of(st.none(), st.sampled_from(["fuzzrec://fz-cli", "", "fuzzrec://..", "sim://x?hosts=abc"]), url_text),
+    st.sampled_from(_CLI_VERBS),
+    st.lists(st.one_of(st.sampled_from(["web-1", "fz-cli-vm", "snap"]), text), max_size=2),
+    st.lists(
+        st.one_of(
+            st.sampled_from(["--json", "--force", "--linked"]),
+            st.tuples(
+                st.sampled_from(["--cpus", "--memory", "--disk", "--nic", "--firmware", "--timeout", "--host"]),
+                st.one_of(st.sampled_from(["1", "0", "-1", "nan", "inf", "1e-12", "0.01", "default:xx"]), text),
+            ).map(list),
+        ),
+        max_size=3,
+    ).map(lambda items: [x for item in items for x in (item if isinstance(item, list) else [item])]),
+)
+
+
+@fuzz(100)
+@given(cli_argv)
+def test_fuzz_cli(recording: None, argv: list[str]) -> None:
+    _Tracked.made.clear()
+    out, err = io.StringIO(), io.StringIO()
+    held = False
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = cli_main(argv)
+            except SystemExit as exc:  # argparse: usage and one error line, exit code 2
+                code = exc.code if isinstance(exc.code, int) else 2
+                assert code == 2 or (code == 0 and "--help" in argv)
+                held = True
+                return
+        message = err.getvalue().strip().splitlines()
+        if code != 0:
+            assert len(message) == 1 and message[0].startswith("hvkit: error:"), err.getvalue()
+            assert "unexpected" not in message[0], message[0]  # a bug, not a refusal
+        if code == 2:
+            mutating = [c for b in _Tracked.made for c in b.mutating_calls() if c not in ("connect", "close")]
+            assert not mutating, f"refused input reached the backend: {mutating}"
+        held = True
+    finally:
+        _count("cli", held=held, refused=held and code != 0)
+
+
+def test_zz_fuzz_summary(capsys: pytest.CaptureFixture[str]) -> None:
+    """The figures of this run's fuzz (run the whole file to see every target)."""
+    tried, held, refused = (sum(c[i] for c in TALLY.values()) for i in range(3))
+    detail = ", ".join(f"{k} {h}/{t} ({r} refused)" for k, (t, h, r) in sorted(TALLY.items()))
+    with capsys.disabled():
+        print(
+            f"\ninput fuzz: {tried} cases tried, {held} held, {refused} of them refused with an hvkit error ({detail})"
+        )
+    assert held == tried, detail
