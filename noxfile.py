@@ -37,6 +37,7 @@ TEST_SESSIONS = [
     ("proxmox", "proxmox,test", "tests/proxmox", ""),
     ("migration", "all,test", "tests/migration", "libvirtd, vcsim and the test sshd (scripts/setup.d)"),
     ("fleet", "all,test", "tests/fleet", ""),
+    ("reliability", "all,test", "tests/reliability", "qemu-img (scripts/setup.d)"),
 ]
 
 
