@@ -1,0 +1,71 @@
+"""Benchmark the Xen backend's inventory against the XAPI simulator.
+
+XML-RPC calls for ``hv.vms.list()`` (and the detailed listing with disks and NICs) at 100 and at 1,000 VMs
+(goal: equal), and hvkit's time over one hand-written ``VM.get_all_records`` call through the bare XenAPI
+client on the same simulator (goal: <= 1.3x).
+
+Run: ``python bench/xen_inventory.py``
+"""
+
+from __future__ import annotations
+
+import ssl
+import statistics
+import time
+import xmlrpc.client
+from collections.abc import Callable
+from typing import Any
+
+import XenAPI
+
+import hvkit
+from hvkit.testing.xapi_sim import XapiSimulator
+
+
+def _median_time(fn: Callable[[], Any], runs: int) -> float:
+    fn()  # warm up (TLS session, caches)
+    samples = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+def main() -> None:
+    with XapiSimulator(hosts=4) as sim:
+        hv = hvkit.connect(sim.url, password=sim.password, ca_file=sim.ca_file, timeout=60)
+        ctx = ssl.create_default_context(cafile=sim.ca_file)
+        bare = XenAPI.Session(sim.https, transport=xmlrpc.client.SafeTransport(context=ctx))
+        bare.login_with_password(sim.username, sim.password, "2.21", "bench")
+        counts: dict[int, tuple[int, int]] = {}
+        for total in (100, 1000):
+            sim.populate(total - len(hv.vms.list()))
+            sim.reset_counts()
+            vms = hv.vms.list()
+            plain = len(sim.calls)
+            plain_calls = sorted(set(sim.calls))
+            sim.reset_counts()
+            detailed = hv.backend.list_vms(detail=True)
+            counts[total] = (plain, len(sim.calls))
+            assert len(vms) == len(detailed) == total
+            assert all(v.disks and v.nics for v in detailed)
+            print(
+                f"inventory of {total:>5} VMs: hv.vms.list() {plain} XML-RPC call(s) {plain_calls}; "
+                f"with disks and NICs {len(sim.calls)} call(s) {sorted(set(sim.calls))}"
+            )
+        print(f"calls equal at 100 and 1,000 VMs: {counts[100] == counts[1000]}")
+        raw = _median_time(lambda: bare.xenapi.VM.get_all_records(), 9)
+        ours = _median_time(hv.vms.list, 9)
+        detail = _median_time(lambda: hv.backend.list_vms(detail=True), 5)
+        print(
+            f"1,000 VMs: bare VM.get_all_records {raw * 1000:.1f} ms, hv.vms.list() {ours * 1000:.1f} ms, "
+            f"with disks and NICs {detail * 1000:.1f} ms"
+        )
+        print(f"hvkit / bare call: {ours / raw:.2f}x (goal <= 1.3x); with disks and NICs {detail / raw:.2f}x")
+        bare.xenapi.session.logout()
+        hv.close()
+
+
+if __name__ == "__main__":
+    main()
