@@ -166,7 +166,18 @@ def import_disk(
     if image.format is not DiskFormat.VHD:
         Path(workdir).mkdir(parents=True, exist_ok=True)
         source = os.fspath(Path(workdir) / f"xen-import-{uuid.uuid4().hex[:12]}.vhd")
-        qemu_img("convert", "-q", "-f", image.format.value, "-O", "vpc", "-o", "subformat=dynamic", image.path, source)
+        qemu_img(
+            "convert",
+            "-q",
+            "-f",
+            image.format.value,
+            "-O",
+            "vpc",
+            "-o",
+            "subformat=dynamic,force_size=on",
+            image.path,
+            source,
+        )
         temporary = True
     try:
         volume = create_volume(s, pool, name, image.size, DiskFormat.VHD)

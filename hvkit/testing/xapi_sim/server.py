@@ -288,7 +288,18 @@ class _Handler(BaseHTTPRequestHandler):
 
                 with tempfile.TemporaryDirectory(dir=path.parent) as tmpdir:
                     out = Path(tmpdir) / "export.vhd"
-                    qemu_img("convert", "-q", "-f", "raw", "-O", "vpc", "-o", "subformat=dynamic", str(path), str(out))
+                    qemu_img(
+                        "convert",
+                        "-q",
+                        "-f",
+                        "raw",
+                        "-O",
+                        "vpc",
+                        "-o",
+                        "subformat=dynamic,force_size=on",
+                        str(path),
+                        str(out),
+                    )
                     self._stream(out, out.stat().st_size, "application/octet-stream")
             else:
                 self._stream(path, size, "application/octet-stream")
