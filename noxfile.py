@@ -35,6 +35,7 @@ TEST_SESSIONS = [
     ("kvm", "kvm,test", "tests/kvm", "libvirtd (scripts/setup.d/20-kvm.sh starts it)"),
     ("vmware", "vmware,test", "tests/vmware", "Go and Debian's govmomi sources to build vcsim"),
     ("proxmox", "proxmox,test", "tests/proxmox", ""),
+    ("hyperv", "hyperv,test", "tests/hyperv", "qemu-img"),
     ("migration", "all,test", "tests/migration", "libvirtd, vcsim and the test sshd (scripts/setup.d)"),
     ("fleet", "all,test", "tests/fleet", ""),
     ("reliability", "all,test", "tests/reliability", "qemu-img (scripts/setup.d)"),

@@ -59,6 +59,22 @@ class HyperVBackend(Backend):
         Capability.VM_GUEST_IPS: "from KVP (integration services in the guest)",
         Capability.VM_CONSOLE: "VMConnect / RDP address (port 2179)",
     }
+    portability_notes = {
+        "vms.list": "one script for the whole host (Get-VM with disks, VHD sizes, adapters and KVP addresses): "
+        "one WinRM round trip whatever the number of VMs; `detail` changes nothing",
+        "names.vm": "kept as given (sent as JSON, never put into script text); a new disk file is named after the "
+        "VM, with characters Windows refuses in file names replaced by '_'",
+        "names.snapshot": "kept as given; Hyper-V allows two checkpoints of one name, hvkit refuses the second "
+        "(`AlreadyExists`)",
+        "snapshots.create": "a standard checkpoint: a running VM's memory is saved with it",
+        "snapshots.create(memory=False)": "a production checkpoint (VSS in the guest, no memory)",
+        "vms.clone(linked=True)": "a new VM on differencing VHDX children of the source's disks",
+        "snapshots.revert": "works; a checkpoint with memory comes back saved and is resumed. The clone's differencing "
+        "disks read the source's disk files: the source must not write to them while the clone lives (Hyper-V has "
+        "no guard; a checkpoint taken before the clone moves the source onto differencing disks of its own)",
+        "vms.reconfigure": "CPUs while stopped only (Hyper-V): a running VM's processor change is `InvalidState`",
+        "vms.delete(keep_disks=True)": "works: the VHDX files stay where they are",
+    }
     traits = Traits(
         disk_buses=frozenset({DiskBus.IDE, DiskBus.SCSI}),
         default_disk_bus=DiskBus.SCSI,

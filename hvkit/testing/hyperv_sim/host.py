@@ -111,10 +111,16 @@ class HyperVHost:
     ...     hv = hvkit.connect(host.url, password=host.password, ca_file=host.ca_file)
     """
 
-    def __init__(self, *, root: str | Path | None = None, tls: bool = True, name: str = "HV01") -> None:
+    def __init__(
+        self, *, root: str | Path | None = None, tls: bool = True, name: str = "HV01", switches: tuple[str, ...] = ()
+    ) -> None:
         self._tmp = tempfile.TemporaryDirectory(prefix="hyperv-sim-") if root is None else None
         self.root = Path(self._tmp.name if self._tmp else root)  # type: ignore[arg-type]
         self.state = HostState(self.root, name)
+        for switch in switches:  # more external switches, e.g. one called 'default'
+            self.state.switches.append(
+                {"Id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{name}/{switch}")), "Name": switch, "SwitchType": 2}
+            )
         self.user = f"hvkit-{uuid.uuid4().hex[:6]}"  # NTLM users are process-wide: one per host
         self.password = uuid.uuid4().hex
         self.endpoint = WinRMEndpoint(self.run, tls=tls, users={self.user: self.password})
