@@ -130,7 +130,7 @@ class Hypervisor:
         follows (and cancels) the backend's own Task. A failed call has undone its own partial work (the
         backend's contract); the core never removes anything by name. When the wait times out, the
         backend's Task is cancelled; if it finishes anyway, ``undo(result)`` removes what it made, known
-        by the identity in its result (see :meth:`_abandon`).
+        by the identity in its result (see :meth:`_abandon`); so it does when ``then`` fails after the work.
         """
 
         def submit() -> Any:
@@ -150,7 +150,18 @@ class Hypervisor:
                     if info.state is not TaskState.SUCCESS:
                         raise  # the task's own error, not our wait
                     result = info.result  # it finished just as the wait gave up
-            return then(result) if then is not None else result
+            if then is None:
+                return result
+            try:
+                return then(result)
+            except BaseException:  # the work is done but the call fails: it leaves nothing behind
+                if undo is not None:
+                    try:
+                        undo(result)
+                    except HvkitError as exc:
+                        log.error("%s of %r failed after its work was done, which could not be removed: %s",
+                                  operation, target, exc)  # fmt: skip
+                raise
 
         if not wait:
             return Task.in_thread(operation, target, submit, finish=finish)

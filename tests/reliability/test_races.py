@@ -50,7 +50,7 @@ def sim() -> Iterator[hvkit.Hypervisor]:
 
 @pytest.fixture(scope="module")
 def pve() -> Iterator[ProxmoxSimulator]:
-    with ProxmoxSimulator(nodes=2, task_delay=0.02, lock_timeout=2.0) as simulator:
+    with ProxmoxSimulator(nodes=2, task_delay=0.005, lock_timeout=2.0) as simulator:
         yield simulator
 
 

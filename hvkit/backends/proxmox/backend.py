@@ -674,7 +674,7 @@ class ProxmoxBackend(Backend):
             retry_exists=True,
             attempts=self._lock_retries,
             finish=lambda vmid: self._claim_name(node, int(vmid), params["name"], token),
-            undo=lambda made: self._undo_new_vm(made.node, int(made._result), params["name"], token),
+            undo=lambda made: self._undo_task(made, params["name"], token),
         )
         return Task(id=f"create-{spec.name}", operation="vms.create", target=spec.name, source=source)
 
@@ -699,6 +699,19 @@ class ProxmoxBackend(Backend):
                 return str(vmid)
             time.sleep(pause)
             pause = min(pause * 1.5, 1.0)
+
+    def _undo_task(self, made: ProxmoxTaskSource, name: str, token: str | None) -> None:
+        """Undo a create or clone task of a request that failed: wait until PVE's task has ended (it may still
+        run when only our reading of it failed), then destroy the VM it made if that is still there."""
+        deadline = time.monotonic() + CLAIM_WAIT
+        while time.monotonic() < deadline:
+            try:
+                if made.poll().state.done:
+                    break
+            except HvkitError as exc:
+                log.info("reading task %s again after: %s", made.upid, exc)
+            time.sleep(0.2)
+        self._undo_new_vm(made.node, int(made._result), name, token)
 
     def _undo_new_vm(self, node: str, vmid: int, name: str, token: str | None) -> None:
         """Destroy VM ``vmid`` that this backend's create or clone made, if it is still there and still that VM.
@@ -827,7 +840,7 @@ class ProxmoxBackend(Backend):
                 retry_exists=True,
                 attempts=self._lock_retries,
                 finish=lambda newid: self._claim_name(target, int(newid), params["name"], None),
-                undo=lambda made: self._undo_new_vm(target, int(made._result), params["name"], None),
+                undo=lambda made: self._undo_task(made, params["name"], None),
             )
             if serial is not None:
                 source._done.wait()

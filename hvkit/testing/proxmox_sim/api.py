@@ -917,9 +917,14 @@ def qemu_move_disk(r: Request) -> Any:
             sid = r.p["storage"]
             fmt = r.p.get("format") or (info["format"] if info["format"] in r.c.storages[sid].formats else None)
             volid = r.c.alloc(vm.node, sid, vm.vmid, int(info["virtual-size"]), fmt)
-            dst = r.c.volume_path(vm.node, volid)
-            qemu_img("convert", "-q", "-O", _image_info(dst)["format"], str(src_path), str(dst))
-            ctx.progress(f"drive-{disk}", int(info["virtual-size"]), int(info["virtual-size"]))
+            try:  # PVE frees the new volume when the copy fails
+                dst = r.c.volume_path(vm.node, volid)
+                qemu_img("convert", "-q", "-O", _image_info(dst)["format"], str(src_path), str(dst))
+                ctx.progress(f"drive-{disk}", int(info["virtual-size"]), int(info["virtual-size"]))
+                ctx.check()
+            except BaseException:
+                r.c.free_volume(vm.node, volid)
+                raise
             old = d["file"]
             vm.config[disk] = vm.config[disk].replace(old, volid, 1)
             if r.flag("delete"):

@@ -289,6 +289,7 @@ class _Handler(BaseHTTPRequestHandler):
     sim: ProxmoxSimulator
     protocol_version = "HTTP/1.1"
     server_version = "pve-api-daemon/3.0"
+    disable_nagle_algorithm = True  # headers and body go out as they are written: no 40 ms delayed-ACK stall
 
     def log_message(self, format: str, *args: Any) -> None:
         return
