@@ -1,7 +1,7 @@
 """The narrow contract a driver implements.
 
 A backend does primitive things only. Validation, capability checks, state checks, waiting, progress,
-error translation safety nets and clean-up of failed creates live once, in :mod:`hvkit.hypervisor`.
+cancelling what times out and error translation safety nets live once, in :mod:`hvkit.hypervisor`.
 
 Conventions:
 
@@ -11,6 +11,14 @@ Conventions:
   are at hand without another round trip).
 * :meth:`Backend.errors` translates the vendor's exceptions; the core calls every method inside it.
 * A method the backend does not override raises :class:`Unsupported`; declare only what works.
+* Rollback is the backend's: a multi-step method (create, clone, storage migration, import) runs its steps
+  under one :class:`~hvkit.driver.Rollback` keyed on the ids it creates, so a failure at any step (or a
+  cancelled Task) leaves nothing behind. The core never removes anything after a failure, and never by name.
+* Identity: a create or clone yields the new VM (or its id); a snapshot create the Snapshot (or its id).
+  When the core's wait times out it cancels the Task (``TaskSource.cancel``; it must stop the work and
+  undo it, or raise Unsupported); if the Task then succeeds anyway, the core deletes what it made by that id.
+* One name, one VM: a create or clone of a name another VM has, or gets meanwhile, raises AlreadyExists
+  and removes only its own work, on vendors that allow duplicate names too (verify by id after creating).
 """
 
 from __future__ import annotations
@@ -134,7 +142,11 @@ class Backend:
 
     # -- VMs -----------------------------------------------------------------------------------
     def create_vm(self, spec: VMSpec) -> Result:
-        """Create a stopped VM (every DiskSpec has its pool filled in). Undo partial work on failure."""
+        """Create a stopped VM (every DiskSpec has its pool filled in); yield the VM or its id.
+
+        On failure or cancellation, undo this call's own partial work (known by the ids it created); when
+        the name is taken (even by a create racing this one), raise AlreadyExists and remove only its own VM.
+        """
         raise self._unsupported("vms.create")
 
     def delete_vm(self, vm: VM, keep_disks: bool) -> Result:
@@ -167,7 +179,8 @@ class Backend:
         raise self._unsupported("vms.mark_template")
 
     def clone_vm(self, vm: VM, name: str, linked: bool, host: str | None, pool: str | None) -> Result:
-        """Clone ``vm`` (stopped, or a snapshot of it where the vendor allows) as a new stopped VM."""
+        """Clone ``vm`` (stopped, or a snapshot of it where the vendor allows) as a new stopped VM; yield it or
+        its id. Failures, cancellation and a taken name are handled as in :meth:`create_vm`."""
         raise self._unsupported("vms.clone")
 
     def migrate_vm(self, vm: VM, host: str | None, pool: str | None, live: bool) -> Result:
