@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from .errors import InvalidSpec, NotFound
 from .models import DiskFormat, StoragePool
+from .models.enums import to_enum
 
-__all__ = ["default_pool", "find", "noop", "open_stream", "pick_format", "ref_text", "to_format"]
+__all__ = ["default_pool", "find", "lookup", "noop", "open_stream", "pick_format", "ref_text", "to_format"]
+
+T = TypeVar("T")
 
 
 def ref_text(ref: object, model: type, what: str) -> str:
@@ -22,17 +25,30 @@ def ref_text(ref: object, model: type, what: str) -> str:
     raise InvalidSpec(f"expected a {what} or its id or name, got {ref!r}")
 
 
+def lookup(items: Iterable[T], ref: str) -> T | None:
+    """The item whose id is ``ref``, else the first whose name is ``ref``, else None.
+
+    The one rule for "an id or a name" (managers, migration and fleet all use it): an id wins over a
+    name, so a VM named like another's id is never picked by mistake.
+    """
+    items = list(items)
+    for item in items:
+        if item.id == ref:  # type: ignore[attr-defined]
+            return item
+    for item in items:
+        if item.name == ref:  # type: ignore[attr-defined]
+            return item
+    return None
+
+
 def find(items: list[Any], ref: object, what: str) -> Any:
-    """Find by model value, id, then name; NotFound lists what exists."""
+    """Find by model value, id, then name (:func:`lookup`); NotFound lists what exists."""
     text = ref if isinstance(ref, str) else getattr(ref, "id", None)
     if not isinstance(text, str) or not text:
         raise InvalidSpec(f"expected a {what} or its id or name, got {ref!r}")
-    for item in items:
-        if item.id == text:
-            return item
-    for item in items:
-        if item.name == text:
-            return item
+    found = lookup(items, text)
+    if found is not None:
+        return found
     names = ", ".join(sorted(i.name for i in items)[:20]) or "none"
     raise NotFound(f"no {what} {text!r} (there are: {names})")
 
@@ -48,12 +64,7 @@ def default_pool(pools: list[StoragePool]) -> StoragePool:
 
 
 def to_format(value: DiskFormat | str | None) -> DiskFormat | None:
-    if value is None or isinstance(value, DiskFormat):
-        return value
-    try:
-        return DiskFormat(value)
-    except ValueError:
-        raise InvalidSpec(f"unknown disk format {value!r} (one of: {', '.join(f.value for f in DiskFormat)})") from None
+    return None if value is None else to_enum(DiskFormat, value, "disk format")
 
 
 def pick_format(pool: StoragePool, wanted: DiskFormat | None) -> DiskFormat:

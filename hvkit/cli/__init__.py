@@ -1,8 +1,9 @@
 """The ``hvkit`` command.
 
 Exit codes: 0 success; 1 other error; 2 invalid input; 3 not found; 4 state, conflict or name taken;
-5 unsupported by the backend, or its SDK is not installed; 6 connection or authentication; 7 timeout.
-Errors print one line (``--debug`` shows the traceback).
+5 unsupported by the backend, or its SDK is not installed; 6 connection or authentication; 7 timeout;
+8 a migration plan has problems (nothing was changed); 130 interrupted.
+Errors print one line (``--debug`` shows the traceback); every command shares that one error path.
 """
 
 from __future__ import annotations
@@ -13,9 +14,8 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
-from ..errors import HvkitError
 from . import demo, inventory, vm
-from ._common import exit_code, one_line
+from ._common import report_error
 
 __all__ = ["build_parser", "main"]
 
@@ -59,27 +59,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.func(args)
         return code
-    except HvkitError as exc:
-        if args.debug:
-            raise
-        sys.stderr.write(f"hvkit: error: {one_line(exc)}\n")
-        return exit_code(exc)
-    except ImportError as exc:  # a backend whose SDK is not installed: the message names the extra
-        if args.debug:
-            raise
-        sys.stderr.write(f"hvkit: error: {one_line(exc)}\n")
-        return 5
     except BrokenPipeError:  # output piped into head & co.
         sys.stderr.close()
         return 0
-    except KeyboardInterrupt:
-        sys.stderr.write("hvkit: interrupted\n")
-        return 130
-    except Exception as exc:  # a bug, still one line: --debug shows where
+    except KeyboardInterrupt as exc:
+        return report_error(exc)
+    except Exception as exc:  # HvkitError, a missing SDK (ImportError), a bug: one line each
         if args.debug:
             raise
-        sys.stderr.write(f"hvkit: error: unexpected {type(exc).__name__}: {one_line(exc)} (--debug shows more)\n")
-        return 1
+        return report_error(exc)
 
 
 if __name__ == "__main__":  # pragma: no cover

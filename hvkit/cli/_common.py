@@ -1,4 +1,5 @@
-"""Shared CLI plumbing: connecting, tables, JSON, progress bars, exit codes."""
+"""Shared CLI plumbing, one of each: connecting (open_hv / open_url), tables and JSON, the progress printer
+(ProgressBars), the error path (report_error) and its exit codes."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import enum
 import json
 import os
 import sys
+import threading
+import time
 import types
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -17,11 +20,25 @@ import attrs
 
 from .. import errors
 from .._connect import connect
+from .._units import format_bytes
 from .._url import parse_url
 from ..hypervisor import Hypervisor
 from ..tasks import Task, TaskInfo
 
-__all__ = ["EXIT_CODES", "ProgressBar", "emit", "exit_code", "one_line", "open_hv", "run_task", "to_jsonable"]
+__all__ = [
+    "EXIT_CODES",
+    "EXIT_PLAN_PROBLEMS",
+    "ProgressBar",
+    "ProgressBars",
+    "emit",
+    "exit_code",
+    "one_line",
+    "open_hv",
+    "open_url",
+    "report_error",
+    "run_task",
+    "to_jsonable",
+]
 
 # Exit codes: one per error family, documented in docs/cli.md.
 EXIT_CODES: tuple[tuple[type[errors.HvkitError], int], ...] = (
@@ -35,6 +52,8 @@ EXIT_CODES: tuple[tuple[type[errors.HvkitError], int], ...] = (
     (errors.ConnectionError, 6),
     (errors.Timeout, 7),
 )
+EXIT_PLAN_PROBLEMS = 8  # a plan (hvkit migrate) lists problems: nothing was changed
+EXIT_INTERRUPTED = 130
 
 
 def exit_code(exc: errors.HvkitError) -> int:
@@ -49,8 +68,38 @@ def one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
+def report_error(exc: BaseException, stream: IO[str] | None = None) -> int:
+    """The CLI's one error path: one line on ``stream`` (stderr), notes appended; return the exit code."""
+    stream = stream or sys.stderr
+    notes = "; ".join(" ".join(n.split()) for n in getattr(exc, "__notes__", ()) if isinstance(n, str))
+    tail = f" ({notes})" if notes else ""
+    if isinstance(exc, KeyboardInterrupt):
+        stream.write(f"hvkit: interrupted{tail}\n")
+        return EXIT_INTERRUPTED
+    if isinstance(exc, errors.HvkitError):
+        text, code = one_line(exc), exit_code(exc)
+    elif isinstance(exc, ImportError):  # a backend whose SDK is not installed: the message names the extra
+        text, code = one_line(exc), 5
+    else:  # a bug, still one line: --debug shows where
+        text, code = f"unexpected {type(exc).__name__}: {one_line(exc)} (--debug shows more)", 1
+    stream.write(f"hvkit: error: {text}{tail}\n")
+    return code
+
+
+_KEPT_IN_STATE_DIR = frozenset({"sim"})  # backends whose VMs the CLI keeps on disk between commands
+
+
 def default_sim_state() -> str:
     return os.environ.get("HVKIT_SIM_STATE_DIR") or str(Path("~/.local/share/hvkit/sim").expanduser())
+
+
+def open_url(url: str | None, profile: str | None = None) -> Hypervisor:
+    """Connect like every hvkit command does: a ``sim://`` URL without ``state_dir`` keeps its VMs in the
+    CLI's sim state folder (``$HVKIT_SIM_STATE_DIR``), so one command sees the VMs of the last."""
+    options: dict[str, Any] = {}
+    if url is not None and parse_url(url).kind in _KEPT_IN_STATE_DIR and "state_dir" not in url:
+        options["state_dir"] = default_sim_state()
+    return connect(url, profile=profile, **options)
 
 
 def open_hv(args: argparse.Namespace) -> Hypervisor:
@@ -58,10 +107,7 @@ def open_hv(args: argparse.Namespace) -> Hypervisor:
     url = args.url
     if url is None and not args.profile:  # an empty --url is refused by connect(), not taken as sim://
         url = os.environ.get("HVKIT_URL") or "sim://"
-    options: dict[str, Any] = {}
-    if url is not None and parse_url(url).kind == "sim" and "state_dir" not in url:
-        options["state_dir"] = default_sim_state()  # so one CLI session sees the VMs of the last
-    return connect(url, profile=args.profile, **options)
+    return open_url(url, args.profile)
 
 
 def to_jsonable(value: Any) -> Any:
@@ -109,24 +155,82 @@ def _cell(value: object) -> str:
     return str(value)
 
 
+class ProgressBars:
+    """The CLI's progress printer: one bar per row (a disk, a task, a move), redrawn in place on a terminal;
+    elsewhere a plain line at every quarter (or nothing, with ``lines=False``)."""
+
+    def __init__(self, stream: IO[str] | None = None, *, width: int = 30, interval: float = 0.1, lines: bool = True):
+        self.stream = stream or sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.width = width
+        self.interval = interval
+        self.lines = lines
+        self.rows: dict[str, tuple[str, int, int]] = {}
+        self.drawn = 0
+        self.last = 0.0
+        self.lock = threading.Lock()
+        self.logged: dict[tuple[str, str], int] = {}
+
+    def update(self, key: str, phase: str, done: int, total: int) -> None:
+        """Row ``key`` is at ``done`` of ``total`` (bytes, or percent with total 100) in ``phase``."""
+        with self.lock:
+            self.rows[key] = (phase, done, total)
+            if self.tty:
+                now = time.monotonic()
+                if now - self.last >= self.interval or done >= total:
+                    self.last = now
+                    self._draw()
+            elif self.lines:
+                pct = _pct(done, total)
+                step = (key, phase)
+                last = self.logged.get(step)
+                if last is None or (pct == 100 and last != 100) or pct - last >= 25:
+                    self.logged[step] = pct
+                    self.stream.write(f"{self._line(key, phase, done, total)}\n")
+                    self.stream.flush()
+
+    def _line(self, key: str, phase: str, done: int, total: int) -> str:
+        pct = _pct(done, total)
+        fill = self.width * pct // 100
+        bar = "#" * fill + "." * (self.width - fill)
+        amount = f"{format_bytes(done)}/{format_bytes(total)}" if total > 100 else ""
+        return f"{key[:16]:<16} {phase:<9} [{bar}] {pct:3d}% {amount}".rstrip()
+
+    def _draw(self) -> None:
+        if self.drawn:
+            self.stream.write(f"\x1b[{self.drawn}F")
+        for key, (phase, done, total) in self.rows.items():
+            self.stream.write("\x1b[2K" + self._line(key, phase, done, total) + "\n")
+        self.drawn = len(self.rows)
+        self.stream.flush()
+
+    def say(self, text: str) -> None:
+        """A line of its own (a step started or ended); the bars are drawn again below it."""
+        with self.lock:
+            self.stream.write(f"{text}\n")
+            self.stream.flush()
+            self.drawn = 0
+
+    def close(self) -> None:
+        """Draw the last state (on a terminal)."""
+        with self.lock:
+            if self.tty and self.rows:
+                self._draw()
+
+
+def _pct(done: int, total: int) -> int:
+    return 100 if total <= 0 else max(0, min(100, done * 100 // total))
+
+
 class ProgressBar:
-    """A one-line progress bar on a terminal; silent when the stream is not a terminal."""
+    """A task's progress (TaskInfo) as one row of :class:`ProgressBars`; silent when not on a terminal."""
 
     def __init__(self, label: str, stream: IO[str] | None = None, width: int = 30) -> None:
         self.label = label
-        self.stream = stream or sys.stderr
-        self.width = width
-        self.live = self.stream.isatty()
+        self.bars = ProgressBars(stream, width=width, interval=0, lines=False)
 
     def __call__(self, info: TaskInfo) -> None:
-        if not self.live:
-            return
-        filled = self.width * info.progress // 100
-        bar = "#" * filled + "." * (self.width - filled)
-        self.stream.write(f"\r[{bar}] {info.progress:3d}% {self.label}")
-        if info.state.done:
-            self.stream.write("\n")
-        self.stream.flush()
+        self.bars.update(self.label, info.state.value, info.progress, 100)
 
 
 def run_task(task: Task, label: str, timeout: float | None = None) -> Any:

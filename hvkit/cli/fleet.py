@@ -13,12 +13,11 @@ import sys
 from collections.abc import Callable
 from typing import IO, Any
 
-from .._connect import connect
-from .._url import parse_url
+from .._units import format_bytes
 from ..errors import InvalidSpec
-from ..fleet import Affinity, AntiAffinity, Fleet, Plan, Rule, Step
+from ..fleet import Affinity, AntiAffinity, Fleet, PlacementPlan, Rule, Step
 from ..hypervisor import Hypervisor
-from ._common import default_sim_state, emit, exit_code, to_jsonable
+from ._common import ProgressBars, emit, open_url, report_error, to_jsonable
 
 __all__ = ["register"]
 
@@ -100,12 +99,8 @@ def _plan_options(c: argparse.ArgumentParser) -> None:
 
 # -- helpers ---------------------------------------------------------------------------------------------
 def _opener(text: str) -> Hypervisor:
-    if "://" not in text:
-        return connect(profile=text)
-    options: dict[str, Any] = {}
-    if parse_url(text).kind == "sim" and "state_dir" not in text:
-        options["state_dir"] = default_sim_state()  # the same sim the other commands use
-    return connect(text, **options)
+    """A member: a URL (anything with ``://``) or a profile name, opened like every hvkit command opens it."""
+    return open_url(text) if "://" in text else open_url(None, profile=text)
 
 
 def _fleet(args: argparse.Namespace) -> Fleet:
@@ -259,7 +254,7 @@ def _health(args: argparse.Namespace) -> int:
     return 0
 
 
-def _show(args: argparse.Namespace, plan: Plan) -> None:
+def _show(args: argparse.Namespace, plan: PlacementPlan) -> None:
     if _json(args):
         return
     out = sys.stdout
@@ -268,8 +263,8 @@ def _show(args: argparse.Namespace, plan: Plan) -> None:
     for n, m in enumerate(plan.moves, 1):
         out.write(f"{n:4}. {m.describe()}\n")
     if plan.moves:
-        out.write(f"{len(plan.moves)} move(s), {plan.data_bytes / 1024**3:.1f} GiB to copy\n")
-    if plan.kind == "consolidate":
+        out.write(f"{len(plan.moves)} move(s), {format_bytes(plan.data_bytes)} to copy\n")
+    if plan.bins_used is not None:  # a consolidation
         out.write(f"hosts used after: {plan.bins_used} (lower bound {plan.lower_bound}); freed: {len(plan.freed)}")
         out.write(f" ({', '.join(plan.freed)})\n" if plan.freed else "\n")
         if plan.power_saved_watts is not None:
@@ -278,28 +273,27 @@ def _show(args: argparse.Namespace, plan: Plan) -> None:
         out.write(f"unresolved: {u}\n")
 
 
-def _run(args: argparse.Namespace, fleet: Fleet, plan: Plan) -> int:
+def _run(args: argparse.Namespace, fleet: Fleet, plan: PlacementPlan) -> int:
     _show(args, plan)
     if args.dry_run:
         if _json(args):
             _dump(plan.to_dict())
         return 0
 
+    bars = ProgressBars(sys.stderr, lines=False)
+
     def progress(step: Step) -> None:
-        if step.status in ("start", "done", "failed"):
-            sys.stderr.write(f"[{step.index}/{step.total}] {step.status}: {step.message}\n")
-        elif sys.stderr.isatty():
-            sys.stderr.write(f"\r[{step.index}/{step.total}] {step.percent:3d}%")
-            sys.stderr.flush()
+        if step.status == "progress":
+            bars.update(f"move {step.index}/{step.total}", "migrate", step.percent, 100)
+        else:
+            bars.say(f"[{step.index}/{step.total}] {step.status}: {step.message}")
 
     outcome = fleet.execute(plan, progress=progress)
     if _json(args):
         _dump({"plan": plan.to_dict(), "outcome": outcome.to_dict()})
     if outcome.error is not None:
-        sys.stderr.write(
-            f"hvkit: error: stopped at move {len(outcome.done) + 1} of {len(plan.moves)}: {outcome.error}\n"
-        )
-        return exit_code(outcome.error)
+        outcome.error.add_note(f"stopped at move {len(outcome.done) + 1} of {len(plan.moves)}")
+        return report_error(outcome.error)
     return 0
 
 

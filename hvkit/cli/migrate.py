@@ -11,16 +11,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-import threading
-import time
 from typing import IO, Any
 
-from ..errors import HvkitError
+from ..errors import InvalidSpec
 from ..models import DiskBus, DiskFormat, NicModel
+from ._common import EXIT_PLAN_PROBLEMS, ProgressBars, open_url
 
 __all__ = ["main", "register"]
-
-EXIT_OK, EXIT_ERROR, EXIT_PROBLEMS = 0, 1, 2
 
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
@@ -68,8 +65,6 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _pairs(what: str, items: list[str]) -> dict[str, str]:
-    from ..errors import InvalidSpec
-
     out: dict[str, str] = {}
     for item in items:
         a, sep, b = item.partition("=")
@@ -80,25 +75,29 @@ def _pairs(what: str, items: list[str]) -> dict[str, str]:
 
 
 def main(args: argparse.Namespace, out: IO[str] | None = None, err: IO[str] | None = None) -> int:
-    """Run ``hvkit migrate`` for parsed ``args``; return the exit code."""
+    """Run ``hvkit migrate`` for parsed ``args``; return the exit code.
+
+    Errors go up to the hvkit command's one error path (one line, the exit code of their family); a plan
+    with problems exits with EXIT_PLAN_PROBLEMS, distinct from invalid input.
+    """
     from .. import migration
 
     out = out or sys.stdout
     err = err or sys.stderr
+    if args.vm is None and not (args.resume or args.rollback):
+        raise InvalidSpec("name the VM to move (or pass --resume/--rollback JOURNAL)")
+    networks = _pairs("--network-map", args.network_map)
+    storages = _pairs("--storage-map", args.storage_map)
     try:
-        if args.vm is None and not (args.resume or args.rollback):
-            err.write("hvkit migrate: error: name the VM to move (or pass --resume/--rollback JOURNAL)\n")
-            return EXIT_ERROR
-        networks = _pairs("--network-map", args.network_map)
-        storages = _pairs("--storage-map", args.storage_map)
-        with _connect(args.source) as src, _connect(args.target) as dst:
-            bars = None if args.no_progress else Bars(err)
+        with open_url(args.source) as src, open_url(args.target) as dst:
+            bars = None if args.no_progress else ProgressBars(err)
+            progress = None if bars is None else lambda p: bars.update(p.disk or "vm", p.phase, p.done, p.total)
             if args.rollback:
                 migration.rollback(args.rollback, src, dst)
                 out.write(f"rolled back: nothing of the migration is left on the target ({dst.url})\n")
-                return EXIT_OK
+                return 0
             if args.resume:
-                result = migration.resume(args.resume, src, dst, progress=bars or None, start=args.start or None)
+                result = migration.resume(args.resume, src, dst, progress=progress, start=args.start or None)
             else:
                 plan = migration.plan(
                     src, args.vm, dst, name=args.name, network_map=networks, storage_map=storages,
@@ -110,105 +109,18 @@ def main(args: argparse.Namespace, out: IO[str] | None = None, err: IO[str] | No
                 out.flush()
                 if plan.problems:
                     err.write("hvkit migrate: the plan has problems; nothing was changed\n")
-                    return EXIT_PROBLEMS
+                    return EXIT_PLAN_PROBLEMS
                 if args.dry_run:
                     out.write("dry run: nothing was changed\n")
-                    return EXIT_OK
+                    return 0
                 result = plan.run(
-                    progress=bars or None, start=args.start, journal_dir=args.journal_dir,
+                    progress=progress, start=args.start, journal_dir=args.journal_dir,
                     on_error="keep" if args.keep_on_error else "rollback", checksum=args.checksum,
                 )  # fmt: skip
             if bars is not None:
                 bars.close()
             out.write(f"{result}\n")
-            return EXIT_OK
-    except HvkitError as exc:
-        err.write(f"\nhvkit migrate: error: {exc}\n")
-        for note in getattr(exc, "__notes__", []):
-            err.write(f"  {note}\n")
-        from ._common import exit_code
-
-        return exit_code(exc)
-    except KeyboardInterrupt:
-        err.write("\nhvkit migrate: interrupted; the journal keeps what was done: --resume or --rollback it\n")
-        return 130
-
-
-def _connect(url: str) -> Any:
-    """Connect like the other hvkit commands: a ``sim://`` URL without ``state_dir`` uses the CLI's sim state."""
-    from .. import connect, parse_url
-    from ._common import default_sim_state
-
-    options: dict[str, Any] = {}
-    if parse_url(url).kind == "sim" and "state_dir" not in url:
-        options["state_dir"] = default_sim_state()
-    return connect(url, **options)
-
-
-class Bars:
-    """One progress bar per disk (redrawn in place on a terminal, plain lines otherwise)."""
-
-    def __init__(self, stream: IO[str], *, width: int = 30, interval: float = 0.1) -> None:
-        self.stream = stream
-        self.tty = bool(getattr(stream, "isatty", lambda: False)())
-        self.width = width
-        self.interval = interval
-        self.rows: dict[str, tuple[str, int, int]] = {}
-        self.drawn = 0
-        self.last = 0.0
-        self.lock = threading.Lock()
-        self.logged: dict[tuple[str, str], int] = {}
-
-    def __call__(self, p: Any) -> None:
-        key = p.disk or "vm"
-        with self.lock:
-            self.rows[key] = (p.phase, p.done, p.total)
-            if self.tty:
-                now = time.monotonic()
-                if now - self.last >= self.interval or p.done >= p.total:
-                    self.last = now
-                    self._draw()
-            else:
-                pct = _pct(p.done, p.total)
-                step = (key, p.phase)
-                last = self.logged.get(step)
-                if last is None or (pct == 100 and last != 100) or pct - last >= 25:
-                    self.logged[step] = pct
-                    self.stream.write(f"{self._line(key, p.phase, p.done, p.total)}\n")
-                    self.stream.flush()
-
-    def _line(self, key: str, phase: str, done: int, total: int) -> str:
-        pct = _pct(done, total)
-        fill = self.width * pct // 100
-        bar = "#" * fill + "." * (self.width - fill)
-        amount = f"{_human(done)}/{_human(total)}" if total > 1 else ""
-        return f"{key[:16]:<16} {phase:<9} [{bar}] {pct:3d}% {amount}"
-
-    def _draw(self) -> None:
-        if self.drawn:
-            self.stream.write(f"\x1b[{self.drawn}F")
-        for key, (phase, done, total) in self.rows.items():
-            self.stream.write("\x1b[2K" + self._line(key, phase, done, total) + "\n")
-        self.drawn = len(self.rows)
-        self.stream.flush()
-
-    def close(self) -> None:
-        with self.lock:
-            if self.tty and self.rows:
-                self._draw()
-
-    def __bool__(self) -> bool:
-        return True
-
-
-def _pct(done: int, total: int) -> int:
-    return 100 if total <= 0 else max(0, min(100, done * 100 // total))
-
-
-def _human(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024:
-            return f"{value:.0f}{unit}" if unit == "B" else f"{value:.1f}{unit}"
-        value /= 1024
-    return f"{value:.1f}TiB"
+            return 0
+    except KeyboardInterrupt as exc:
+        exc.add_note("the journal keeps what was done: --resume or --rollback it")
+        raise

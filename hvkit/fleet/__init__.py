@@ -14,9 +14,10 @@ from __future__ import annotations
 from ._build import Built, host_problem, storage_problem
 from ._capacity import CapacityReport, Finding, HostCapacity, PoolCapacity, capacity, health
 from ._consolidation import Bound, consolidate, lower_bound
-from ._inventory import Failure, Fleet, Inventory, Member, Outcome, Step
+from ._fleet import Fleet
+from ._inventory import Failure, Inventory, Member, Outcome, Step
 from ._placement import balance
-from ._plan import Bin, Item, Move, Plan, Problem
+from ._plan import Bin, Item, Move, PlacementPlan, Problem
 from ._rules import Affinity, AntiAffinity, Rule, rules_from_tags
 
 __all__ = [
@@ -35,7 +36,7 @@ __all__ = [
     "Member",
     "Move",
     "Outcome",
-    "Plan",
+    "PlacementPlan",
     "PoolCapacity",
     "Problem",
     "Rule",

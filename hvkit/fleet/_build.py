@@ -10,7 +10,7 @@ import attrs
 from ..capabilities import Capability
 from ..errors import InvalidSpec
 from ..models import VM, Host, PowerState, StoragePool, VMMetrics
-from ._plan import Bin, Item, Plan, Problem
+from ._plan import Bin, Item, PlacementPlan, Problem
 from ._rules import Rule, resolve_rules
 
 __all__ = ["CONSUMING", "Built", "by_ref", "host_problem", "storage_problem"]
@@ -43,7 +43,7 @@ class Built:
     items: Mapping[str, Ref]
     kind: str  # host | pool
 
-    def dress(self, plan: Plan) -> Plan:
+    def dress(self, plan: PlacementPlan) -> PlacementPlan:
         """Fill each move with its hypervisor, VM and host/pool names."""
         moves = []
         for m in plan.moves:

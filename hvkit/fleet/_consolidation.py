@@ -32,7 +32,7 @@ import attrs
 
 from ..errors import InvalidSpec
 from ._placement import _LeastLoaded, relieve
-from ._plan import EPS, Plan, Problem, _State, check_ratio
+from ._plan import EPS, PlacementPlan, Problem, _State, check_ratio
 
 __all__ = ["Bound", "consolidate", "lower_bound"]
 
@@ -214,7 +214,7 @@ def consolidate(
     *,
     watts_per_host: float | None = None,
     max_passes: int = 3,
-) -> Plan:
+) -> PlacementPlan:
     """Plan the moves that empty the most bins while every bin stays under ``headroom`` and the rules."""
     if not isinstance(problem, Problem):
         raise InvalidSpec(f"consolidate takes a Problem, got {type(problem).__name__}")

@@ -1,7 +1,7 @@
 """Balancing: the fewest, cheapest moves that bring every bin under a target load.
 
 Pure: works on a :class:`~._plan.Problem` (hosts and running VMs, or pools and VM disks) and
-returns a :class:`~._plan.Plan`. The order of work:
+returns a :class:`~._plan.PlacementPlan`. The order of work:
 
 1. evacuate bins that accept nothing (hosts in maintenance, inactive pools);
 2. reunite affinity groups that are split across bins, and separate anti-affinity partners that
@@ -19,7 +19,7 @@ from __future__ import annotations
 import heapq
 
 from ..errors import InvalidSpec
-from ._plan import Plan, Problem, _State, check_ratio
+from ._plan import PlacementPlan, Problem, _State, check_ratio
 
 __all__ = ["balance"]
 
@@ -176,7 +176,7 @@ def relieve(st: _State, finder: _LeastLoaded, unresolved: list[str], max_moves: 
                 break
 
 
-def balance(problem: Problem, target: float = 0.8, *, max_moves: int | None = None) -> Plan:
+def balance(problem: Problem, target: float = 0.8, *, max_moves: int | None = None) -> PlacementPlan:
     """Plan the moves that bring every bin under ``target`` (a load ratio in (0, 1]) within the rules."""
     if not isinstance(problem, Problem):
         raise InvalidSpec(f"balance takes a Problem, got {type(problem).__name__}")

@@ -2,7 +2,7 @@
 
 Nothing here talks to a hypervisor. A :class:`Problem` is built from an inventory (or generated, in
 tests and benchmarks); the planners in :mod:`._placement` and :mod:`._consolidation` turn it into a
-:class:`Plan`, an ordered list of :class:`Move`. The engine (:class:`_State`) applies every move to
+:class:`PlacementPlan`, an ordered list of :class:`Move`. The engine (:class:`_State`) applies every move to
 its own copy of the loads as soon as the move is chosen, so each move is checked against the exact
 state it will meet when the plan runs in order: a plan that fits on paper fits step by step.
 """
@@ -15,9 +15,10 @@ from typing import Any
 
 import attrs
 
+from .._units import format_bytes
 from ..errors import InvalidSpec
 
-__all__ = ["Bin", "Item", "Move", "Plan", "Problem"]
+__all__ = ["Bin", "Item", "Move", "PlacementPlan", "Problem"]
 
 EPS = 1e-9
 
@@ -192,15 +193,15 @@ class Move:
         src = self.source_name or self.source
         dst = self.target_name or self.target
         where = f" on {self.hypervisor}" if self.hypervisor else ""
-        verb = "move disks of" if self.kind == "pool" else "migrate"
-        return f"{verb} {what}{where}: {src} -> {dst} ({_size(self.data_bytes)}, {self.reason})"
+        verb = {"pool": "move disks of"}.get(self.kind, "migrate")
+        return f"{verb} {what}{where}: {src} -> {dst} ({format_bytes(self.data_bytes)}, {self.reason})"
 
     def to_dict(self) -> dict[str, Any]:
         return attrs.asdict(self)
 
 
 @attrs.frozen
-class Plan:
+class PlacementPlan:
     """An ordered list of moves and the state it predicts (load ratios per dimension, per bin)."""
 
     kind: str  # balance | storage | consolidate
@@ -242,14 +243,6 @@ class Plan:
             "lower_bound": self.lower_bound,
             "bins_used": self.bins_used,
         }
-
-
-def _size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"  # pragma: no cover
 
 
 def check_ratio(what: str, value: object, high: float = 1.0) -> float:
@@ -441,8 +434,8 @@ class _State:
             touched |= {src, dst}
         return touched
 
-    def plan(self, kind: str, unresolved: Sequence[str], **extra: Any) -> Plan:
-        return Plan(
+    def plan(self, kind: str, unresolved: Sequence[str], **extra: Any) -> PlacementPlan:
+        return PlacementPlan(
             kind=kind,
             target=self.ratio,
             dims=self.problem.dims,

@@ -14,7 +14,7 @@ from __future__ import annotations
 from .._images import SshNode, allocated_bytes, convert_image, ssh_export
 from ._errors import ChecksumMismatch, MigrationError, PlanProblems
 from ._journal import Journal
-from ._plan import DiskPlan, NicPlan, Plan, plan
+from ._plan import DiskPlan, MigrationPlan, NicPlan, plan
 from ._run import DiskResult, MigrationResult, Progress, resume, rollback, run
 from ._verify import ALGORITHM, ALGORITHMS, Checksum, checksum
 
@@ -27,9 +27,9 @@ __all__ = [
     "DiskResult",
     "Journal",
     "MigrationError",
+    "MigrationPlan",
     "MigrationResult",
     "NicPlan",
-    "Plan",
     "PlanProblems",
     "Progress",
     "SshNode",

@@ -2,20 +2,23 @@
 
 Planning changes nothing on either side. Blocking problems (no capacity, name taken, unmapped network,
 unsupported firmware or disk, snapshots that would be lost, ...) and warnings (drivers the guest may
-need, vendor tools, ...) are listed before anything moves; :meth:`Plan.run` refuses a plan with problems.
+need, vendor tools, ...) are listed before anything moves; :meth:`MigrationPlan.run` refuses a plan with problems.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from .._resolve import lookup
+from .._units import format_bytes
 from ..capabilities import Capability
 from ..errors import HvkitError, InvalidSpec, Unsupported
 from ..models import VM, DiskBus, DiskFormat, Firmware, GuestOS, NicModel, PowerState, StoragePool
+from ..models.enums import to_enum
 from ..models.spec import check_name, normalize_mac
 from ._verify import ALGORITHM
 
@@ -23,7 +26,7 @@ if TYPE_CHECKING:
     from ..hypervisor import Hypervisor
     from ._run import MigrationResult, ProgressArg
 
-__all__ = ["DiskPlan", "NicPlan", "Plan", "plan"]
+__all__ = ["DiskPlan", "MigrationPlan", "NicPlan", "plan"]
 
 _THIN = {DiskFormat.QCOW2, DiskFormat.VMDK, DiskFormat.VHDX, DiskFormat.VHD, DiskFormat.VDI}
 
@@ -91,7 +94,7 @@ class NicPlan:
 
 
 @attrs.frozen(eq=False)
-class Plan:
+class MigrationPlan:
     """What a migration will do. ``print(plan)`` shows it; :meth:`run` does it."""
 
     source: Hypervisor = attrs.field(repr=False)
@@ -130,7 +133,8 @@ class Plan:
         for d in self.disks:
             conv = f"{(d.source_format or DiskFormat.RAW).value} -> {d.target_format.value}"
             out.append(
-                f"disk {d.name}: export {_size(d.allocated)} of {_size(d.size)}, checksum, convert {conv}, "
+                f"disk {d.name}: export {format_bytes(d.allocated)} of {format_bytes(d.size)}, checksum, "
+                f"convert {conv}, "
                 f"import as {d.target_volume!r} into pool {d.target_pool!r}"
                 + (", verify on the target" if self.verify else "")
             )
@@ -149,7 +153,7 @@ class Plan:
         ]
         for d in self.disks:
             lines.append(
-                f"  disk {d.name}: {_size(d.size)} ({_size(d.allocated)} allocated), "
+                f"  disk {d.name}: {format_bytes(d.size)} ({format_bytes(d.allocated)} allocated), "
                 f"{(d.source_format.value if d.source_format else '?')}/{d.source_bus.value if d.source_bus else '?'} "
                 f"in {d.source_pool!r} -> {d.target_format.value}/{d.target_bus.value} in {d.target_pool!r}"
             )
@@ -159,7 +163,7 @@ class Plan:
                 f"{n.source_model.value if n.source_model else '?'} -> {n.model.value}, "
                 f"MAC {'kept' if n.mac else 'new'}"
             )
-        lines.append(f"  bytes to move: {_size(self.bytes_to_move)}")
+        lines.append(f"  bytes to move: {format_bytes(self.bytes_to_move)}")
         lines.append("Steps:")
         lines += [f"  {i}. {s}" for i, s in enumerate(self.steps, 1)]
         lines.append("Problems:" if self.problems else "Problems: none")
@@ -197,15 +201,6 @@ class Plan:
 
         return run(self, progress=progress, start=start, journal_dir=journal_dir, parallel=parallel,
                    on_error=on_error, start_timeout=start_timeout, checksum=checksum)  # fmt: skip
-
-
-def _size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"
 
 
 def can_export(hv: Hypervisor) -> bool:
@@ -269,7 +264,7 @@ def plan(
     snapshot: bool = False,
     allow_snapshot_loss: bool = False,
     verify: bool = True,
-) -> Plan:
+) -> MigrationPlan:
     """Plan moving ``vm`` from ``source`` to ``target``; changes nothing.
 
     ``network_map`` / ``storage_map`` map source network / pool names (or ids) to the target's (a name
@@ -283,9 +278,9 @@ def plan(
         check_name("target VM name", name)
     nets = _parse_map("network_map", network_map)
     stores = _parse_map("storage_map", storage_map)
-    want_fmt = _enum(DiskFormat, disk_format, "disk_format")
-    want_bus = _enum(DiskBus, disk_bus, "disk_bus")
-    want_nic = _enum(NicModel, nic_model, "nic_model")
+    want_fmt = None if disk_format is None else to_enum(DiskFormat, disk_format, "disk_format")
+    want_bus = None if disk_bus is None else to_enum(DiskBus, disk_bus, "disk_bus")
+    want_nic = None if nic_model is None else to_enum(NicModel, nic_model, "nic_model")
     if power_off and snapshot:
         raise InvalidSpec("choose power_off=True or snapshot=True, not both")
     src_vm = vm if isinstance(vm, VM) else source.vms.get(vm)
@@ -403,7 +398,7 @@ def plan(
             continue
         src_pool = disk.pool or vol.pool
         mapped = stores.get(src_pool or "", None)
-        tpool = _by_name_or_id(pools, mapped or src_pool or "")
+        tpool = lookup(pools, mapped or src_pool or "")
         if tpool is None:
             if mapped:
                 problems.append(f"storage_map sends pool {src_pool!r} to {mapped!r}, which the target does not have")
@@ -451,9 +446,11 @@ def plan(
         disks.append(DiskPlan(i, disk.name, vol.id, src_pool, size, allocated, vol.format or disk.format,
                               disk.bus, tpool.name, fmt, bus, vname))  # fmt: skip
     for pname, nbytes in need.items():
-        pool = _by_name_or_id(pools, pname)
+        pool = lookup(pools, pname)
         if pool is not None and nbytes > pool.free_bytes:
-            problems.append(f"target pool {pname!r} has {_size(pool.free_bytes)} free; the disks need {_size(nbytes)}")
+            problems.append(
+                f"target pool {pname!r} has {format_bytes(pool.free_bytes)} free; the disks need {format_bytes(nbytes)}"
+            )
     for key in stores:
         if not any(dp.source_pool == key for dp in disks) and not any(d.pool == key for d in src_vm.disks):
             warnings.append(f"storage_map entry {key!r} matches no disk of the VM")
@@ -466,7 +463,7 @@ def plan(
     for nic in src_vm.nics:
         src_net = nic.network
         mapped = nets.get(src_net or "", None)
-        tnet = _by_name_or_id(tnets, mapped or src_net or "")
+        tnet = lookup(tnets, mapped or src_net or "")
         if tnet is None:
             if mapped:
                 problems.append(f"network_map sends {src_net!r} to {mapped!r}, which the target does not have")
@@ -517,28 +514,11 @@ def plan(
     problems += traits.limits.problems(
         tkind, name=target_name, cpus=src_vm.cpus, memory_mib=src_vm.memory_mib, buses=[d.target_bus for d in disks]
     )
-    return Plan(
+    return MigrationPlan(
         source, target, src_vm, target_name, src_vm.cpus, src_vm.memory_mib, firmware, guest, tuple(disks),
         tuple(nics), tuple(dict.fromkeys(problems)), tuple(dict.fromkeys(warnings)), power_off, snapshot, verify,
         src_vm.notes,
     )  # fmt: skip
 
 
-def _by_name_or_id(items: list[Any], ref: str) -> Any:
-    for item in items:
-        if item.id == ref:
-            return item
-    for item in items:
-        if item.name == ref:
-            return item
-    return None
-
-
-def _enum(kind: Callable[[str], Any], value: object, what: str) -> Any:
-    if value is None or isinstance(value, kind):  # type: ignore[arg-type]
-        return value
-    try:
-        return kind(str(value))
-    except ValueError:
-        choices = ", ".join(m.value for m in kind)  # type: ignore[attr-defined]
-        raise InvalidSpec(f"{what} {value!r} is not one of: {choices}") from None
+Plan = MigrationPlan  # the name the run module still imports; use MigrationPlan

@@ -3,8 +3,29 @@
 from __future__ import annotations
 
 import enum
+from typing import Any, TypeVar
 
-__all__ = ["DiskBus", "DiskFormat", "Firmware", "GuestOS", "NicModel", "PowerState", "TaskState"]
+from ..errors import InvalidSpec
+from ._checks import shown
+
+__all__ = ["DiskBus", "DiskFormat", "Firmware", "GuestOS", "NicModel", "PowerState", "TaskState", "to_enum"]
+
+E = TypeVar("E", bound=enum.Enum)
+
+
+def to_enum(kind: type[E], value: Any, what: str = "") -> E:
+    """``value`` as a member of ``kind`` (a member, or its value); InvalidSpec listing the choices otherwise.
+
+    The one enum coercion: specs, managers, migration and the CLI all use it.
+    """
+    if isinstance(value, kind):
+        return value
+    try:
+        return kind(value)
+    except (ValueError, TypeError):
+        choices = ", ".join(str(m.value) for m in kind)
+        prefix = f"{what} " if what else ""
+        raise InvalidSpec(f"{prefix}{shown(value)} is not a valid {kind.__name__} (one of: {choices})") from None
 
 
 class PowerState(enum.Enum):

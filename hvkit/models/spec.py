@@ -22,7 +22,7 @@ from ._checks import (
     string_set,
     string_tuple,
 )
-from .enums import DiskBus, DiskFormat, Firmware, GuestOS, NicModel
+from .enums import DiskBus, DiskFormat, Firmware, GuestOS, NicModel, to_enum
 
 __all__ = ["CloudInit", "DiskSpec", "NicSpec", "VMSpec", "check_name", "check_sizing", "normalize_mac"]
 
@@ -75,34 +75,24 @@ def check_sizing(cpus: int | None, memory_mib: int | None) -> None:
         check_int("memory_mib", memory_mib, MIN_MEMORY_MIB, MAX_MEMORY_MIB)
 
 
-def _enum(kind: type, value: Any) -> Any:
-    if isinstance(value, kind):
-        return value
-    try:
-        return kind(value)
-    except (ValueError, TypeError):
-        choices = ", ".join(m.value for m in kind)  # type: ignore[attr-defined]
-        raise InvalidSpec(f"{shown(value)} is not a valid {kind.__name__} (one of: {choices})") from None
-
-
 def _to_format(value: DiskFormat | str | None) -> DiskFormat | None:
-    return None if value is None else _enum(DiskFormat, value)  # type: ignore[no-any-return]
+    return None if value is None else to_enum(DiskFormat, value)
 
 
 def _to_bus(value: DiskBus | str) -> DiskBus:
-    return _enum(DiskBus, value)  # type: ignore[no-any-return]
+    return to_enum(DiskBus, value)
 
 
 def _to_model(value: NicModel | str) -> NicModel:
-    return _enum(NicModel, value)  # type: ignore[no-any-return]
+    return to_enum(NicModel, value)
 
 
 def _to_firmware(value: Firmware | str) -> Firmware:
-    return _enum(Firmware, value)  # type: ignore[no-any-return]
+    return to_enum(Firmware, value)
 
 
 def _to_guest_os(value: GuestOS | str) -> GuestOS:
-    return _enum(GuestOS, value)  # type: ignore[no-any-return]
+    return to_enum(GuestOS, value)
 
 
 @attrs.frozen

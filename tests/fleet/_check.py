@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hvkit.fleet._plan import Plan, Problem
+from hvkit.fleet._plan import PlacementPlan, Problem
 
 EPS = 1e-6
 
@@ -37,7 +37,7 @@ def broken_rules(problem: Problem, where: dict[str, str]) -> list[str]:
     return out
 
 
-def check_plan(problem: Problem, plan: Plan) -> dict[str, str]:
+def check_plan(problem: Problem, plan: PlacementPlan) -> dict[str, str]:
     """Assert the plan's invariants; return the final placement."""
     bins = {b.key: b for b in problem.bins}
     items = {it.key: it for it in problem.items}

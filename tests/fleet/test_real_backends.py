@@ -29,7 +29,7 @@ import pytest
 import hvkit
 from hvkit import DiskSpec, Hypervisor, VMSpec
 from hvkit.errors import HvkitError, InvalidState
-from hvkit.fleet import AntiAffinity, Fleet, Plan, Rule, balance, consolidate
+from hvkit.fleet import AntiAffinity, Fleet, PlacementPlan, Rule, balance, consolidate
 from hvkit.fleet._build import CONSUMING
 
 from ._check import check_plan
@@ -38,7 +38,9 @@ CPU_OVERCOMMIT = 4.0  # the Fleet's default for allocated demand
 
 
 # -- helpers shared by the backends ----------------------------------------------------------------
-def checked_balance(fleet: Fleet, target: float, rules: Iterable[Rule] = (), evacuate: Iterable[str] = ()) -> Plan:
+def checked_balance(
+    fleet: Fleet, target: float, rules: Iterable[Rule] = (), evacuate: Iterable[str] = ()
+) -> PlacementPlan:
     """The Fleet's balance plan, after the independent checker replayed it on the same problem."""
     rules, evacuate = list(rules), list(evacuate)
     built = fleet.host_problem(rules, evacuate=evacuate)
@@ -49,7 +51,7 @@ def checked_balance(fleet: Fleet, target: float, rules: Iterable[Rule] = (), eva
     return plan
 
 
-def checked_consolidation(fleet: Fleet, headroom: float) -> Plan:
+def checked_consolidation(fleet: Fleet, headroom: float) -> PlacementPlan:
     built = fleet.host_problem()
     check_plan(built.problem, consolidate(built.problem, headroom))
     plan = fleet.consolidate(headroom)
@@ -59,12 +61,12 @@ def checked_consolidation(fleet: Fleet, headroom: float) -> Plan:
     return plan
 
 
-def predicted(plan: Plan) -> dict[str, str]:
+def predicted(plan: PlacementPlan) -> dict[str, str]:
     """The plan's final placement as VM id -> host id."""
     return {vm.split("#", 1)[1]: host.split("#", 1)[1] for vm, host in plan.placement.items()}
 
 
-def run(fleet: Fleet, plan: Plan) -> list[str]:
+def run(fleet: Fleet, plan: PlacementPlan) -> list[str]:
     steps: list[str] = []
     outcome = fleet.execute(plan, progress=lambda s: steps.append(s.status))
     assert outcome.ok, f"{outcome.failed} failed: {outcome.error}"
@@ -72,7 +74,7 @@ def run(fleet: Fleet, plan: Plan) -> list[str]:
     return steps
 
 
-def verify_real(hv: Hypervisor, plan: Plan, target: float) -> dict[str, str]:
+def verify_real(hv: Hypervisor, plan: PlacementPlan, target: float) -> dict[str, str]:
     """Read the backend again (not through the fleet) and compare with the plan; return VM name -> host id."""
     hosts = hv.hosts.list()
     host_id = {h.name: h.id for h in hosts} | {h.id: h.id for h in hosts}

@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 import hvkit
-from hvkit.cli.migrate import Bars, register
+from hvkit.cli._common import EXIT_PLAN_PROBLEMS, ProgressBars, report_error
+from hvkit.cli.migrate import register
+from hvkit.errors import HvkitError
 from hvkit.hypervisor import Hypervisor
 
 from .conftest import inventory, make_source, sim_url
@@ -35,9 +37,13 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 
 def call(argv: list[str]) -> tuple[int, str, str]:
+    """Run the command as ``hvkit`` does: an error goes through the CLI's one error path."""
     args = parse(argv)
     out, err = io.StringIO(), io.StringIO()
-    code = args.func(args, out, err)
+    try:
+        code = args.func(args, out, err)
+    except HvkitError as exc:
+        code = report_error(exc, err)
     return code, out.getvalue(), err.getvalue()
 
 
@@ -61,7 +67,7 @@ def test_run_with_progress_and_problems(
     make_source(src, tmp_path)
     base = ["migrate", "--from", urls[0], "--to", urls[1]]
     code, out, err = call([*base, "web-1", "--network-map", "lan=nowhere"])
-    assert code == 2 and "not have" in out and "nothing was changed" in err
+    assert code == EXIT_PLAN_PROBLEMS != 2 and "not have" in out and "nothing was changed" in err
     code, out, err = call([*base, "web-1", "--network-map", "lan", "--dry-run"])
     assert code == 2 and "SOURCE=TARGET" in err  # invalid input, as everywhere in the hvkit command
     code, out, err = call([*base, "web-1", "--start", "--journal-dir", str(tmp_path / "j")])
@@ -76,13 +82,11 @@ def test_bars_redraw_in_place_on_a_terminal() -> None:
         def isatty(self) -> bool:
             return True
 
-    from hvkit.migration import Progress
-
     out = Tty()
-    bars = Bars(out, interval=0)
-    bars(Progress("disk0", "import", 50, 100))
-    bars(Progress("disk1", "import", 10, 100))
-    bars(Progress("disk0", "import", 100, 100))
+    bars = ProgressBars(out, interval=0)
+    bars.update("disk0", "import", 50, 100)
+    bars.update("disk1", "import", 10, 100)
+    bars.update("disk0", "import", 100, 100)
     bars.close()
     text = out.getvalue()
     assert "\x1b[2F" in text and "disk0" in text and "100%" in text and "#" * 30 in text
