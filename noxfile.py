@@ -36,6 +36,7 @@ TEST_SESSIONS = [
     ("vmware", "vmware,test", "tests/vmware", "Go and Debian's govmomi sources to build vcsim"),
     ("proxmox", "proxmox,test", "tests/proxmox", ""),
     ("hyperv", "hyperv,test", "tests/hyperv", "qemu-img"),
+    ("xen", "xen,test", "tests/xen", "qemu-img; libvirtd and vcsim for the migration paths"),
     ("migration", "all,test", "tests/migration", "libvirtd, vcsim and the test sshd (scripts/setup.d)"),
     ("fleet", "all,test", "tests/fleet", ""),
     ("reliability", "all,test", "tests/reliability", "qemu-img (scripts/setup.d)"),
