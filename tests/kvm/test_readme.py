@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from hvkit.hypervisor import Hypervisor
+from hvkit.models import DiskSpec, VMSpec
+from hvkit.testing.libvirt_peer import LibvirtPeer
 from tests.kvm.conftest import _qemu_available, _sweep
-from tests.readme_example import check_output, run_readme_example
+from tests.readme_example import DocBlock, check_output, doc_blocks, run_block, run_readme_example
 
 libvirt = pytest.importorskip("libvirt")
 pytestmark = pytest.mark.slow
@@ -42,3 +45,60 @@ def test_readme_example_runs_verbatim(qemu_system: Hypervisor) -> None:
     # the revert moved web-1 onto a private copy of the image web-2 was linked to
     disk = qemu_system.volumes.get(web1.disks[0].volume or "")
     assert disk.backing is None
+
+
+DOC_VMS = ("web", "db")
+
+
+@pytest.fixture
+def kvm2(qemu_session: Hypervisor, tmp_path: Path) -> Iterator[LibvirtPeer]:
+    """What the docs' KVM example assumes: a second libvirt host 'kvm2' (a namespaced libvirtd), VMs 'web'
+    (running) and 'db' (stopped) and a pool 'fast' on this one; all of it removed afterwards."""
+    from tests.kvm.test_migrate import _peer_missing
+
+    reason = _peer_missing()
+    if reason:
+        pytest.skip(reason)
+    conn = qemu_session.backend.conn  # type: ignore[attr-defined]
+    taken = [n for n in DOC_VMS if n in {d.name() for d in conn.listAllDomains(0)}]
+    if taken or "fast" in {p.name() for p in conn.listAllStoragePools(0)}:
+        pytest.skip(f"qemu:///system has {taken or 'a pool fast'} already")
+    peer = LibvirtPeer("kvm2")
+    fast = tmp_path / "fast"
+    fast.mkdir()
+    pool = None
+    try:
+        peer.start()
+        pool = conn.storagePoolCreateXML(
+            f"<pool type='dir'><name>fast</name><target><path>{fast}</path></target></pool>", 0
+        )
+        for name in DOC_VMS:
+            spec = VMSpec(name, cpus=1, memory_mib=64, disks=[DiskSpec(size_gib=0.01, pool="default")])
+            vm = qemu_session.vms.create(spec)
+            if name == "web":
+                qemu_session.vms.start(vm)
+        yield peer
+    finally:
+        for uri in (peer.uri, "qemu:///system"):
+            with contextlib.suppress(libvirt.libvirtError):
+                c = libvirt.open(uri)
+                for name in DOC_VMS:
+                    with contextlib.suppress(libvirt.libvirtError):
+                        _sweep(c, name)
+                c.close()
+        if pool is not None:
+            with contextlib.suppress(libvirt.libvirtError):
+                pool.destroy()
+        peer.stop()
+
+
+@pytest.mark.parametrize("block", doc_blocks("kvm"), ids=lambda b: b.where)
+def test_docs_kvm_examples_run(block: DocBlock, kvm2: LibvirtPeer) -> None:
+    """The docs' KVM examples on this machine's libvirtd, with 'kvm2' a namespaced peer reached over UNIX sockets."""
+    import hvkit
+    from tests.kvm.test_migrate import _unix_peer
+
+    run_block(block, lambda _url: "kvm:///system?virt_type=qemu", {"hvkit": hvkit}, {"peers": [_unix_peer(kvm2)]})
+    with hvkit.connect("kvm:///system", virt_type="qemu", peers=[_unix_peer(kvm2)]) as hv:
+        assert hv.vms.get("web").host == kvm2.host_uuid
+        assert hv.vms.get("db").disks[0].pool == "fast"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import urllib.parse
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -12,7 +13,7 @@ from hvkit import DiskSpec, NicSpec, VMSpec, errors
 from hvkit.hypervisor import Hypervisor
 from hvkit.testing.proxmox_sim import ProxmoxSimulator
 from hvkit.testing.proxmox_sim.state import Storage
-from tests.readme_example import check_output, run_readme_example
+from tests.readme_example import DocBlock, check_output, doc_blocks, run_block, run_readme_example
 
 
 @pytest.fixture(scope="module")
@@ -93,3 +94,14 @@ def test_linked_clone_of_a_running_vm_with_snapshots(hv: Hypervisor) -> None:
     assert hv.snapshots.revert(snap).power_state.value == "running"
     hv.vms.delete(clone)
     hv.vms.delete(vm, force=True)
+
+
+@pytest.mark.parametrize("block", doc_blocks("proxmox"), ids=lambda b: b.where)
+def test_docs_proxmox_examples_run(
+    block: DocBlock, sim: ProxmoxSimulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The docs' Proxmox examples, against the simulator: URLs point at it, credentials and CA file are its own."""
+    monkeypatch.chdir(tmp_path)
+    url = f"{sim.url}?ca_file={urllib.parse.quote(sim.ca_file)}"
+    keywords = {"token": sim.token, "password": sim.password, "ca_file": sim.ca_file}
+    run_block(block, lambda _url: url, {"hvkit": hvkit}, keywords)

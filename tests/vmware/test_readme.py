@@ -8,11 +8,12 @@ import ssl
 import tempfile
 import urllib.parse
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from hvkit.testing.vcsim import Vcsim
-from tests.readme_example import check_output, run_readme_example
+from tests.readme_example import DocBlock, check_output, doc_blocks, run_block, run_readme_example
 from tests.vmware.conftest import VCENTER, _need_go
 
 pytest.importorskip("pyVmomi")
@@ -68,3 +69,22 @@ def test_any_hvkit_name_is_kept(vcenter: Vcsim) -> None:
                 assert hv.snapshots.get(vm, "before-upgrade: 100%").id == snap.id
             finally:
                 hv.vms.delete(vm.id)
+
+
+@pytest.mark.parametrize("block", doc_blocks("vmware"), ids=lambda b: b.where)
+def test_docs_vmware_examples_run(
+    block: DocBlock, vcenter: Vcsim, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The docs' VMware examples, against vcsim: URLs point at it (with its CA file), secrets are its password."""
+    import hvkit
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tests" / "cassettes").mkdir(parents=True)
+    url = f"{vcenter.url}?ca_file={urllib.parse.quote(vcenter.cert_file)}"
+    namespace = {
+        "hvkit": hvkit,
+        "secret": vcenter.password,
+        "password": vcenter.password,
+        "run_checks": lambda hv: hv.vms.list(),
+    }
+    run_block(block, lambda _url: url, namespace, {"password": vcenter.password})
