@@ -145,6 +145,8 @@ def resolve(
     backend_options: Mapping[str, Any],
 ) -> ConnectOptions:
     """Merge settings: explicit arguments win over the URL, the URL over the profile, the profile over env."""
+    if profile is not None and not isinstance(profile, str):
+        raise InvalidSpec(f"profile must be a profile's name, got {type(profile).__name__}")
     prof = load_profile(profile) if profile else {}
     prof_options = dict(prof.pop("options", {}))
     url_text = url if url is not None else prof.get("url") or os.environ.get("HVKIT_URL")

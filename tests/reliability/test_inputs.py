@@ -866,3 +866,24 @@ def test_zz_fuzz_summary(capsys: pytest.CaptureFixture[str]) -> None:
             f"\ninput fuzz: {tried} cases tried, {held} held, {refused} of them refused with an hvkit error ({detail})"
         )
     assert held == tried, detail
+
+
+@pytest.mark.parametrize("state_dir", [5, "a\x00b", "FILE", "~no-such-user-hvkit/x"])
+def test_bad_sim_state_dir_is_invalid_spec(tmp_path: Path, world: str, state_dir: object) -> None:
+    if state_dir == "FILE":
+        state_dir = tmp_path / "a-file"
+        state_dir.write_text("x")
+    with pytest.raises(errors.InvalidSpec, match="state_dir"):
+        hvkit.connect(f"sim://{world}", state_dir=state_dir)
+
+
+def test_a_refused_sim_option_makes_no_world_folder(tmp_path: Path, world: str) -> None:
+    for query in ("task_delay=nan", "hosts=0", "pool_gib=x"):
+        with pytest.raises(errors.InvalidSpec):
+            hvkit.connect(f"sim://{world}?{query}", state_dir=str(tmp_path / "state"))
+    assert not (tmp_path / "state").exists()
+
+
+def test_profile_must_be_a_name() -> None:
+    with pytest.raises(errors.InvalidSpec, match="profile"):
+        hvkit.connect(profile=5)  # type: ignore[arg-type]

@@ -157,7 +157,8 @@ def world_for(options: ConnectOptions) -> World:
             f"sim name {name[:70]!r} must be one folder name: ASCII letters, digits, '_', '.', '-' (not first), 1-64"
         )
     state_dir = options.option("state_dir") or os.environ.get("HVKIT_SIM_STATE_DIR")
-    options.float_option("task_delay", 0.02, low=0, high=3600)  # read by the backend; checked before any world
+    if state_dir and (not isinstance(state_dir, str | os.PathLike) or "\x00" in str(state_dir)):
+        raise InvalidSpec(f"sim state_dir must be a folder path, got a {type(state_dir).__name__}")
     sizes = {
         "hosts": options.int_option("hosts", 3, low=1, high=1024),
         "host_cpus": options.int_option("host_cpus", 32, low=1, high=4096),
@@ -169,8 +170,11 @@ def world_for(options: ConnectOptions) -> World:
         if key in _worlds:
             return _worlds[key]
         if state_dir:
-            root = Path(state_dir).expanduser() / name
-            root.mkdir(parents=True, exist_ok=True)
+            try:
+                root = Path(state_dir).expanduser() / name
+                root.mkdir(parents=True, exist_ok=True)
+            except (OSError, RuntimeError) as exc:  # a file in the way, no permission, an unknown ~user
+                raise InvalidSpec(f"sim state_dir {str(state_dir)[:200]!r} cannot be used: {exc}") from None
             persistent = True
         else:
             root = Path(tempfile.mkdtemp(prefix=f"hvkit-sim-{name}-"))

@@ -67,8 +67,8 @@ class SimBackend(Backend):
 
     def __init__(self, options: Any) -> None:
         super().__init__(options)
+        self.task_delay = options.float_option("task_delay", 0.02, low=0, high=3600)  # checked before a world opens
         self.world: World = world_for(options)
-        self.task_delay = float(options.option("task_delay", 0.02))
 
     @property
     def faults(self) -> Any:
