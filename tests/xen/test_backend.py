@@ -204,3 +204,20 @@ def test_every_call_is_in_the_model(xapi: XapiSimulator) -> None:
             continue
         cls, _, msg = name.partition(".")
         assert msg in classes.get(cls, {}).get("messages", {}), method
+
+
+def test_watch_reports_lifecycle_changes(hv: Hypervisor, made: list[str]) -> None:
+    seen: list[tuple[str, str]] = []
+    stop = hv.vms.watch(lambda e: seen.append((e["name"], e["event"])))
+    try:
+        vm = hv.vms.create(_spec("xen-watched"))
+        made.append(vm.name)
+        vm = hv.vms.pause(hv.vms.start(vm))
+        hv.vms.stop(hv.vms.resume(vm), force=True)
+        deadline = time.monotonic() + 10
+        wanted = ["defined", "started", "paused", "resumed", "stopped"]
+        while [k for n, k in seen if n == "xen-watched"] != wanted and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        stop()
+    assert [k for n, k in seen if n == "xen-watched"] == wanted

@@ -140,7 +140,7 @@ def test_tasks_progress_and_cancel() -> None:
 def test_event_from_waits_for_changes(xapi: XapiSimulator) -> None:
     session = _login(xapi)
     first = xapi.api.call("event.from", [session, ["VM"], "", 0.1])
-    assert first["events"] and all(e["class"] == "VM" for e in first["events"])
+    assert first["events"] and all(e["class"] == "vm" for e in first["events"])
     vm = xapi.api.call("VM.create", [session, {"name_label": "ev", "VCPUs_max": "1", "VCPUs_at_startup": "1"}])
     later = xapi.api.call("event.from", [session, ["vm"], first["token"], 1.0])
     assert any(e["ref"] == vm and e["operation"] == "add" for e in later["events"])

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 from ...capabilities import Capability
-from ...driver import Backend, ConnectOptions, DiskImage, Limits, ProgressFn, Task, Traits
+from ...driver import Backend, ConnectOptions, DiskImage, Event, Limits, ProgressFn, Task, Traits
 from ...errors import NotFound
 from ...models import (
     VM,
@@ -24,7 +24,7 @@ from ...models import (
     VMSpec,
     Volume,
 )
-from . import _console, _metrics, _migrate, _snapshots, _storage, _vms
+from . import _console, _events, _metrics, _migrate, _snapshots, _storage, _vms
 from . import _convert as cv
 from ._errors import translate
 from ._session import XapiSession
@@ -50,6 +50,7 @@ class XenBackend(Backend):
             Capability.VM_CONSOLE,
             Capability.VM_METRICS,
             Capability.VM_GUEST_IPS,
+            Capability.VM_EVENTS,
             Capability.VM_MIGRATE,
             Capability.VM_STORAGE_MIGRATE,
             Capability.UEFI,
@@ -183,6 +184,9 @@ class XenBackend(Backend):
 
     def host_metrics(self, hosts: list[Host]) -> list[HostMetrics]:
         return _metrics.host_metrics(self.session, hosts)
+
+    def subscribe(self, callback: Callable[[Event], None]) -> Callable[[], None]:
+        return _events.subscribe(self.options, callback)
 
     # -- snapshots ---------------------------------------------------------------------------------------
     def list_snapshots(self, vm: VM) -> list[Snapshot]:

@@ -314,7 +314,7 @@ def _event_from(api: API, session: str, classes: list[str], token: str, timeout:
     if token == "":
         with api.store.lock:
             events = [
-                {"id": "0", "timestamp": "0", "class": cls, "operation": "add", "ref": ref, "snapshot": rec}
+                {"id": "0", "timestamp": "0", "class": cls.lower(), "operation": "add", "ref": ref, "snapshot": rec}
                 for cls, objects in api.store.objects.items()
                 if "*" in wanted or cls.lower() in wanted
                 for ref, rec in objects.items()

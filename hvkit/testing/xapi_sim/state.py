@@ -169,7 +169,7 @@ class Store:
                     {
                         "id": str(event_id),
                         "timestamp": f"{time.time():.6f}",
-                        "class": cls,
+                        "class": cls.lower(),  # XAPI names classes in lower case in events
                         "operation": op,
                         "ref": ref,
                         "snapshot": snapshot,
