@@ -102,3 +102,17 @@ def test_docs_kvm_examples_run(block: DocBlock, kvm2: LibvirtPeer) -> None:
     with hvkit.connect("kvm:///system", virt_type="qemu", peers=[_unix_peer(kvm2)]) as hv:
         assert hv.vms.get("web").host == kvm2.host_uuid
         assert hv.vms.get("db").disks[0].pool == "fast"
+
+
+def test_any_hvkit_name_is_kept(test_hv: Hypervisor, prefix: str) -> None:
+    """libvirt takes any name hvkit accepts, for domains, snapshots and volumes (libvirt's test driver)."""
+    for suffix in ("web server #1 (ü) 100%", "x" * (80 - len(prefix))):
+        name = prefix + suffix
+        vm = test_hv.vms.create(VMSpec(name, memory_mib=64))
+        assert test_hv.vms.get(name).id == vm.id and [v.name for v in test_hv.vms.list() if v.id == vm.id] == [name]
+        snap = test_hv.snapshots.create(vm, "before-upgrade: 100% (ü)")
+        assert test_hv.snapshots.get(vm, "before-upgrade: 100% (ü)").id == snap.id
+        test_hv.snapshots.delete(snap)  # libvirt's test driver keeps a domain that has snapshots
+        test_hv.vms.delete(vm)
+    volume = test_hv.volumes.create("default-pool", prefix + "data disk #1 (ü) 50%.img", 0.01, format="raw")
+    assert test_hv.volumes.get(volume.id).name == prefix + "data disk #1 (ü) 50%.img"

@@ -69,6 +69,9 @@ def test_any_hvkit_name_is_kept(vcenter: Vcsim) -> None:
                 assert hv.snapshots.get(vm, "before-upgrade: 100%").id == snap.id
             finally:
                 hv.vms.delete(vm.id)
+        volume = hv.volumes.create("default", "data disk #1 (ü) 50%.vmdk", 0.01)
+        assert hv.volumes.get(volume.id).name == "data disk #1 (ü) 50%.vmdk"
+        hv.volumes.delete(volume)
 
 
 @pytest.mark.parametrize("block", doc_blocks("vmware"), ids=lambda b: b.where)
