@@ -116,3 +116,39 @@ def test_any_hvkit_name_is_kept(test_hv: Hypervisor, prefix: str) -> None:
         test_hv.vms.delete(vm)
     volume = test_hv.volumes.create("default-pool", prefix + "data disk #1 (ü) 50%.img", 0.01, format="raw")
     assert test_hv.volumes.get(volume.id).name == prefix + "data disk #1 (ü) 50%.img"
+
+
+def test_revert_after_a_linked_clone_keeps_both_disks_right(qemu_hv: Hypervisor, prefix: str) -> None:
+    """A running VM's memory snapshot, a linked clone of it (running, with that snapshot), new data in the
+    source, then the revert: the source has the snapshot's data again, the clone still the data it was made with."""
+    import io
+    import os
+    import subprocess
+
+    def write(vm_id: str) -> bytes:
+        data = os.urandom(1024 * 1024)
+        volume = qemu_hv.vms.get(vm_id).disks[0].volume or ""
+        qemu_hv.volumes.upload(volume, io.BytesIO(data))
+        return data
+
+    def read(vm_id: str) -> bytes:
+        out = io.BytesIO()
+        qemu_hv.volumes.download(qemu_hv.vms.get(vm_id).disks[0].volume or "", out)
+        return out.getvalue()[: 1024 * 1024]
+
+    spec = VMSpec(prefix + "src", cpus=1, memory_mib=64, disks=[DiskSpec(size_gib=0.02, pool="default")])
+    vm = qemu_hv.vms.create(spec)
+    first = write(vm.id)
+    vm = qemu_hv.vms.start(vm)
+    snap = qemu_hv.snapshots.create(vm, "before-upgrade")
+    assert snap.memory
+    clone = qemu_hv.vms.clone(vm, prefix + "clone", linked=True)
+    qemu_hv.vms.stop(vm, force=True)
+    overlay = qemu_hv.vms.get(vm.id).disks[0].path or ""
+    subprocess.run(["qemu-io", "-f", "qcow2", "-c", "write -P 0x5a 0 1M", overlay], check=True, capture_output=True)
+    assert read(vm.id) == b"\x5a" * 1024 * 1024  # the source's own overlay took it: the clone's base did not
+    assert read(clone.id) == first
+    assert qemu_hv.snapshots.revert(snap).power_state.value == "running"
+    qemu_hv.vms.stop(vm, force=True)
+    assert read(vm.id) == first and read(clone.id) == first
+    assert [s.name for s in qemu_hv.snapshots.list(vm)] == ["before-upgrade"]
