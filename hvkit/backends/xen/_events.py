@@ -42,9 +42,13 @@ def _kind(op: str, before: str | None, after: str) -> str | None:
 def subscribe(options: ConnectOptions, callback: Callable[[Event], None]) -> Callable[[], None]:
     """Watch VMs until the returned function is called; ``callback`` gets one dict per lifecycle change."""
     session = XapiSession(options)
-    session.connect()
+    try:
+        session.connect()
+        first = session.call("event.from", ["vm"], "", 0.0)
+    except BaseException:
+        session.close()
+        raise
     stop = threading.Event()
-    first = session.call("event.from", ["vm"], "", 0.0)
     states: dict[str, str] = {
         e["ref"]: e["snapshot"]["power_state"] for e in first["events"] if cv.is_guest(e["snapshot"])
     }

@@ -135,8 +135,13 @@ class XapiSession:
             self.handle = _value(result)
             self._filter.secrets = [self._password, self.handle]
 
+    def _drop_filter(self) -> None:
+        for name in ("XenAPI", "xmlrpc", "urllib3"):
+            logging.getLogger(name).removeFilter(self._filter)
+
     def close(self) -> None:
         if self._xen is None or not self.handle:
+            self._drop_filter()
             return
         try:
             with translate("logout"):
@@ -147,6 +152,7 @@ class XapiSession:
             self.handle = ""
             if self._transport is not None:
                 self._transport.close()
+            self._drop_filter()
 
     @property
     def requests(self) -> int:

@@ -80,7 +80,8 @@ def delete_volume(s: XapiSession, volume: Volume) -> None:
 
 
 def _ref(s: XapiSession, volume: Volume) -> str:
-    return str(volume.extra.get("ref") or s.call("VDI.get_by_uuid", volume.id))
+    """The VDI's reference, read now: it must exist, and an expired session is renewed before the transfer."""
+    return str(s.call("VDI.get_by_uuid", volume.id))
 
 
 def upload(

@@ -93,7 +93,11 @@ class XenBackend(Backend):
 
     def connect(self) -> None:
         session = XapiSession(self.options)
-        session.connect()
+        try:
+            session.connect()
+        except BaseException:
+            session.close()
+            raise
         self._session = session
 
     def close(self) -> None:

@@ -236,8 +236,8 @@ def _create(store: Any, cls: str, args: dict[str, Any]) -> str:
     record: dict[str, Any] = {}
     for key, value in args.items():
         spec = fields.get(key)
-        if spec is None:
-            continue  # XAPI ignores unknown fields in a create record
+        if spec is None or spec[1] == "RO/runtime":
+            continue  # XAPI ignores unknown and runtime fields in a create record
         xt = parse_type(spec[0])
         record[key] = coerce(xt, value, f"{cls}.{key}")
         if xt.kind == "ref" and record[key] != NULL and not store.exists(xt.name, record[key]):
@@ -247,8 +247,6 @@ def _create(store: Any, cls: str, args: dict[str, Any]) -> str:
 
 
 def _accessor(store: Any, cls: str, field: str, act: str) -> Handler:
-    xt = parse_type(model()["classes"][cls]["fields"][field][0])
-
     def get(api: API, s: str, ref: str) -> Any:
         return store.get(cls, ref)[field]
 
@@ -275,7 +273,6 @@ def _accessor(store: Any, cls: str, field: str, act: str) -> Handler:
     def remove(api: API, s: str, ref: str, value: Any) -> None:
         store.set(cls, ref, field, [v for v in store.get(cls, ref)[field] if v != value])
 
-    del xt
     table: dict[str, Handler] = {
         "get": get,
         "set": set_,
