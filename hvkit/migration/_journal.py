@@ -89,8 +89,11 @@ class Journal:
             stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
             safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(plan_data.get("name", "vm")))[:40]
             directory = (root or default_root()) / f"{safe}-{stamp}-{uuid.uuid4().hex[:6]}"
-        if (directory / "journal.jsonl").exists():
+        existing = directory / "journal.jsonl"
+        # a file without one whole line is a journal whose plan record a crash cut short: nothing began
+        if existing.exists() and b"\n" in existing.read_bytes():
             raise InvalidSpec(f"{directory} holds a migration journal already; resume or roll it back")
+        existing.unlink(missing_ok=True)
         directory.mkdir(parents=True, exist_ok=True)
         directory.chmod(0o700)
         journal = cls(directory)

@@ -512,7 +512,7 @@ class _Runner:
                 return self.dst.volumes.get(data["volume"]), int(data.get("bytes_moved", 0))
             except NotFound:
                 pass
-        if state is not None:  # begun (or done but gone): clear what a killed attempt left
+        if state in ("begin", "done"):  # begun (or done but gone): clear what a killed attempt left
             self._clear_import(d, data)
         pool = self.dst.pools.get(d.target_pool)
         # what the import will write, recorded (fsynced) before it writes: a kill before import_disk returns
