@@ -15,7 +15,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from . import vms as _vms  # noqa: F401 - registers the VM, VDI, VBD and VIF handlers
+from . import disks as _disks  # noqa: F401 - registers the VDI, VBD and VIF handlers
+from . import vms as _vms  # noqa: F401 - registers the VM handlers
 from .api import API
 from .model import Failure
 from .pool import Pool

@@ -1,15 +1,15 @@
-"""Semantics of VMs, disks and NICs: power states, snapshots, clones, copies, migration, SR space."""
+"""Semantics of VMs: power states, snapshots and checkpoints, revert, clones, copies, provisioning, migration."""
 
 from __future__ import annotations
 
 import copy
-import random
 import re
 import xml.etree.ElementTree as ET
 from typing import Any
 
 from .api import API, handler
-from .model import NULL, Failure, coerce, model, parse_type
+from .disks import destroy_vdi, duplicate_vdi, new_vdi, random_mac
+from .model import NULL, Failure
 from .pool import now
 
 __all__: list[str] = []
@@ -176,13 +176,13 @@ def _unpause(api: API, session: str, vm: str) -> None:
 def _memory_image(api: API, vm: str, label: str) -> str:
     rec = _vm(api, vm)
     sr = rec["suspend_SR"] if api.store.exists("SR", rec["suspend_SR"]) else api.pool.default_sr
-    return _new_vdi(api, sr, {"name_label": label, "type": "suspend", "virtual_size": int(rec["memory_static_max"])})
+    return new_vdi(api, sr, {"name_label": label, "type": "suspend", "virtual_size": int(rec["memory_static_max"])})
 
 
 def _drop_suspend_image(api: API, vm: str) -> None:
     image = _vm(api, vm)["suspend_VDI"]
     if api.store.exists("VDI", image):
-        _destroy_vdi(api, image)
+        destroy_vdi(api, image)
     api.store.set("VM", vm, "suspend_VDI", NULL)
 
 
@@ -312,7 +312,7 @@ def _provision(api: API, session: str, vm: str) -> None:
         if sr is None:
             raise Failure("UUID_INVALID", "SR", sr_uuid)
         size = int(disk.get("size", "0"))
-        vdi = _new_vdi(api, sr, {"name_label": f"{rec['name_label']} {disk.get('device')}", "virtual_size": size})
+        vdi = new_vdi(api, sr, {"name_label": f"{rec['name_label']} {disk.get('device')}", "virtual_size": size})
         api.store.new(
             "VBD",
             {
@@ -343,28 +343,14 @@ def _duplicate(api: API, src: str, name: str, disks: str, sr: str = NULL, **fiel
         b = s.get("VBD", vbd)
         vdi = b["VDI"]
         if b["type"] == "Disk" and s.exists("VDI", vdi):
-            vdi = _duplicate_vdi(api, vdi, disks, sr)
+            vdi = duplicate_vdi(api, vdi, disks, sr)
         new = {k: b[k] for k in ("userdevice", "device", "bootable", "mode", "type", "empty", "other_config")}
         s.new("VBD", {**new, "VM": vm, "VDI": vdi})
     for vif in rec["VIFs"]:
         f = s.get("VIF", vif)
-        mac = f["MAC"] if keep_mac else _random_mac()
+        mac = f["MAC"] if keep_mac else random_mac()
         s.new("VIF", {"VM": vm, "network": f["network"], "device": f["device"], "MAC": mac, "MTU": f["MTU"]})
     return vm
-
-
-def _duplicate_vdi(api: API, vdi: str, how: str, sr: str = NULL) -> str:
-    s = api.store
-    rec = s.get("VDI", vdi)
-    target = sr if sr != NULL else rec["SR"]
-    fields = {k: rec[k] for k in ("name_label", "name_description", "virtual_size", "type", "sharable", "read_only")}
-    if how == "snapshot":
-        fields.update(is_a_snapshot=True, snapshot_of=vdi, snapshot_time=now())
-    elif how == "clone":
-        fields["sm_config"] = {"vhd-parent": rec["uuid"]}
-    new = _new_vdi(api, target, fields)
-    api.pool.copy_content(vdi, new)
-    return new
 
 
 @handler("VM.snapshot")
@@ -409,17 +395,17 @@ def _revert(api: API, session: str, snapshot: str) -> None:
         b = s.get("VBD", vbd)
         s.destroy("VBD", vbd)
         if b["type"] == "Disk" and s.exists("VDI", b["VDI"]) and not s.get("VDI", b["VDI"])["VBDs"]:
-            _destroy_vdi(api, b["VDI"])
+            destroy_vdi(api, b["VDI"])
     for vbd in snap["VBDs"]:
         b = s.get("VBD", vbd)
-        vdi = _duplicate_vdi(api, b["VDI"], "clone") if b["type"] == "Disk" and s.exists("VDI", b["VDI"]) else b["VDI"]
+        vdi = duplicate_vdi(api, b["VDI"], "clone") if b["type"] == "Disk" and s.exists("VDI", b["VDI"]) else b["VDI"]
         new = {k: b[k] for k in ("userdevice", "device", "bootable", "mode", "type", "empty")}
         s.new("VBD", {**new, "VM": vm, "VDI": vdi})
     for field in _CONFIG:
         s.set("VM", vm, field, copy.deepcopy(snap[field]))
     s.set("VM", vm, "parent", snapshot)
     if snap["power_state"] == "Suspended" and s.exists("VDI", snap["suspend_VDI"]):
-        s.update("VM", vm, power_state="Suspended", suspend_VDI=_duplicate_vdi(api, snap["suspend_VDI"], "clone"))
+        s.update("VM", vm, power_state="Suspended", suspend_VDI=duplicate_vdi(api, snap["suspend_VDI"], "clone"))
 
 
 @handler("VM.clone")
@@ -432,127 +418,3 @@ def _clone(api: API, session: str, vm: str, name: str) -> str:
 def _copy(api: API, session: str, vm: str, name: str, sr: str) -> str:
     _need(api, vm, "Halted", "Suspended")
     return _duplicate(api, vm, name, "copy", sr)
-
-
-# -- disks --------------------------------------------------------------------------------------------------------
-def _new_vdi(api: API, sr: str, fields: dict[str, Any]) -> str:
-    size = int(fields.get("virtual_size", 0))
-    if size < 0:
-        raise Failure("INVALID_VALUE", "virtual_size", size)
-    free = api.pool.sr_free(sr)
-    if size > free:
-        raise Failure("SR_FULL", size, free)
-    fields = {"type": "user", "allowed_operations": ["clone", "copy", "destroy", "resize", "snapshot"], **fields}
-    vdi = api.store.new("VDI", {**fields, "SR": sr, "physical_utilisation": 0, "location": ""})
-    rec = api.store.get("VDI", vdi)
-    api.store.set("VDI", vdi, "location", rec["uuid"])
-    api.pool.account(sr, size)
-    return vdi
-
-
-def _destroy_vdi(api: API, vdi: str) -> None:
-    s = api.store
-    rec = s.get("VDI", vdi)
-    for vbd in list(rec["VBDs"]):
-        if s.get("VBD", vbd)["currently_attached"]:
-            raise Failure("VDI_IN_USE", vdi, "destroy")
-    for vbd in list(rec["VBDs"]):
-        s.destroy("VBD", vbd)
-    api.pool.remove_content(vdi)
-    api.pool.account(rec["SR"], -int(rec["virtual_size"]))
-    s.destroy("VDI", vdi)
-
-
-@handler("VDI.create")
-def _vdi_create(api: API, session: str, args: dict[str, Any]) -> str:
-    sr = str(args.get("SR", NULL))
-    if not api.store.exists("SR", sr):
-        raise Failure("HANDLE_INVALID", "SR", sr)
-    spec = model()["classes"]["VDI"]["fields"]
-    skip = ("SR", "uuid", "VBDs", "snapshots", "snapshot_of", "location")
-    fields = {k: coerce(parse_type(spec[k][0]), v, f"VDI.{k}") for k, v in args.items() if k in spec and k not in skip}
-    return _new_vdi(api, sr, fields)
-
-
-@handler("VDI.destroy")
-def _vdi_destroy(api: API, session: str, vdi: str) -> None:
-    _destroy_vdi(api, vdi)
-
-
-@handler("VDI.copy")
-def _vdi_copy(api: API, session: str, vdi: str, sr: str, base: str, into: str) -> str:
-    if into != NULL:
-        api.pool.copy_content(vdi, into)
-        return into
-    return _duplicate_vdi(api, vdi, "copy", sr)
-
-
-@handler("VDI.clone")
-def _vdi_clone(api: API, session: str, vdi: str, driver_params: dict[str, str]) -> str:
-    return _duplicate_vdi(api, vdi, "clone")
-
-
-@handler("VDI.snapshot")
-def _vdi_snapshot(api: API, session: str, vdi: str, driver_params: dict[str, str]) -> str:
-    return _duplicate_vdi(api, vdi, "snapshot")
-
-
-@handler("VDI.resize")
-def _vdi_resize(api: API, session: str, vdi: str, size: int) -> None:
-    rec = api.store.get("VDI", vdi)
-    grow = size - int(rec["virtual_size"])
-    if grow < 0:
-        raise Failure("VDI_TOO_SMALL", vdi, size)
-    if grow > api.pool.sr_free(rec["SR"]):
-        raise Failure("SR_FULL", size, api.pool.sr_free(rec["SR"]))
-    api.pool.account(rec["SR"], grow)
-    api.store.set("VDI", vdi, "virtual_size", size)
-
-
-@handler("VDI.pool_migrate")
-def _vdi_pool_migrate(api: API, session: str, vdi: str, sr: str, options: dict[str, str]) -> str:
-    s = api.store
-    attached = [b for b in s.get("VDI", vdi)["VBDs"] if s.get("VBD", b)["currently_attached"]]
-    if not attached:
-        raise Failure("VDI_NEEDS_VM_FOR_MIGRATE", vdi)
-    new = _duplicate_vdi(api, vdi, "copy", sr)
-    for vbd in list(s.get("VDI", vdi)["VBDs"]):
-        s.set("VBD", vbd, "VDI", new)
-    s.update("VDI", new, name_label=s.get("VDI", vdi)["name_label"])
-    _destroy_vdi(api, vdi)
-    return new
-
-
-# -- devices --------------------------------------------------------------------------------------------------------
-@handler("VBD.create")
-def _vbd_create(api: API, session: str, args: dict[str, Any]) -> str:
-    from .api import _create as generic
-
-    vm = str(args.get("VM", NULL))
-    rec = _vm(api, vm)
-    used = {api.store.get("VBD", b)["userdevice"] for b in rec["VBDs"]}
-    device = str(args.get("userdevice", "autodetect"))
-    if device == "autodetect":
-        device = str(next(i for i in range(64) if str(i) not in used))
-    elif device in used:
-        raise Failure("DEVICE_ALREADY_EXISTS", device)
-    return generic(api.store, "VBD", {**args, "userdevice": device, "currently_attached": False})
-
-
-@handler("VIF.create")
-def _vif_create(api: API, session: str, args: dict[str, Any]) -> str:
-    from .api import _create as generic
-
-    mac = str(args.get("MAC", ""))
-    if mac and not _MAC.match(mac):
-        raise Failure("MAC_INVALID", mac)
-    rec = _vm(api, str(args.get("VM", NULL)))
-    device = str(args.get("device", "0"))
-    if any(api.store.get("VIF", v)["device"] == device for v in rec["VIFs"]):
-        raise Failure("DEVICE_ALREADY_EXISTS", device)
-    return generic(api.store, "VIF", {**args, "MAC": mac.lower() or _random_mac(), "currently_attached": False})
-
-
-def _random_mac() -> str:
-    octets = [random.randrange(256) for _ in range(5)]
-    return ":".join(f"{b:02x}" for b in [0x02 | (octets[0] & 0xFC), *octets[1:], random.randrange(256)])
