@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import re
 import xml.etree.ElementTree as ET
 from typing import Any
 
@@ -14,7 +13,6 @@ from .pool import now
 
 __all__: list[str] = []
 
-_MAC = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
 # fields that belong to one VM object and are never copied by snapshot / clone / copy
 _OWN = {
     "uuid", "VBDs", "VIFs", "consoles", "snapshots", "children", "parent", "snapshot_of", "resident_on", "metrics",
