@@ -13,6 +13,9 @@ A backend joins with a fixture class and one line per area (or :class:`AllTests`
 
     class TestSim(SimFixtures, AllTests): pass
 
+:class:`BasicTests` is the first tier a new driver passes: inventory, the VM lifecycle and the capability
+contract; :class:`AllTests` adds changes (reconfigure, clone, migrate), snapshots and volumes.
+
 Each test declares the capabilities it needs and is skipped where the backend lacks one; for every
 capability a backend does not declare, CapabilityContractTests checks the call raises Unsupported.
 """
@@ -27,6 +30,7 @@ from .storage import VolumeTests
 
 __all__ = [
     "AllTests",
+    "BasicTests",
     "CapabilityContractTests",
     "CloneTests",
     "ConformanceBase",
@@ -39,6 +43,10 @@ __all__ = [
     "cleanup",
     "requires",
 ]
+
+
+class BasicTests(InventoryTests, LifecycleTests, CapabilityContractTests):
+    """The basic tier: inventory, VM lifecycle and the capability contract."""
 
 
 class AllTests(
