@@ -13,17 +13,19 @@ pytest.importorskip("winrm")
 pytest.importorskip("spnego")
 
 from hvkit.testing.hyperv_sim import HyperVHost
+from hvkit.testing.hyperv_sim._samba import samba_available
 
 
 @pytest.fixture(scope="module")
 def host() -> Iterator[HyperVHost]:
-    with HyperVHost() as h:
+    with HyperVHost(smb=samba_available()) as h:
         yield h
 
 
 @pytest.fixture
 def hv(host: HyperVHost) -> Iterator[Hypervisor]:
-    conn = hvkit.connect(host.url + "?pools=fast=D:/VMs", password=host.password, ca_file=host.ca_file, timeout=20)
+    url = f"{host.url}?pools=fast=D:/VMs&{host.options}"
+    conn = hvkit.connect(url, password=host.password, ca_file=host.ca_file, timeout=20)
     try:
         yield conn
     finally:

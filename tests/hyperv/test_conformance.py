@@ -10,11 +10,12 @@ import hvkit
 from hvkit.hypervisor import Hypervisor
 from hvkit.testing.conformance import AllTests
 from hvkit.testing.hyperv_sim import HyperVHost
+from hvkit.testing.hyperv_sim._samba import samba_available
 
 
 @pytest.fixture(scope="module")
 def conformance_host() -> Iterator[HyperVHost]:
-    with HyperVHost() as host:
+    with HyperVHost(smb=samba_available()) as host:
         yield host
 
 
@@ -27,7 +28,7 @@ class HyperVFixtures:
 
     @pytest.fixture
     def hv(self, conformance_host: HyperVHost) -> Iterator[Hypervisor]:
-        url = conformance_host.url + "?pools=fast=D:/VMs"
+        url = f"{conformance_host.url}?pools=fast=D:/VMs&{conformance_host.options}"
         with hvkit.connect(url, password=conformance_host.password, ca_file=conformance_host.ca_file) as conn:
             yield conn
 

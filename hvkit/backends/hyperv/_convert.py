@@ -27,11 +27,21 @@ __all__ = ["date", "host", "mac", "network", "pool", "snapshot", "vm", "volume"]
 MiB = 1024 * 1024
 # Microsoft.HyperV.PowerShell.VMState (numbers: Windows PowerShell 5.1's ConvertTo-Json writes enums as numbers)
 _POWER = {
-    2: PowerState.RUNNING, 3: PowerState.STOPPED, 4: PowerState.STOPPING, 6: PowerState.SUSPENDED,
-    9: PowerState.PAUSED, 10: PowerState.STARTING, 11: PowerState.RUNNING, 32773: PowerState.STOPPING,
-    32776: PowerState.RUNNING, 32777: PowerState.RUNNING, 32779: PowerState.SUSPENDED,
-    32780: PowerState.STOPPING, 32781: PowerState.STOPPING, 32782: PowerState.RUNNING,
-}  # fmt: skip
+    2: PowerState.RUNNING,
+    3: PowerState.STOPPED,
+    4: PowerState.STOPPING,
+    6: PowerState.SUSPENDED,
+    9: PowerState.PAUSED,
+    10: PowerState.STARTING,
+    11: PowerState.RUNNING,
+    32773: PowerState.STOPPING,
+    32776: PowerState.RUNNING,
+    32777: PowerState.RUNNING,
+    32779: PowerState.SUSPENDED,
+    32780: PowerState.STOPPING,
+    32781: PowerState.STOPPING,
+    32782: PowerState.RUNNING,
+}
 _SWITCH_TYPES = {0: "private", 1: "internal", 2: "external"}
 _DATE = re.compile(r"^/Date\((-?\d+)(?:[+-]\d{4})?\)/$")
 
@@ -122,9 +132,12 @@ def host(rec: dict[str, Any]) -> Host:
         cpu_threads=threads,
         memory_mib=int(rec.get("MemoryCapacity") or 0) // MiB,
         hypervisor_kind="hyperv",
-        extra={"fqdn": rec.get("FullyQualifiedDomainName"), "vm_path": rec.get("VirtualMachinePath"),
-               "vhd_path": rec.get("VirtualHardDiskPath")},
-    )  # fmt: skip
+        extra={
+            "fqdn": rec.get("FullyQualifiedDomainName"),
+            "vm_path": rec.get("VirtualMachinePath"),
+            "vhd_path": rec.get("VirtualHardDiskPath"),
+        },
+    )
 
 
 def pool(rec: dict[str, Any], name: str, host_name: str) -> StoragePool:

@@ -114,8 +114,14 @@ _BY_CATEGORY: dict[str, type[HvkitError]] = {
     "InvalidData": InvalidSpec,
 }
 # binding and parse failures: the template does not fit this host's Hyper-V module (an hvkit bug or an old host)
-_TEMPLATE_MISFITS = {"NamedParameterNotFound", "AmbiguousParameterSet", "MissingMandatoryParameter",
-                     "ParameterAlreadyBound", "ParseException", "CommandNotFoundException"}  # fmt: skip
+_TEMPLATE_MISFITS = {
+    "NamedParameterNotFound",
+    "AmbiguousParameterSet",
+    "MissingMandatoryParameter",
+    "ParameterAlreadyBound",
+    "ParseException",
+    "CommandNotFoundException",
+}
 _NOT_FOUND_TEXT = re.compile(r"unable to find a virtual (machine|switch)|unable to find a snapshot", re.I)
 
 

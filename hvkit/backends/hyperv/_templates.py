@@ -305,6 +305,12 @@ Remove-Item -LiteralPath $P.Path -Force
 $out = [ordered]@{ Path = $P.Path }
 """
 
+_VOLUME_EXPORT = r"""
+if (Test-Path -LiteralPath $P.Destination) { hvkFail 'ResourceExists' 'hvkit.AlreadyExists' 'The destination file exists.' $P.Destination }
+Convert-VHD -Path $P.Path -DestinationPath $P.Destination -VHDType Dynamic
+$out = hvkVhd $P.Destination
+"""
+
 TEMPLATES: dict[str, Template] = {
     t.id: t
     for t in (
@@ -324,6 +330,7 @@ TEMPLATES: dict[str, Template] = {
         Template("volume.list", 1, _VOLUME_LIST),
         Template("volume.create", 1, _VOLUME_CREATE),
         Template("volume.delete", 1, _VOLUME_DELETE),
+        Template("volume.export", 1, _VOLUME_EXPORT),
     )
 }
 

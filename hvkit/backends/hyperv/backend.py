@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from typing import IO
+
 from ...capabilities import Capability
-from ...driver import Backend, ConnectOptions, Limits, Traits
+from ...driver import Backend, ConnectOptions, DiskImage, Limits, ProgressFn, Traits
 from ...errors import InvalidSpec, NotFound
 from ...models import (
     VM,
@@ -18,8 +20,9 @@ from ...models import (
     VMSpec,
     Volume,
 )
-from . import _console, _metrics, _migrate, _snapshots, _storage, _vms
+from . import _console, _disks, _metrics, _migrate, _snapshots, _storage, _vms
 from ._session import Session
+from ._smb import SmbFiles
 
 __all__ = ["HyperVBackend"]
 
@@ -52,12 +55,16 @@ class HyperVBackend(Backend):
             Capability.SNAPSHOT_MEMORY,
             Capability.VOLUME_CREATE,
             Capability.VOLUME_DELETE,
+            Capability.VOLUME_UPLOAD,
+            Capability.VOLUME_DOWNLOAD,
         }
     )
     capability_notes = {
         Capability.VM_LINKED_CLONE: "differencing VHDX on the source's disks",
         Capability.VM_GUEST_IPS: "from KVP (integration services in the guest)",
         Capability.VM_CONSOLE: "VMConnect / RDP address (port 2179)",
+        Capability.VOLUME_UPLOAD: "over SMB (the host's C$ share)",
+        Capability.VOLUME_DOWNLOAD: "over SMB (the host's C$ share)",
     }
     portability_notes = {
         "vms.list": "one script for the whole host (Get-VM with disks, VHD sizes, adapters and KVP addresses): "
@@ -79,6 +86,8 @@ class HyperVBackend(Backend):
         disk_buses=frozenset({DiskBus.IDE, DiskBus.SCSI}),
         default_disk_bus=DiskBus.SCSI,
         disk_formats=(DiskFormat.VHDX, DiskFormat.VHD),
+        disk_export=True,  # the VHDX file over SMB (Convert-VHD first for a differencing disk)
+        disk_import=True,  # a VHDX made here, written over SMB into the pool's folder
         guest_tools="Hyper-V integration services (hv_utils / hyperv-daemons on Linux)",
         uefi_note=(
             "UEFI on Hyper-V is a Generation 2 VM with Secure Boot on (Microsoft UEFI CA template for Linux); "
@@ -95,12 +104,14 @@ class HyperVBackend(Backend):
     def __init__(self, options: ConnectOptions) -> None:
         super().__init__(options)
         self.session = Session(options)
+        self.smb = SmbFiles(self.session)
 
     # -- connection ------------------------------------------------------------------------------------
     def connect(self) -> None:
         self.session.connect()
 
     def close(self) -> None:
+        self.smb.close()
         self.session.close()
 
     # -- inventory -------------------------------------------------------------------------------------
@@ -201,6 +212,24 @@ class HyperVBackend(Backend):
 
     def delete_volume(self, volume: Volume) -> None:
         _storage.delete(self.session, volume)
+
+    def upload_volume(self, volume: Volume, source: IO[bytes], size: int, progress: ProgressFn) -> None:
+        _disks.upload_volume(self.session, self.smb, volume, source, size, progress)
+
+    def download_volume(self, volume: Volume, sink: IO[bytes], progress: ProgressFn) -> int:
+        return _disks.download_volume(self.session, self.smb, volume, sink, progress)
+
+    def export_disk(
+        self, volume: Volume, workdir: str, progress: ProgressFn, snapshot: Snapshot | None = None
+    ) -> DiskImage:
+        if snapshot is not None:
+            raise self._unsupported("export_disk(snapshot=...)")
+        return _disks.export_disk(self.session, self.smb, volume, workdir, progress)
+
+    def import_disk(
+        self, pool: StoragePool, name: str, image: DiskImage, fmt: DiskFormat, workdir: str, progress: ProgressFn
+    ) -> Volume:
+        return _disks.import_disk(self.session, self.smb, pool, name, image, fmt, workdir, progress)
 
     # -- for tests and benchmarks ----------------------------------------------------------------------
     @property

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from ...driver import qemu_img
 from ._output import PSError
 from ._state import CONTROLLER, ENUMS, STATE, Adapter, Drive, HostState, Snapshot, VirtualMachine
 
@@ -586,6 +587,25 @@ def volume_delete(host: HostState, p: P) -> Any:
     return {"Path": p["Path"]}
 
 
+def volume_export(host: HostState, p: P) -> Any:
+    """Convert-VHD -VHDType Dynamic: a differencing chain merged into one new VHDX."""
+    if host.exists(p["Destination"]):
+        raise _fail("ResourceExists", "hvkit.AlreadyExists", "The destination file exists.", p["Destination"])
+    source = host.vhd(p["Path"])
+    qemu_img(
+        "convert",
+        "-O",
+        "vhdx",
+        "-o",
+        "subformat=dynamic",
+        str(host.local(p["Path"])),
+        str(host.local(p["Destination"])),
+    )
+    host.vhd(p["Destination"])
+    del source
+    return _vhd(host, p["Destination"])
+
+
 HANDLERS: dict[tuple[str, int], Callable[[HostState, P], Any]] = {
     ("inventory", 1): inventory,
     ("vm.get", 1): vm_get,
@@ -603,4 +623,5 @@ HANDLERS: dict[tuple[str, int], Callable[[HostState, P], Any]] = {
     ("volume.list", 1): volume_list,
     ("volume.create", 1): volume_create,
     ("volume.delete", 1): volume_delete,
+    ("volume.export", 1): volume_export,
 }

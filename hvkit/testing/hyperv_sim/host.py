@@ -20,6 +20,7 @@ from ..winrm_sim import Process, WinRMEndpoint
 from ._ops import _CLASSES, HANDLERS
 from ._output import PSError, clixml, convert_to_json
 from ._psparse import Invocation, PSParseError, Token, check_template, invocations, tokenize
+from ._samba import SambaShares
 from ._state import STATE, HostState, VirtualMachine
 
 __all__ = ["HyperVHost"]
@@ -112,7 +113,13 @@ class HyperVHost:
     """
 
     def __init__(
-        self, *, root: str | Path | None = None, tls: bool = True, name: str = "HV01", switches: tuple[str, ...] = ()
+        self,
+        *,
+        root: str | Path | None = None,
+        tls: bool = True,
+        name: str = "HV01",
+        switches: tuple[str, ...] = (),
+        smb: bool = False,
     ) -> None:
         self._tmp = tempfile.TemporaryDirectory(prefix="hyperv-sim-") if root is None else None
         self.root = Path(self._tmp.name if self._tmp else root)  # type: ignore[arg-type]
@@ -124,15 +131,27 @@ class HyperVHost:
         self.user = f"hvkit-{uuid.uuid4().hex[:6]}"  # NTLM users are process-wide: one per host
         self.password = uuid.uuid4().hex
         self.endpoint = WinRMEndpoint(self.run, tls=tls, users={self.user: self.password})
+        self.samba: SambaShares | None = None
+        if smb:  # the drives as administrative shares, served by a real smbd (Debian's samba)
+            shares = {f"{d.name}$": d for d in sorted(self.root.iterdir()) if d.is_dir() and len(d.name) == 1}
+            self.samba = SambaShares(shares, self.user, self.password)
         self.commands: list[str] = []  # template ids (or "raw") in the order they ran
         self._first_use = True
         self._checked: dict[str, list[Token]] = {}
 
     def start(self) -> HyperVHost:
         self.endpoint.start()
+        if self.samba is not None:
+            try:
+                self.samba.start()
+            except BaseException:
+                self.endpoint.stop()
+                raise
         return self
 
     def stop(self) -> None:
+        if self.samba is not None:
+            self.samba.stop()
         self.endpoint.stop()
         if self._tmp is not None:
             self._tmp.cleanup()
@@ -147,6 +166,11 @@ class HyperVHost:
     def url(self) -> str:
         scheme = "hyperv" if self.endpoint.tls else "hyperv+http"
         return f"{scheme}://{self.user}@127.0.0.1:{self.endpoint.port}"
+
+    @property
+    def options(self) -> str:
+        """URL options this host needs beyond the defaults (the SMB port of its shares)."""
+        return f"smb_port={self.samba.port}" if self.samba is not None else ""
 
     @property
     def ca_file(self) -> str:
