@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator
 
 import libvirt
@@ -100,6 +101,7 @@ _BY_NAME: dict[str, type[HvkitError]] = {
     "GNUTLS_ERROR": ConnectionError,
     "UNKNOWN_HOST": ConnectionError,
 }
+_DUPLICATE = re.compile(r"^operation failed: (domain|pool|network) '.*' already exists")
 ERROR_TABLE: dict[int, type[HvkitError]] = {
     getattr(libvirt, f"VIR_ERR_{name}"): cls for name, cls in _BY_NAME.items() if hasattr(libvirt, f"VIR_ERR_{name}")
 }
@@ -110,6 +112,8 @@ def error_for(exc: libvirt.libvirtError) -> HvkitError:
     code = exc.get_error_code()
     cls = ERROR_TABLE.get(code or 0, BackendError)
     message = exc.get_error_message() or str(exc)
+    if code == libvirt.VIR_ERR_OPERATION_FAILED and _DUPLICATE.search(message):
+        cls = AlreadyExists  # defineXML of a name another domain has ("domain 'x' already exists with uuid ...")
     if cls is Unsupported:
         return Unsupported("kvm", "this operation", message)
     return cls(f"libvirt: {message}")

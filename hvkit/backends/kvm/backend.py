@@ -41,7 +41,7 @@ from ...models import (
 )
 from ...models.enums import TaskState
 from ...tasks import TaskInfo, wait_for
-from . import _cloudinit, _cluster, _domxml, _migrate, _overlays, _streams
+from . import _bases, _cloudinit, _cluster, _domxml, _migrate, _overlays, _streams
 from ._errors import error_for, translate
 from ._portability import PORTABILITY_NOTES
 from ._uri import libvirt_uri
@@ -603,8 +603,11 @@ class KvmBackend(Backend):
         return "block" if vtype == libvirt.VIR_STORAGE_VOL_BLOCK else "file"
 
     def delete_vm(self, vm: VM, keep_disks: bool) -> None:
+        """Undefine the VM and delete its disks; a base it moved off at a linked clone goes once unused."""
         dom = self._dom(vm)
-        info = _domxml.parse_domain(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+        inactive = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+        info = _domxml.parse_domain(inactive)
+        bases = _bases.recorded_bases(ET.fromstring(inactive))
         if dom.isActive():
             dom.destroy()
         flags = (
@@ -626,6 +629,8 @@ class KvmBackend(Backend):
             vol = self._vol_or_none(path)
             if vol is not None:
                 vol.delete(0)
+        if bases and not keep_disks:
+            _bases.release_bases(self.conn, bases)
 
     def start_vm(self, vm: VM) -> None:
         self._dom(vm).create()
@@ -723,6 +728,7 @@ class KvmBackend(Backend):
             raise InvalidSpec("a linked clone of a running VM stays on its source's pools; stop it to pass pool")
         target_pool = self.conn.storagePoolLookupByName(pool) if pool is not None else None
         root = ET.fromstring(src.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_SECURE))
+        _bases.forget_bases(root)  # the source's bases stay the source's
         # a running source moves onto new overlays first (live): the images the clone links to are then frozen
         # (on a failure later the source simply stays on its overlays, whose content is the same)
         if running:
@@ -791,6 +797,10 @@ class KvmBackend(Backend):
             undo.push(dom.undefine, f"undefine {name}")
             if source_rebase and not running:
                 self._rebase_source(src, vm.name, source_rebase, undo)
+            elif source_rebase:  # it is on its new overlays already: its former images are now its bases
+                src_root = ET.fromstring(src.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_SECURE))
+                _bases.record_bases(src_root, [path for _, path in source_rebase])
+                self.conn.defineXML(ET.tostring(src_root, encoding="unicode"))
             return self._vm_from_domain(dom)
 
     def _rebase_source(
@@ -821,6 +831,7 @@ class KvmBackend(Backend):
                 driver.set("type", "qcow2")
             for store in disk.findall("backingStore"):
                 disk.remove(store)
+        _bases.record_bases(root, base_paths)  # its former images, now the clones' bases, stay its own
         self.conn.defineXML(ET.tostring(root, encoding="unicode"))
         undo.push(lambda: self.conn.defineXML(original), "restore the source's disks")
 
