@@ -34,7 +34,8 @@ def _readable_copy(s: Session, smb: SmbFiles, volume: Volume, dest: Path, progre
 
 
 def export_disk(s: Session, smb: SmbFiles, volume: Volume, workdir: str, progress: ProgressFn) -> DiskImage:
-    dest = Path(workdir) / f"{file_name(volume.name)}-{uuid.uuid4().hex[:8]}.vhdx"
+    Path(workdir).mkdir(parents=True, exist_ok=True)
+    dest = Path(workdir) / f"{file_name(Path(volume.name).stem)}-{uuid.uuid4().hex[:8]}.vhdx"
     moved = _readable_copy(s, smb, volume, dest, progress)
     return DiskImage(str(dest), probe_format(dest), volume.capacity_bytes, temporary=True, bytes_moved=moved)
 
@@ -53,6 +54,7 @@ def import_disk(
         raise InvalidSpec(f"Hyper-V volumes are VHDX or VHD, not {fmt.value}")
     ext = ".vhd" if fmt is DiskFormat.VHD else ".vhdx"
     path = f"{s.pool_dir(pool.name)}\\{file_name(name)}{'' if name.lower().endswith(ext) else ext}"
+    Path(workdir).mkdir(parents=True, exist_ok=True)
     if image.size % (1024 * 1024):
         raise InvalidSpec("a VHDX holds whole MiB: the image's size is not a multiple of 1 MiB")
     local = convert_image(image, fmt, workdir) if image.format is not fmt else image
