@@ -221,3 +221,14 @@ def test_watch_reports_lifecycle_changes(hv: Hypervisor, made: list[str]) -> Non
     finally:
         stop()
     assert [k for n, k in seen if n == "xen-watched"] == wanted
+
+
+def test_create_from_template_clones_and_provisions(hv: Hypervisor, made: list[str]) -> None:
+    vm = hv.vms.create(_spec("xen-from-tpl", cpus=2, extra={"template": "Other install media"}))
+    made.append(vm.name)
+    assert not vm.template and (vm.cpus, vm.memory_mib) == (2, 128)
+    assert [(d.name, d.size_bytes) for d in vm.disks] == [("xvda", 10 * 1024**3), ("xvdb", 11 * 1024**2)]
+    assert [n.name for n in vm.nics] == ["eth0"]
+    with pytest.raises(errors.NotFound):
+        hv.vms.create(_spec("xen-no-tpl", extra={"template": "no such template"}))
+    assert "xen-no-tpl" not in {v.name for v in hv.vms.list()}

@@ -10,6 +10,7 @@ from ...errors import InvalidSpec, InvalidState, NotFound
 from ...models import VM, DiskFormat, Firmware, NicSpec, PowerState, VMSpec
 from . import _convert as cv
 from ._session import NULL, XapiSession
+from ._templates import find_template, from_template, used_devices
 
 __all__ = ["Inventory", "create", "delete", "get", "inventory", "reconfigure"]
 
@@ -170,35 +171,49 @@ def attach(s: XapiSession, vm: str, vdi: str, userdevice: str, bootable: bool) -
 
 
 def create(s: XapiSession, spec: VMSpec) -> str:
-    """Create a stopped HVM guest: VM record, VDIs on their SRs, VBDs, VIFs; undo all of it on failure."""
+    """Create a stopped HVM guest: VM record, VDIs on their SRs, VBDs, VIFs; undo all of it on failure.
+
+    ``spec.extra["template"]`` names a template to start from (``VM.clone`` + ``VM.provision``); the
+    spec's disks and NICs are added after the template's own.
+    """
     if spec.disks and any(d.format not in (None, DiskFormat.VHD, DiskFormat.RAW) for d in spec.disks):
         raise InvalidSpec("XAPI SRs keep disks as VHD (or raw on LVM); other formats are converted on import")
     networks = {n.network: _find(s, "network", n.network) for n in spec.nics}
     srs = {str(d.pool): _find(s, "SR", str(d.pool)) for d in spec.disks if d.volume is None}
     host = _find(s, "host", spec.host) if spec.host else NULL
+    template = spec.extra.get("template")
+    template_ref = find_template(s, str(template)) if template else None
     with Rollback() as undo:
-        record = _vm_record(spec)
-        record["affinity"] = host
-        ref = str(s.call("VM.create", record))
-        undo.push(lambda: s.call("VM.destroy", ref), f"destroy VM {ref}")
+        if template_ref is not None:
+            first_sr = next(iter(srs.values()), None)
+            ref = from_template(s, spec, template_ref, first_sr, undo)
+            if host != NULL:
+                s.call("VM.set_affinity", ref, host)
+            disk_base, nic_base = used_devices(s, ref)
+        else:
+            record = _vm_record(spec)
+            record["affinity"] = host
+            ref = str(s.call("VM.create", record))
+            undo.push(lambda: s.call("VM.destroy", ref), f"destroy VM {ref}")
+            disk_base = nic_base = 0
         for i, disk in enumerate(spec.disks):
+            device = str(disk_base + i)
             if disk.volume is not None:
                 vdi = str(s.call("VDI.get_by_uuid", disk.volume))
             else:
-                vdi = new_vdi(
-                    s, srs[str(disk.pool)], disk.name or f"{spec.name} {cv.disk_name(str(i))}", disk.size_bytes
-                )
+                label = disk.name or f"{spec.name} {cv.disk_name(device)}"
+                vdi = new_vdi(s, srs[str(disk.pool)], label, disk.size_bytes)
                 undo.push(_destroyer(s, "VDI", vdi), f"destroy VDI {vdi}")
-            attach(s, ref, vdi, str(i), i == 0)
+            attach(s, ref, vdi, device, disk_base + i == 0)
         for i, nic in enumerate(spec.nics):
-            _add_vif(s, ref, networks[nic.network], str(i), nic)
+            _add_vif(s, ref, networks[nic.network], str(nic_base + i), nic)
         if spec.cloud_init is not None:
             from ._cloudinit import config_drive
 
             sr = next(iter(srs.values()), None) or _default_sr(s)
             vdi = config_drive(s, sr, spec)
             undo.push(lambda: s.call("VDI.destroy", vdi), f"destroy VDI {vdi}")
-            attach(s, ref, vdi, str(len(spec.disks)), False)
+            attach(s, ref, vdi, str(disk_base + len(spec.disks)), False)
         return str(s.call("VM.get_uuid", ref))
 
 

@@ -18,6 +18,7 @@ _OWN = {
     "uuid", "VBDs", "VIFs", "consoles", "snapshots", "children", "parent", "snapshot_of", "resident_on", "metrics",
     "guest_metrics", "domid", "power_state", "suspend_VDI", "snapshot_time", "is_a_snapshot", "crash_dumps", "VTPMs",
     "VUSBs", "VGPUs", "attached_PCIs", "current_operations", "blobs", "scheduled_to_be_resident_on",
+    "is_default_template", "is_control_domain",
 }  # fmt: skip
 _CONFIG = (
     "VCPUs_max", "VCPUs_at_startup", "VCPUs_params", "memory_static_max", "memory_dynamic_max",
