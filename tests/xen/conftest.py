@@ -12,6 +12,8 @@ from hvkit.testing.xapi_sim import XapiSimulator, check_error
 
 pytest.importorskip("XenAPI")
 
+PROTOCOL_ERRORS = {"MESSAGE_METHOD_UNKNOWN", "MESSAGE_PARAMETER_COUNT_MISMATCH", "FIELD_TYPE_ERROR"}
+
 
 @pytest.fixture(scope="session")
 def xapi() -> Iterator[XapiSimulator]:
@@ -19,6 +21,9 @@ def xapi() -> Iterator[XapiSimulator]:
         yield sim
         for description in sim.api.errors_sent:  # every error it sent is one the model knows, with its arity
             check_error(description)
+        # hvkit's own traffic: every call it made is in the model, with the model's parameters
+        wrong = [d for d in sim.api.errors_sent if d[0] in PROTOCOL_ERRORS]
+        assert not wrong, f"hvkit made calls the model does not have: {wrong}"
 
 
 @pytest.fixture

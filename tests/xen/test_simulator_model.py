@@ -6,12 +6,22 @@ import json
 import ssl
 import urllib.request
 import xmlrpc.client
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from hvkit.testing.xapi_sim import Failure, XapiSimulator, check_error, model
 from hvkit.testing.xapi_sim.model import parse_type
+
+
+@pytest.fixture(scope="module")
+def xapi() -> Iterator[XapiSimulator]:
+    """A simulator of its own: these tests send it wrong calls on purpose."""
+    with XapiSimulator(hosts=2, task_delay=0.005) as sim:
+        yield sim
+        for description in sim.api.errors_sent:
+            check_error(description)
 
 
 def _post(sim: XapiSimulator, path: str, body: bytes, ctype: str) -> bytes:
