@@ -205,8 +205,8 @@ class Session:
     def machine_folder(self) -> str:
         """The default machine folder (``list systemproperties``), where hvkit keeps VMs and volumes."""
         if self._folder is None:
-            props = _parse.key_value_blocks(self.run(["list", "systemproperties"]), "API version")
-            folder = props[0].get("Default machine folder", "") if props else ""
+            blocks = _parse.key_value_blocks(self.run(["list", "systemproperties"]), "API version")
+            folder = next((b["Default machine folder"] for b in blocks if b.get("Default machine folder")), "")
             if not folder:
                 raise errors.BackendError("VBoxManage list systemproperties names no default machine folder")
             self._folder = folder

@@ -10,7 +10,6 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-from hvkit import errors
 from hvkit.capabilities import Capability
 from hvkit.driver import Backend, ConnectOptions, DiskImage, Limits, ProgressFn, Traits
 from hvkit.models import (
@@ -209,9 +208,6 @@ class VBoxBackend(Backend):
         _vms.power(self.session, vm, "savestate")
 
     def reconfigure_vm(self, vm: VM, cpus: int | None, memory_mib: int | None) -> None:
-        problems = LIMITS.problems(self.kind, cpus=cpus, memory_mib=memory_mib)
-        if problems:
-            raise errors.InvalidSpec("; ".join(problems))
         _vms.reconfigure_vm(self.session, vm, cpus, memory_mib)
 
     def clone_vm(self, vm: VM, name: str, linked: bool, host: str | None, pool: str | None) -> VM:

@@ -103,6 +103,7 @@ def _hdds(sim: Sim) -> str:
             if _in_running_vm(sim, m)
             else ("created" if Path(m["location"]).exists() else "inaccessible")
         )
+        state = m.get("state") or state  # a state written into the raw state (golden outputs) wins
         kind = "normal (differencing)" if m.get("parent") else "normal (base)"
         out.append(
             f"UUID:           {m['uuid']}\n"

@@ -1,0 +1,212 @@
+"""VirtualBox specifics: lock retries, WARNING lines, output drift, 6.1 vs 7.0, odd names, host-only range,
+bulk inventory, clones, snapshots with memory, metrics, guest IPs, console."""
+
+from __future__ import annotations
+
+import pytest
+
+import hvkit
+from hvkit import errors
+from hvkit.hypervisor import Hypervisor
+from hvkit.testing.vbox_sim import VBoxSim, run
+
+from .conftest import FAST
+
+SPEC = {"cpus": 1, "memory_mib": 128}
+
+
+def _vm(hv: Hypervisor, name: str, **extra: object) -> hvkit.VM:
+    fields = {**SPEC, "disks": [hvkit.DiskSpec(size_gib=10 / 1024)], "nics": [hvkit.NicSpec("nat")], **extra}
+    vm: hvkit.VM = hv.vms.create(hvkit.VMSpec(name=name, **fields))  # type: ignore[arg-type]
+    return vm
+
+
+def _calls(hv: Hypervisor) -> int:
+    calls: int = hv.backend.session.calls  # type: ignore[attr-defined]
+    return calls
+
+
+def test_version_detected(hv: Hypervisor, sim: VBoxSim) -> None:
+    assert hv.version.startswith(sim.version + ".")
+    assert hv.kind == "vbox"
+
+
+def test_lock_errors_are_retried(hv: Hypervisor, sim: VBoxSim) -> None:
+    vm = _vm(hv, "locky")
+    sim.faults(lock={"modifyvm": 3})
+    before = _calls(hv)
+    assert hv.vms.reconfigure(vm, cpus=2).cpus == 2
+    assert _calls(hv) - before >= 4  # three refusals, then the change
+
+
+def test_lock_error_that_stays_is_a_conflict(sim: VBoxSim) -> None:
+    with hvkit.connect("vbox:///", lock_retries=3, lock_backoff=0.01) as hv:
+        vm = _vm(hv, "stuck")
+        sim.faults(lock={"*": 50})
+        with pytest.raises(errors.Conflict, match="already locked"):
+            hv.vms.reconfigure(vm, memory_mib=256)
+        sim.faults()
+        assert hv.vms.get(vm).memory_mib == 128
+
+
+def test_warning_line_before_everything(sim: VBoxSim) -> None:
+    """Vagrant #13394: 'WARNING: ...' printed before the version (and before any output)."""
+    sim.faults(warning="WARNING: The vboxdrv kernel module is not loaded. Either there is no module")
+    with hvkit.connect("vbox:///", **FAST) as hv:
+        assert hv.version.startswith(sim.version)
+        vm = _vm(hv, "warned")
+        assert [v.name for v in hv.vms.list()] == ["warned"]
+        assert hv.vms.get(vm.id).disks[0].size_bytes == 10 * 1024 * 1024
+        assert hv.volumes.get(vm.disks[0].volume or "").capacity_bytes == 10 * 1024 * 1024
+
+
+def test_unknown_lines_are_skipped(hv: Hypervisor, sim: VBoxSim) -> None:
+    vm = _vm(hv, "drift", notes="two\nlines")
+    sim.faults(unknown_lines=True)
+    again = hv.vms.get(vm.id)
+    listed = hv.vms.list()
+    assert (again.cpus, again.memory_mib, len(again.disks), again.notes) == (1, 128, 1, "two\nlines")
+    assert [(v.id, v.cpus, len(v.disks), len(v.nics)) for v in listed] == [(vm.id, 1, 1, 1)]
+    assert hv.snapshots.list(vm) == []
+
+
+def test_inventory_is_two_processes_whatever_the_count(hv: Hypervisor) -> None:
+    for i in range(4):
+        _vm(hv, f"bulk-{i}")
+    before = _calls(hv)
+    vms = hv.vms.list()
+    assert len(vms) == 4 and _calls(hv) - before == 2  # list -l vms + list hdds
+    assert all(len(v.disks) == 1 and v.disks[0].size_bytes == 10 * 1024 * 1024 for v in vms)
+    by_id = {v.id: v for v in vms}
+    for vm in vms:  # the bulk listing says what showvminfo says
+        one = hv.vms.get(vm.id)
+        assert (one.name, one.cpus, one.memory_mib, one.power_state, one.disks, one.nics) == (
+            by_id[vm.id].name,
+            by_id[vm.id].cpus,
+            by_id[vm.id].memory_mib,
+            by_id[vm.id].power_state,
+            by_id[vm.id].disks,
+            by_id[vm.id].nics,
+        )
+
+
+@pytest.mark.parametrize("name", ['web "prod" 1', "café ü", "o'brien's $(touch x) vm", "  tabs\tare\tnot-ok"])
+def test_odd_names_round_trip(hv: Hypervisor, name: str) -> None:
+    if "\t" in name:
+        with pytest.raises(errors.InvalidSpec):
+            hvkit.VMSpec(name=name)
+        return
+    vm = _vm(hv, name)
+    assert vm.name == name
+    assert hv.vms.get(name).id == vm.id
+    assert name in {v.name for v in hv.vms.list()}
+    snap = hv.snapshots.create(vm, f"{name} snap")
+    assert hv.snapshots.list(vm)[0].name == snap.name == f"{name} snap"
+    hv.vms.delete(vm)
+    assert name not in {v.name for v in hv.vms.list()}
+
+
+def test_option_names_follow_the_version(hv: Hypervisor, sim: VBoxSim) -> None:
+    session = hv.backend.session  # type: ignore[attr-defined]
+    assert session.opt("ostype") == ("--os-type" if sim.version == "7.0" else "--ostype")
+    vm = _vm(hv, "named", nics=[hvkit.NicSpec("nat", mac="08:00:27:12:34:56", model="virtio")])
+    assert [(n.mac, n.model) for n in vm.nics] == [("08:00:27:12:34:56", hvkit.NicModel.VIRTIO)]
+    status, _, err = run(["modifyvm", vm.id, "--os-type", "Debian_64"], sim.root)
+    if sim.version == "6.1":  # 7.0's spelling is refused by 6.1 with VirtualBox's own text and status
+        assert status == 2 and err.endswith("VBoxManage: error: Unknown option: --os-type\n")
+    else:
+        assert status == 0
+
+
+def test_host_only_networks_outside_the_range_are_refused(hv: Hypervisor) -> None:
+    nets = {n.name: n for n in hv.networks.list()}
+    assert nets["vboxnet1"].extra["ip"] == "192.168.33.1"
+    before = [v.name for v in hv.vms.list()]
+    with pytest.raises(errors.InvalidSpec, match=r"192\.168\.56\.0/21"):
+        _vm(hv, "hostonly-bad", nics=[hvkit.NicSpec("vboxnet1")])
+    assert [v.name for v in hv.vms.list()] == before
+    vm = _vm(hv, "hostonly-ok", nics=[hvkit.NicSpec("vboxnet0")])
+    assert vm.nics[0].network == "vboxnet0"
+
+
+def test_limits_are_declared(hv: Hypervisor) -> None:
+    assert hv.backend.traits.limits.max_cpus == 32
+    with pytest.raises(errors.InvalidSpec, match="32"):
+        hv.vms.create(hvkit.VMSpec(name="big", cpus=33, memory_mib=128))
+    assert not hv.vms.list()
+
+
+def test_uefi_ide_and_many_buses(hv: Hypervisor) -> None:
+    disks = [hvkit.DiskSpec(size_gib=10 / 1024, bus=b) for b in ("sata", "ide", "ide", "scsi", "nvme", "virtio")]
+    vm = _vm(hv, "buses", firmware="uefi", disks=disks)
+    assert vm.firmware is hvkit.Firmware.UEFI
+    assert [d.bus.value for d in vm.disks if d.bus] == ["sata", "ide", "ide", "scsi", "nvme", "virtio"]
+
+
+def test_linked_clone_shares_the_parent(hv: Hypervisor) -> None:
+    src = _vm(hv, "gold")
+    clone = hv.vms.clone(src, "gold-linked", linked=True)
+    vol = hv.volumes.get(clone.disks[0].volume or "")
+    assert vol.backing == src.disks[0].volume
+    assert [s.name for s in hv.snapshots.list(src)] == ["linked clone base for gold-linked"]
+
+
+def test_memory_snapshot_guest_ips_metrics_console(hv: Hypervisor, sim: VBoxSim) -> None:
+    vm = hv.vms.start(_vm(hv, "live", nics=[hvkit.NicSpec("nat"), hvkit.NicSpec("vboxnet0")]))
+    assert hv.vms.guest_ips(vm) == ["10.0.2.15", "192.168.56.101"]
+    with pytest.raises(errors.InvalidState, match="memory"):
+        hv.snapshots.create(vm, "disk-only", memory=False)
+    snap = hv.snapshots.create(vm, "with-memory", memory=True)
+    assert snap.memory and snap.current
+    metrics = hv.vms.metrics([vm])
+    assert metrics[0].memory_used_mib == 64 and metrics[0].cpu_usage is not None
+    assert hv.hosts.metrics()[0].cpu_usage == pytest.approx(0.15)
+    with pytest.raises(errors.InvalidState, match="VRDE"):
+        hv.vms.console(vm)
+    with sim.edit() as state:
+        state["vms"][0]["vrde"], state["vms"][0]["vrde_active_port"] = True, 5001
+    assert hv.vms.console(vm).port == 5001
+
+
+def test_suspend_resume_and_forced_stop_of_saved(hv: Hypervisor) -> None:
+    vm = hv.vms.start(_vm(hv, "saver"))
+    assert hv.vms.suspend(vm).power_state is hvkit.PowerState.SUSPENDED
+    assert hv.vms.stop(vm, force=True).power_state is hvkit.PowerState.STOPPED
+
+
+def test_graceful_stop_times_out_when_the_guest_ignores_it(hv: Hypervisor, sim: VBoxSim) -> None:
+    vm = hv.vms.start(_vm(hv, "deaf"))
+    sim.faults(acpi_ignored=True)
+    with pytest.raises(errors.Timeout):
+        hv.vms.stop(vm, timeout=0.5)
+    assert hv.vms.stop(vm, force=True).power_state is hvkit.PowerState.STOPPED
+
+
+def test_failed_create_removes_what_it_made(hv: Hypervisor, sim: VBoxSim) -> None:
+    sim.faults(lock={"storageattach": 99})
+    with pytest.raises(errors.Conflict):
+        _vm(hv, "half")
+    sim.faults()
+    assert hv.vms.list() == [] and hv.volumes.list() == []
+
+
+def test_errors_are_translated(hv: Hypervisor) -> None:
+    with pytest.raises(errors.NotFound):
+        hv.vms.get("no-such-vm")
+    vm = _vm(hv, "twice")
+    with pytest.raises(errors.AlreadyExists):
+        hv.volumes.create(
+            "default", vm.disks[0].path.rsplit("/", 1)[-1].rsplit(".", 1)[0] if vm.disks[0].path else "x", 0.01
+        )
+
+
+def test_bad_urls() -> None:
+    with pytest.raises(errors.InvalidSpec, match=r"\+ssh"):
+        hvkit.connect("vbox://somehost/")
+    with pytest.raises(errors.InvalidSpec):
+        hvkit.connect("vbox+tcp://somehost/")
+
+
+def test_missing_vboxmanage_is_a_connection_error(tmp_path: object) -> None:
+    with pytest.raises(errors.ConnectionError, match="not installed"):
+        hvkit.connect("vbox:///", vboxmanage="/nonexistent/VBoxManage")
