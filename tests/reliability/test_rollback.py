@@ -9,6 +9,7 @@ import pytest
 import hvkit
 from hvkit import CloudInit, errors
 from hvkit.testing.proxmox_sim import ProxmoxSimulator
+from hvkit.testing.proxmox_sim.state import PVEError
 
 from ._orphans import connect_pve, fresh_sim, pve_orphans, pve_spec, sim_orphans, spec
 
@@ -157,3 +158,28 @@ def test_pve_failed_create_task_named_like_an_existing_vmid_keeps_that_vm(
     monkeypatch.undo()
     assert [v.id for v in phv.vms.list()] == [prod.id]
     assert pve_orphans(pve, {int(prod.id)}) == []
+
+
+def test_pve_storage_migration_refuses_a_template_with_linked_clones(
+    phv: hvkit.Hypervisor, pve: ProxmoxSimulator
+) -> None:
+    tpl = phv.vms.mark_template(phv.vms.create(pve_spec("tpl")))
+    clone = phv.vms.clone(tpl, "child", linked=True)
+    with pytest.raises(errors.InvalidState, match="linked clones"):
+        phv.vms.migrate(tpl, pool="shared")
+    assert pve_orphans(pve, {int(tpl.id), int(clone.id)}) == []
+    phv.vms.start(clone)  # its disk still reads its base
+    phv.vms.delete(clone, force=True)
+    assert phv.vms.migrate(tpl, pool="shared").disks[0].pool == "shared"  # no clone left: it moves
+    assert pve_orphans(pve, {int(tpl.id)}) == []
+
+
+def test_pve_simulator_keeps_a_base_linked_clones_use(pve: ProxmoxSimulator, phv: hvkit.Hypervisor) -> None:
+    """Like PVE's vdisk_free: a base volume with linked clones is not freed (a move with delete=1 keeps it)."""
+    tpl = phv.vms.mark_template(phv.vms.create(pve_spec("tpl2")))
+    clone = phv.vms.clone(tpl, "child2", linked=True)
+    node, vmid = str(tpl.host), int(tpl.id)
+    base = next(iter(pve.cluster.vm_disks(pve.cluster.vm(node, vmid)).values()))["file"]
+    with pytest.raises(PVEError, match="still in use by linked clone"):
+        pve.cluster.free_volume(node, base)
+    assert pve_orphans(pve, {int(tpl.id), int(clone.id)}) == []

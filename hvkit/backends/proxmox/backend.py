@@ -21,7 +21,7 @@ from proxmoxer import ProxmoxAPI
 from ...backend import Backend, DiskImage, ProgressFn
 from ...capabilities import Capability
 from ...driver import Limits, Traits
-from ...errors import AlreadyExists, HvkitError, InvalidSpec, NotFound, Unsupported
+from ...errors import AlreadyExists, HvkitError, InvalidSpec, InvalidState, NotFound, Unsupported
 from ...models import (
     VM,
     Console,
@@ -885,9 +885,19 @@ class ProxmoxBackend(Backend):
         return self._task(str(vm.host), upid, "vms.migrate", vm.name, vm.id)
 
     def _move_disks(self, vm: VM, pool: str) -> Task:
-        """Move every disk of ``vm`` to storage ``pool`` on its node, one PVE task per disk."""
+        """Move every disk of ``vm`` to storage ``pool`` on its node, one PVE task per disk.
+
+        A template's disks that linked clones are based on are not moved (PVE would keep the old base for
+        the clones, owned by no VM any more): InvalidState names the clones.
+        """
         full = self.get_vm(vm.id)
         keys = [d.name for d in full.disks if d.pool != pool and d.name != "efidisk0"]
+        clones = self._linked_clones(full, keys)
+        if clones:
+            raise InvalidState(
+                f"VM {vm.name!r} is the base of linked clones ({', '.join(clones)}); moving its disks would "
+                "leave their base behind: delete them or make full clones first"
+            )
 
         def run() -> str:
             for key in keys:
@@ -901,6 +911,20 @@ class ProxmoxBackend(Backend):
             return vm.id
 
         return Task.in_thread("vms.migrate", vm.name, run)
+
+    def _linked_clones(self, vm: VM, keys: list[str]) -> list[str]:
+        """VM ids of the linked clones based on disks ``keys`` of ``vm`` (their volids name the base:
+        ``local:100/base-100-disk-0.qcow2/101/vm-101-disk-0.qcow2``, ``local-lvm:base-100-disk-0/vm-101-disk-0``)."""
+        bases = [str(d.volume) for d in vm.disks if d.name in keys and ":base-" in str(d.volume).replace("/", ":")]
+        found: set[str] = set()
+        for storage in {b.split(":", 1)[0] for b in bases}:
+            with translate():
+                content = self.api.nodes(vm.host).storage(storage).content.get(content="images")
+            for entry in content:
+                volid = str(entry.get("volid", ""))
+                if any(volid.startswith(base + "/") for base in bases):
+                    found.add(str(entry.get("vmid", volid)))
+        return sorted(found)
 
     # -- observe ------------------------------------------------------------------------------------------
     def console(self, vm: VM) -> Console:

@@ -928,7 +928,11 @@ def qemu_move_disk(r: Request) -> Any:
             old = d["file"]
             vm.config[disk] = vm.config[disk].replace(old, volid, 1)
             if r.flag("delete"):
-                r.c.free_volume(vm.node, old)
+                try:
+                    r.c.free_volume(vm.node, old)
+                except PVEError as exc:  # PVE warns and keeps it (a base its linked clones still use)
+                    ctx.log(f"WARN: {exc.message}")
+                    ctx.task.warnings += 1
             else:
                 n = 0
                 while f"unused{n}" in vm.config:

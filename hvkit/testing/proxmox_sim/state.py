@@ -323,6 +323,11 @@ class Cluster:
         does: an allocation in the same folder never sees it vanish under it."""
         st, _ = self.parse_volid(volid)
         path = self.volume_path(node, volid)
+        with self.mu:
+            clones = [vm.vmid for vm in self.vms.values() for d in self._disks(vm).values()
+                      if d.get("file", "").startswith(volid + "/")]  # fmt: skip
+        if clones:  # PVE's free_image of a base volume
+            raise PVEError(500, f"base volume '{volid}' is still in use by linked cloned VM {clones[0]}")
         with self.storage_lock(st.id):
             path.unlink(missing_ok=True)
             if st.file_based and path.parent.parent.name == "images":

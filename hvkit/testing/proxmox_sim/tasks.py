@@ -53,6 +53,7 @@ class SimTask:
         self.exitstatus: str | None = None
         self.done = threading.Event()
         self.stop = threading.Event()
+        self.warnings = 0  # lines logged as WARN: the task ends "WARNINGS: n" instead of "OK"
         self.endtime: int | None = None
 
     def status(self) -> dict[str, object]:
@@ -91,8 +92,8 @@ class TaskRunner:
         def run() -> None:
             try:
                 work(ctx)
-                task.exitstatus = "OK"
-                task.log.append("TASK OK")
+                task.exitstatus = f"WARNINGS: {task.warnings}" if task.warnings else "OK"
+                task.log.append(f"TASK {task.exitstatus}")
             except Exception as exc:
                 text = str(exc).strip() or type(exc).__name__
                 task.exitstatus = text.splitlines()[0]
