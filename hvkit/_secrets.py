@@ -39,7 +39,7 @@ SDK_LOGGERS = (
 # A key whose value is a secret: ...password..., ...secret..., ...token..., ...ticket..., cookies, sessions,
 # Authorization (cipassword, vncticket, token_value, CSRFPreventionToken, PVEAuthCookie, PVEAPIToken, ...).
 _WORDS = r"passw(?:or)?d|passphrase|secret|token|ticket|cookie|authorization|session|apikey|api_key"
-_KEY = rf"[A-Za-z0-9_.-]*(?:{_WORDS})[A-Za-z0-9_.-]*"
+_KEY = rf"[A-Za-z0-9_-]{{0,32}}(?:{_WORDS})[A-Za-z0-9_-]{{0,32}}"  # bounded: linear on long runs
 _HIDDEN = "***"
 _PATTERNS = (
     # 'key': 'value' / "key": "value" / \"key\": \"value\" (dict reprs, JSON, JSON inside a bytes repr)
@@ -57,6 +57,8 @@ _PATTERNS = (
     re.compile(r"(?P<pre>\bPVE(?:VNC|APIToken)?[:=])(?P<val>[^\s'\"&,;}]+)"),
 )
 
+_ANY_KEY = re.compile(rf"{_WORDS}|PVE", re.IGNORECASE)
+
 
 def mask(value: object) -> str:
     return "***" if value else repr(value)
@@ -69,6 +71,8 @@ def is_secret(key: str) -> bool:
 
 def redact(text: str) -> str:
     """``text`` with the values of secret-looking keys, auth headers and Proxmox tickets replaced by ``***``."""
+    if not _ANY_KEY.search(text):  # most messages: one quick pass
+        return text
     for pattern in _PATTERNS:
         text = pattern.sub(lambda m: m.group("pre") + (_HIDDEN if m.group("val") else ""), text)
     return text

@@ -857,17 +857,6 @@ def test_fuzz_cli(recording: None, argv: list[str]) -> None:
         _count("cli", held=held, refused=held and code != 0)
 
 
-def test_zz_fuzz_summary(capsys: pytest.CaptureFixture[str]) -> None:
-    """The figures of this run's fuzz (run the whole file to see every target)."""
-    tried, held, refused = (sum(c[i] for c in TALLY.values()) for i in range(3))
-    detail = ", ".join(f"{k} {h}/{t} ({r} refused)" for k, (t, h, r) in sorted(TALLY.items()))
-    with capsys.disabled():
-        print(
-            f"\ninput fuzz: {tried} cases tried, {held} held, {refused} of them refused with an hvkit error ({detail})"
-        )
-    assert held == tried, detail
-
-
 @pytest.mark.parametrize("state_dir", [5, "a\x00b", "FILE", "~no-such-user-hvkit/x"])
 def test_bad_sim_state_dir_is_invalid_spec(tmp_path: Path, world: str, state_dir: object) -> None:
     if state_dir == "FILE":
@@ -887,3 +876,41 @@ def test_a_refused_sim_option_makes_no_world_folder(tmp_path: Path, world: str) 
 def test_profile_must_be_a_name() -> None:
     with pytest.raises(errors.InvalidSpec, match="profile"):
         hvkit.connect(profile=5)  # type: ignore[arg-type]
+
+
+@fuzz(200)
+@given(
+    st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789", min_size=10, max_size=30),
+    st.sampled_from(
+        [
+            "{{'password': '{s}'}}",
+            "{{'cipassword': '{s}', 'ciuser': 'ops'}}",
+            'b\'{{"data": {{"ticket": "PVEVNC:{s}", "port": "5900"}}}}\'',
+            '{{"CSRFPreventionToken": "{s}"}}',
+            "Cookie: PVEAuthCookie=PVE:root@pam:{s}",
+            "Authorization: PVEAPIToken=root@pam!hvkit={s}",
+            "password={s}&username=root@pam",
+            "vncticket={s}",
+            "{{'token_value': '{s}'}}",
+        ]
+    ),
+    st.text(max_size=20),
+    st.text(max_size=20),
+)
+def test_fuzz_redact(secret: str, template: str, before: str, after: str) -> None:
+    from hvkit._secrets import redact
+
+    line = before + " " + template.format(s=secret) + " " + after
+    cleaned = _tally("redact", lambda: redact(line))
+    assert isinstance(cleaned, str) and secret not in cleaned.replace(before, "").replace(after, ""), cleaned
+
+
+def test_zz_fuzz_summary(capsys: pytest.CaptureFixture[str]) -> None:
+    """The figures of this run's fuzz (run the whole file to see every target)."""
+    tried, held, refused = (sum(c[i] for c in TALLY.values()) for i in range(3))
+    detail = ", ".join(f"{k} {h}/{t} ({r} refused)" for k, (t, h, r) in sorted(TALLY.items()))
+    with capsys.disabled():
+        print(
+            f"\ninput fuzz: {tried} cases tried, {held} held, {refused} of them refused with an hvkit error ({detail})"
+        )
+    assert held == tried, detail
