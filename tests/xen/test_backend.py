@@ -232,3 +232,16 @@ def test_create_from_template_clones_and_provisions(hv: Hypervisor, made: list[s
     with pytest.raises(errors.NotFound):
         hv.vms.create(_spec("xen-no-tpl", extra={"template": "no such template"}))
     assert "xen-no-tpl" not in {v.name for v in hv.vms.list()}
+
+
+def test_master_moves_and_hvkit_follows() -> None:
+    with XapiSimulator(hosts=2) as sim:
+        if sim.member_port != sim.port:
+            pytest.skip("127.0.0.2 could not take the master's port here")
+        with hvkit.connect(sim.url, password=sim.password, ca_file=sim.ca_file, timeout=10) as hv:
+            vm = hv.vms.create(_spec("xen-failover"))
+            sim.fail_over()
+            sim.reset_counts()
+            assert hv.vms.get(vm.id).name == "xen-failover"
+            assert hv.backend.session.host == "127.0.0.2"  # type: ignore[attr-defined]
+            assert sim.calls[:2] == ["VM.get_by_uuid", "session.login_with_password"]

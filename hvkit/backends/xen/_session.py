@@ -160,7 +160,11 @@ class XapiSession:
 
     # -- calls -------------------------------------------------------------------------------------------
     def call(self, method: str, *args: Any) -> Any:
-        """``method`` (e.g. ``"VM.start"``) with the session first; one re-login when the session expired."""
+        """``method`` (e.g. ``"VM.start"``) with the session first.
+
+        Once per call: a re-login when the session expired (SESSION_INVALID), or at the new master when
+        this host answers HOST_IS_SLAVE (the pool's master moved).
+        """
         import XenAPI
 
         if self._xen is None:
@@ -177,10 +181,18 @@ class XapiSession:
                         if self.handle == handle:
                             self._login(XenAPI)
                     continue
+                if details and details[0] == "HOST_IS_SLAVE" and len(details) > 1 and attempt == 1:
+                    with self._lock:  # the pool has a new master (designate_new_master, HA): follow it once
+                        if self.handle == handle:
+                            log.debug("%s is no longer the pool master; following HOST_IS_SLAVE to %s", self.host,
+                                      details[1])  # fmt: skip
+                            self.host = str(details[1])
+                            self._login(XenAPI)
+                    continue
                 if details:
                     raise XenAPI.Failure(details)
                 return result["Value"]
-        raise ConnectionError(f"{method}: the XAPI session stayed invalid after logging in again")
+        raise ConnectionError(f"{method}: XAPI refused the call again after logging in again")
 
     def start(self, method: str, *args: Any) -> str:
         """Start ``Async.<method>``; return the task reference."""

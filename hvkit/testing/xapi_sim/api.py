@@ -42,10 +42,11 @@ class API:
         self._cancel: dict[str, threading.Event] = {}
 
     # -- entry point ----------------------------------------------------------------------------------
-    def call(self, method: str, params: list[Any], via_master: bool = True) -> Any:
+    def call(self, method: str, params: list[Any], via: str | None = None) -> Any:
+        """Answer ``method``; ``via`` is the host whose listener took the call (default: the master)."""
         self.calls.append(method)
         try:
-            return self._call(method, params, via_master)
+            return self._call(method, params, via is None or via == self.pool.master)
         except Failure as exc:
             self.errors_sent.append(exc.description)
             raise
@@ -298,6 +299,14 @@ def _this_host(api: API, session: str, ref: str) -> str:
 @handler("host.get_servertime")
 def _servertime(api: API, session: str, host: str) -> Any:
     return now()
+
+
+@handler("pool.designate_new_master")
+def _designate_new_master(api: API, session: str, host: str) -> None:
+    """The host becomes the master; xapi restarts on both, so every session ends."""
+    pool = next(iter(api.store.objects["pool"]))
+    api.store.set("pool", pool, "master", host)
+    api.expire_sessions()
 
 
 @handler("task.cancel")

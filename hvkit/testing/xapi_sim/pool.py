@@ -165,7 +165,8 @@ class Pool:
 
     @property
     def master(self) -> str:
-        return self.host_refs[0]
+        pool = next(iter(self.store.objects["pool"].values()), None)
+        return str(pool["master"]) if pool else self.host_refs[0]
 
     @property
     def default_sr(self) -> str:

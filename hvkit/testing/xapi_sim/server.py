@@ -101,17 +101,20 @@ class XapiSimulator:
         self.ca_file = str(ca_file)
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(cert_file, key_file)
-        master = self._listen(ctx, "127.0.0.1", 0, True)
+        master = self._listen(ctx, "127.0.0.1", 0, self.pool.host_refs[0])
         self.port = master.server_address[1]
+        if len(self.pool.host_refs) < 2:
+            return self
+        second = self.pool.host_refs[1]  # its address is 127.0.0.2
         try:
-            self._listen(ctx, "127.0.0.2", self.port, False)
+            self._listen(ctx, "127.0.0.2", self.port, second)
             self.member_port = self.port
         except OSError:  # the port is taken on 127.0.0.2: a member on its own port still redirects
-            self.member_port = self._listen(ctx, "127.0.0.1", 0, False).server_address[1]
+            self.member_port = self._listen(ctx, "127.0.0.1", 0, second).server_address[1]
         return self
 
-    def _listen(self, ctx: ssl.SSLContext, address: str, port: int, is_master: bool) -> ThreadingHTTPServer:
-        handler = type("Handler", (_Handler,), {"sim": self, "is_master": is_master})
+    def _listen(self, ctx: ssl.SSLContext, address: str, port: int, host: str) -> ThreadingHTTPServer:
+        handler = type("Handler", (_Handler,), {"sim": self, "host": host})
         server = ThreadingHTTPServer((address, port), handler)
         server.daemon_threads = True
         server.socket = ctx.wrap_socket(server.socket, server_side=True)
@@ -157,13 +160,21 @@ class XapiSimulator:
     def expire_sessions(self) -> None:
         self.api.expire_sessions()
 
+    def fail_over(self) -> None:
+        """The pool member (127.0.0.2) becomes the master, as ``pool.designate_new_master`` or HA does;
+        every session ends and the old master answers HOST_IS_SLAVE."""
+        with self.api.store.lock:
+            pool = next(iter(self.api.store.objects["pool"]))
+            self.api.store.set("pool", pool, "master", self.pool.host_refs[1])
+            self.api.expire_sessions()
+
     def populate(self, count: int, *, running_every: int = 2) -> None:
         self.pool.populate(count, running_every=running_every)
 
 
 class _Handler(BaseHTTPRequestHandler):
     sim: XapiSimulator
-    is_master: bool
+    host: str  # the host whose XAPI this listener is
     protocol_version = "HTTP/1.1"
     server_version = "xapi/24.19"
     disable_nagle_algorithm = True  # headers and body go out at once, not after a delayed ACK
@@ -180,7 +191,7 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/jsonrpc":
             method, params, request_id, version = parse_json(body)
             try:
-                value = self.sim.api.call(method, params, self.is_master)
+                value = self.sim.api.call(method, params, self.host)
                 data = json_response(request_id, version, value)
             except Failure as exc:
                 data = json_response(request_id, version, error=exc.description)
@@ -191,7 +202,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         try:
             method, params = parse_xml(body)
-            data = xml_response(self.sim.api.call(method, params, self.is_master))
+            data = xml_response(self.sim.api.call(method, params, self.host))
         except Failure as exc:
             data = xml_response(error=exc.description)
         except Exception as exc:  # a simulator bug or a malformed request: XAPI's INTERNAL_ERROR
@@ -202,7 +213,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _vdi_request(self) -> tuple[str, str, str]:
         query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(self.path).query))
         api = self.sim.api
-        if not self.is_master:
+        if self.host != self.sim.pool.master:
             raise _HTTPError(403, "HOST_IS_SLAVE")
         try:
             api.check_session(query.get("session_id", ""))
