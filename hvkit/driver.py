@@ -9,8 +9,10 @@ only this module, :mod:`hvkit.models`, :mod:`hvkit.errors` and :mod:`hvkit.capab
   checks, migration and fleet (disk buses, NIC models, disk export/import, MAC ranges, per-VM limits);
 * :class:`ConnectOptions`: the URL, credentials, TLS settings, timeout and URL options of a connection;
 * :class:`Rollback`: undo steps of a multi-step operation, run newest first when it fails;
-* waiting: :class:`Task`, :class:`TaskInfo`, :class:`TaskSource` (what a vendor task gives the core) and
-  :func:`wait_for`, the one polling helper;
+* waiting: :class:`Task`, :class:`TaskInfo`, :class:`TaskSource` (what a vendor task gives the core),
+  :func:`wait_for`, the one polling helper, and :class:`ThreadSource` (with :class:`TaskControl`), the one
+  thread-backed task source: work in a thread, progress, cancel, a ``retry`` hook (:data:`RetryHook`) and
+  undo of the vendor tasks it followed;
 * disk images on this machine: :func:`qemu_img`, :func:`image_info`, :func:`image_map`,
   :func:`convert_image`, :class:`SparseWriter`, :func:`write_into`, the default
   :func:`default_export` / :func:`default_import`, and :func:`ssh_export` for vendors whose API has no
@@ -40,7 +42,7 @@ from ._options import ConnectOptions
 from ._rollback import Rollback
 from ._traits import Limits, MacRange, Traits
 from .backend import Backend, DiskImage, Event, ProgressFn
-from .tasks import DoneSource, Task, TaskInfo, TaskSource, wait_for
+from .tasks import DoneSource, RetryHook, Task, TaskControl, TaskInfo, TaskSource, ThreadSource, wait_for
 
 __all__ = [
     "Backend",
@@ -52,12 +54,15 @@ __all__ = [
     "Limits",
     "MacRange",
     "ProgressFn",
+    "RetryHook",
     "Rollback",
     "SparseWriter",
     "SshNode",
     "Task",
+    "TaskControl",
     "TaskInfo",
     "TaskSource",
+    "ThreadSource",
     "Traits",
     "allocated_bytes",
     "convert_image",

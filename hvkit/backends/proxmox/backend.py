@@ -20,7 +20,7 @@ from proxmoxer import ProxmoxAPI
 
 from ...backend import Backend, DiskImage, ProgressFn
 from ...capabilities import Capability
-from ...driver import Limits, Traits
+from ...driver import Limits, ThreadSource, Traits
 from ...errors import AlreadyExists, HvkitError, InvalidSpec, InvalidState, NotFound, Unsupported
 from ...models import (
     VM,
@@ -43,11 +43,11 @@ from ...models import (
     Volume,
 )
 from ...models.enums import TaskState
-from ...tasks import Task, TaskInfo, wait_for
+from ...tasks import Task, TaskInfo
 from . import _disks, _names
 from . import _property_strings as ps
 from ._errors import from_message, is_lock_error, translate
-from ._locks import KeyedLocks, retry_locked
+from ._locks import KeyedLocks, lock_retry, retry_locked
 
 from ._portability import PORTABILITY_NOTES
 __all__ = ["ProxmoxBackend"]
@@ -110,91 +110,29 @@ class ProxmoxTaskSource:
             self._b.api.nodes(self.node).tasks(urllib.parse.quote(self.upid, safe=":@")).delete()
 
 
-class _RetryingSource:
-    """Runs submit-and-wait in a thread, resubmitting on lock errors; reports the current UPID's progress.
+def _retrying(
+    what: str,
+    attempt: Callable[[], ProxmoxTaskSource],
+    *,
+    retry_exists: bool,
+    attempts: int,
+    finish: Callable[[Any], Any] | None = None,
+    undo: Callable[[ProxmoxTaskSource], None] | None = None,
+) -> ThreadSource:
+    """Submit one PVE task and follow it, in a thread, submitting again after lock errors (the kit's ThreadSource).
 
     ``finish(result)`` runs once the PVE task succeeded (e.g. the one-name check of a create). If the whole
     operation fails or is cancelled, ``undo(source)`` runs for every task it submitted: it removes what that
     task made and is still there, known by the vmid the task was given (never by a name).
     """
-
-    def __init__(
-        self,
-        what: str,
-        attempt: Callable[[], ProxmoxTaskSource],
-        *,
-        retry_exists: bool,
-        attempts: int,
-        finish: Callable[[Any], Any] | None = None,
-        undo: Callable[[ProxmoxTaskSource], None] | None = None,
-    ) -> None:
-        self._what = what
-        self._attempts = attempts
-        self._inner: ProxmoxTaskSource | None = None
-        self._submitted: list[ProxmoxTaskSource] = []
-        self._info = TaskInfo(TaskState.RUNNING, 0, what)
-        self._done = threading.Event()
-        self._cancelled = threading.Event()
-        self._attempt = attempt
-        self._retry_exists = retry_exists
-        self._finish = finish
-        self._undo = undo
-        threading.Thread(target=self._run, daemon=True, name=f"hvkit-proxmox-{what}").start()
-
-    def _once(self) -> Any:
-        if self._cancelled.is_set():
-            raise HvkitError(f"{self._what} was cancelled")
-        source = self._attempt()
-        self._inner = source
-        self._submitted.append(source)
-        if self._cancelled.is_set():
-            with contextlib.suppress(HvkitError):
-                source.cancel()
-        info = wait_for(source.poll, timeout=None, what=self._what)
-        if info.state is TaskState.SUCCESS:
-            return info.result
-        raise info.error or HvkitError(f"{self._what} failed: {info.message}")
-
-    def _run(self) -> None:
-        try:
-            try:
-                result = retry_locked(self._once, self._what, retry_exists=self._retry_exists, attempts=self._attempts)
-                if self._finish is not None:
-                    result = self._finish(result)
-            except Exception:
-                for source in self._submitted if self._undo is not None else []:
-                    try:
-                        self._undo(source)  # type: ignore[misc]
-                    except Exception as undo_error:  # keep the operation's own error
-                        log.error("%s: could not undo task %s: %s", self._what, source.upid, undo_error)
-                raise
-            self._info = TaskInfo(TaskState.SUCCESS, 100, result=result)
-        except HvkitError as exc:
-            state = TaskState.CANCELLED if self._cancelled.is_set() else TaskState.ERROR
-            self._info = TaskInfo(state, message=str(exc), error=exc)
-        except Exception as exc:
-            err = HvkitError(f"{self._what} failed: {type(exc).__name__}: {exc}")
-            err.__cause__ = exc
-            self._info = TaskInfo(TaskState.ERROR, message=str(err), error=err)
-        self._done.set()
-
-    def poll(self) -> TaskInfo:
-        if not self._done.is_set() and self._inner is not None:
-            return TaskInfo(TaskState.RUNNING, self._inner._progress, self._what)
-        return self._info
-
-    def wait_change(self, seconds: float) -> TaskInfo:
-        self._done.wait(min(seconds, 0.5))
-        return self.poll()
-
-    def cancel(self) -> None:
-        if self._done.is_set():
-            raise Unsupported("proxmox", "task cancel", "the task has finished")
-        self._cancelled.set()
-        inner = self._inner
-        if inner is not None:
-            with contextlib.suppress(HvkitError):  # it may have just ended; the run then sees the flag
-                inner.cancel()
+    return ThreadSource(
+        what,
+        lambda control: control.follow(attempt()),
+        retry=lock_retry(what, attempts=attempts, retry_exists=retry_exists),
+        finish=finish,
+        undo=undo,
+        kind="proxmox",
+    )
 
 
 class ProxmoxBackend(Backend):
@@ -668,7 +606,7 @@ class ProxmoxBackend(Backend):
                 upid = self.api.nodes(node).qemu.post(vmid=vmid, **params)
             return ProxmoxTaskSource(self, node, upid, str(vmid), f"vms.create {spec.name}")
 
-        source = _RetryingSource(
+        source = _retrying(
             f"vms.create {spec.name}",
             attempt,
             retry_exists=True,
@@ -834,7 +772,7 @@ class ProxmoxBackend(Backend):
         if serial is not None:
             serial.acquire()
         try:
-            source = _RetryingSource(
+            source = _retrying(
                 f"vms.clone {name}",
                 run,
                 retry_exists=True,
@@ -843,7 +781,7 @@ class ProxmoxBackend(Backend):
                 undo=lambda made: self._undo_task(made, params["name"], None),
             )
             if serial is not None:
-                source._done.wait()
+                source.join()
         finally:
             if serial is not None:
                 serial.release()

@@ -14,7 +14,6 @@ import logging
 import re
 import ssl
 import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import IO, Any, ClassVar
 
@@ -25,7 +24,7 @@ from pyVmomi import vmodl as _vmodl
 from ..._options import ConnectOptions
 from ...backend import Backend, ProgressFn
 from ...capabilities import Capability
-from ...driver import Limits, MacRange, Traits
+from ...driver import Limits, MacRange, TaskInfo, Traits, wait_for
 from ...errors import (
     AuthenticationError,
     BackendError,
@@ -48,6 +47,7 @@ from ...models import (
     PowerState,
     Snapshot,
     StoragePool,
+    TaskState,
     VMMetrics,
     VMSpec,
     Volume,
@@ -197,6 +197,22 @@ class VmwareBackend(Backend):
             max_cpus=768,  # vSphere 8 configuration maximums
             max_memory_mib=24 * 1024 * 1024,
             disks_per_bus=DISKS_PER_BUS,
+            max_name_length=80,
+        ),
+    )
+
+    traits = Traits(
+        disk_buses=frozenset(_devices.SLOTS),
+        default_disk_bus=DiskBus.SCSI,
+        nic_models=frozenset(_devices.NIC_CLASSES),
+        default_nic_model=NicModel.VMXNET3,
+        disk_formats=(DiskFormat.VMDK,),
+        mac_ranges=(MacRange("00:50:56:00:00:00", "00:50:56:3f:ff:ff"),),  # static MACs vSphere takes
+        guest_tools="VMware Tools (open-vm-tools)",
+        limits=Limits(
+            max_cpus=768,  # vSphere 8 configuration maximums
+            max_memory_mib=24 * 1024 * 1024,
+            disks_per_bus=_devices.DISKS_PER_BUS,
             max_name_length=80,
         ),
     )
@@ -753,7 +769,8 @@ class VmwareBackend(Backend):
         return vm.id
 
     def _wait_power(self, obj: Any, state: str, timeout: float) -> bool:
-        """Block (WaitForUpdatesEx on runtime.powerState) until the VM reaches ``state``."""
+        """Wait until the VM reaches ``state`` (False after ``timeout``): the one waiting helper, with
+        WaitForUpdatesEx on runtime.powerState as its blocking wait for the next change."""
         collector = self.content.propertyCollector.CreatePropertyCollector()
         try:
             spec = vmodl.query.PropertyCollector.FilterSpec(
@@ -763,23 +780,27 @@ class VmwareBackend(Backend):
                 ],
             )
             collector.CreateFilter(spec, partialUpdates=False)
-            deadline = time.monotonic() + timeout
             version = ""
-            while True:
-                left = deadline - time.monotonic()
-                wait = max(1, min(int(left) + 1, int(min(self.options.timeout / 2, 10.0))))
-                update = collector.WaitForUpdatesEx(
-                    version, vmodl.query.PropertyCollector.WaitOptions(maxWaitSeconds=wait)
-                )
-                if update is not None:
-                    version = update.version
-                    for fu in update.filterSet or []:
-                        for oc in fu.objectSet or []:
-                            for change in oc.changeSet or []:
-                                if change.name == "runtime.powerState" and str(change.val) == state:
-                                    return True
-                if time.monotonic() >= deadline:
-                    return False
+            waiting, reached = TaskInfo(TaskState.RUNNING), TaskInfo(TaskState.SUCCESS, 100)
+
+            def next_change(seconds: float) -> TaskInfo:
+                nonlocal version
+                wait = max(1, min(int(seconds) + 1, int(min(self.options.timeout / 2, 10.0))))
+                options = vmodl.query.PropertyCollector.WaitOptions(maxWaitSeconds=wait)
+                update = collector.WaitForUpdatesEx(version, options)
+                if update is None:
+                    return waiting
+                version = update.version
+                changes = [c for fu in update.filterSet or [] for oc in fu.objectSet or [] for c in oc.changeSet or []]
+                hit = any(c.name == "runtime.powerState" and str(c.val) == state for c in changes)
+                return reached if hit else waiting
+
+            try:
+                wait_for(lambda: waiting, timeout=timeout, what=f"power state {state}", wait_change=next_change,
+                         max_interval=10.0)  # fmt: skip
+            except Timeout:
+                return False
+            return True
         finally:
             with contextlib.suppress(Exception):
                 collector.DestroyPropertyCollector()
