@@ -7,7 +7,6 @@ import datetime as dt
 import io
 import logging
 import re
-import threading
 import time
 import urllib.parse
 import uuid
@@ -20,6 +19,7 @@ from proxmoxer import ProxmoxAPI
 
 from ...backend import Backend, DiskImage, ProgressFn
 from ...capabilities import Capability
+from ...driver import Limits, Traits
 from ...driver import Limits, ThreadSource, Traits
 from ...errors import AlreadyExists, HvkitError, InvalidSpec, InvalidState, NotFound, Unsupported
 from ...models import (
