@@ -19,7 +19,6 @@ from proxmoxer import ProxmoxAPI
 
 from ...backend import Backend, DiskImage, ProgressFn
 from ...capabilities import Capability
-from ...driver import Limits, Traits
 from ...driver import Limits, ThreadSource, Traits
 from ...errors import AlreadyExists, HvkitError, InvalidSpec, InvalidState, NotFound, Unsupported
 from ...models import (
