@@ -201,22 +201,6 @@ class VmwareBackend(Backend):
         ),
     )
 
-    traits = Traits(
-        disk_buses=frozenset(_devices.SLOTS),
-        default_disk_bus=DiskBus.SCSI,
-        nic_models=frozenset(_devices.NIC_CLASSES),
-        default_nic_model=NicModel.VMXNET3,
-        disk_formats=(DiskFormat.VMDK,),
-        mac_ranges=(MacRange("00:50:56:00:00:00", "00:50:56:3f:ff:ff"),),  # static MACs vSphere takes
-        guest_tools="VMware Tools (open-vm-tools)",
-        limits=Limits(
-            max_cpus=768,  # vSphere 8 configuration maximums
-            max_memory_mib=24 * 1024 * 1024,
-            disks_per_bus=_devices.DISKS_PER_BUS,
-            max_name_length=80,
-        ),
-    )
-
     def __init__(self, options: ConnectOptions) -> None:
         super().__init__(options)
         kind = options.url.kind
