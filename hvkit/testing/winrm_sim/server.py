@@ -86,8 +86,11 @@ class WinRMEndpoint:
     ``users``: ``{"DOMAIN\\\\user" or "user": password}``; a random password for ``hvkit`` by default.
     """
 
-    def __init__(self, runner: Runner, *, tls: bool = True, users: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, runner: Runner, *, tls: bool = True, users: dict[str, str] | None = None, cbt: str = "relaxed"
+    ) -> None:
         self.tls = tls
+        self.cbt = cbt  # channel binding over HTTPS: "relaxed" (checked when sent) or "strict" (required)
         self.users = users or {"hvkit": secrets.token_urlsafe(12)}  # NTLM users are process-wide: use unique names
         self.shells = ShellService(runner)
         self.http_requests = 0
@@ -146,6 +149,21 @@ class WinRMEndpoint:
         with self._count_lock:
             self.http_requests += 1
             self.soap_requests += soap
+
+
+def _carries_bindings(token: bytes) -> bool:
+    """Whether an NTLM AUTHENTICATE message holds channel bindings (other messages: False)."""
+    from spnego._ntlm_raw.messages import Authenticate, AvId, NTClientChallengeV2
+
+    if len(token) < 12 or token[8:12] != b"\x03\x00\x00\x00":
+        return False
+    try:
+        response = Authenticate.unpack(token).nt_challenge_response or b""
+        if len(response) <= 24:
+            return False
+        return AvId.channel_bindings in NTClientChallengeV2.unpack(response[16:]).av_pairs
+    except Exception:
+        return True  # unreadable: let the acceptor judge it with bindings
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -212,15 +230,16 @@ class _Handler(BaseHTTPRequestHandler):
         self.endpoint._count(False)
         raw = base64.b64decode(token)
         if self._context is None or self._context.complete:
-            bindings = None
-            if self.endpoint.tls:
-                bindings = spnego.channel_bindings.GssChannelBindings(
-                    application_data=b"tls-server-end-point:" + self.endpoint._cbt_hash
-                )
-            self._context = spnego.server(protocol="ntlm", channel_bindings=bindings)
+            self._context = spnego.server(protocol="ntlm")
             self._user = None
+        bindings = None
+        if self.endpoint.tls and (self.endpoint.cbt == "strict" or _carries_bindings(raw)):
+            # CbtHardeningLevel: Relaxed (Windows' default) checks bindings a client sends; Strict demands them
+            bindings = spnego.channel_bindings.GssChannelBindings(
+                application_data=b"tls-server-end-point:" + self.endpoint._cbt_hash
+            )
         try:
-            out = self._context.step(raw)
+            out = self._context.step(raw, channel_bindings=bindings)
         except Exception:  # wrong password, bad bindings: access denied
             self._context = None
             self._challenge(None)
