@@ -7,7 +7,9 @@ Prints, per VM count, best-of-``rounds`` times and ratios:
 * default: ``hv.vms.list()`` (identity, power state, CPUs, memory, host, IPs, template flag, guest family,
   datastores; no devices) over a hand-written read of name, power state, CPUs, memory, host and IPs;
 * detail: ``hv.vms.list(detail=True)`` (devices too: disks with their datastores, NICs with their
-  networks) over a hand-written read of the very same properties.
+  networks) over a hand-written read of the very same properties;
+* before: what ``hv.vms.list()`` read before it had ``detail`` (devices; today's option ``vm_list=full``)
+  over the hand-written read of name, power state, CPUs, memory, host and IPs.
 
 The hand-written side is bench/vmware_list.py's: one ContainerView, one RetrievePropertiesEx (continued
 while the server pages), DestroyView.
@@ -38,6 +40,10 @@ def measure(total_vms: int, rounds: int) -> list[tuple[str, int, float, float]]:
                     t_hand = best(lambda f=fields: hand.list(f), rounds)  # type: ignore[misc]
                     t_hv = best(lambda d=detail: hv.vms.list(detail=d), rounds)  # type: ignore[misc]
                     rows.append((label, len(vms), t_hand, t_hv))
+            with hvkit.connect(sim.url, password=sim.password, ca_file=sim.cert_file, vm_list="full") as old:
+                old.vms.list()
+                t_hand = best(lambda: hand.list(BRIEF), rounds)
+                rows.append(("before", len(old.vms.list()), t_hand, best(old.vms.list, rounds)))
         finally:
             hand.close()
     return rows
