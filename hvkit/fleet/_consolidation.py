@@ -1,304 +1,289 @@
-"""Consolidation: empty the most hosts, keep every host under a headroom threshold and the rules.
+"""Consolidation: empty the most hosts (or the most watts), keep every host under a headroom threshold
+and the rules, with the fewest moves among plans that keep that many hosts.
 
 Pure, like :mod:`._placement`. First the plan relieves what must be relieved (maintenance, broken
-rules, hosts over the threshold); then, per domain, it tries to empty hosts one at a time, the least
-loaded first, placing each unit on the host that fits it most tightly (*best fit*, found by bisection
-in a list of hosts sorted by free room in the domain's scarcest dimension). A host that cannot be
-emptied entirely keeps its VMs (its tentative moves are taken back). Passes repeat until one frees
-nothing, or until the domain reaches its lower bound.
+rules, hosts over the threshold). Then, per domain (one hypervisor):
 
-Lower bounds (:func:`lower_bound`), both dependency-free:
+1. **Which hosts to keep.** Hosts are ranked by what they offer for what they cost: their capacity,
+   each dimension weighted by how full the domain is in it, over their power draw when
+   ``watts_per_host`` gives one per host; among hosts of equal rank, the ones that already hold the
+   most VMs (so the fewest move). Hosts holding a VM that cannot move are kept first.
+2. **Pack, keeping VMs in place.** The smallest prefix of that ranking that can hold everything is
+   found (starting at the domain's lower bound, growing, then bisecting): VMs on kept hosts stay, the
+   others go, largest first, to the kept host they fit most tightly (best fit). Every move is a move
+   off a host being emptied, so the plan is feasible step by step and has the fewest moves for its
+   set of hosts.
+3. **Refill** (:mod:`._packing`): for fewer hosts than step 2 found, every movable VM is packed afresh
+   with a minimum-slack step, and the result is replayed in a feasible order.
+4. **Solver** (optional, :mod:`._solver`): with ``solver="auto"`` and HiGHS installed
+   (``hvkit[solver]``), a mixed-integer model over the kept hosts looks for fewer hosts or fewer moves
+   within ``time_limit`` seconds; the greedy plan stands when it finds nothing better.
 
-* ``sum`` — for each dimension, the fewest hosts whose capacities (at the threshold, largest first)
-  add up to the demand; the largest over dimensions. With one host size, ``ceil(demand/capacity)``.
-* ``lp`` — the linear-programming relaxation of the placement problem. Its optimum equals the
-  optimum of the covering LP ``min sum(y) s.t. sum(y_j c_j) >= D, 0 <= y <= 1`` (any fractional
-  assignment x_ij <= y_j with sum_j x_ij = 1 gives such a y, and any such y spreads every item
-  fractionally), plus the size of the largest anti-affinity group. For two dimensions we solve it
-  exactly through its dual, ``max_λ>=0 λ·D - Σ_j max(0, λ·c_j - 1)``: a concave piecewise-linear
-  function whose maximum lies on a vertex of the lines ``λ·c_j = 1`` and the axes, so evaluating it
-  at those (few, as hosts come in few sizes) vertices gives the LP optimum. With more dimensions the
-  per-dimension bound is used (still a valid bound). No solver, no scipy.
+The plan says which made it (``planner``: ``greedy``, ``refill`` or ``highs``).
 """
 
 from __future__ import annotations
 
-import bisect
 import math
-from collections import Counter
-from collections.abc import Sequence
-
-import attrs
+from collections.abc import Callable, Mapping, Sequence
 
 from ..errors import InvalidSpec
+from ._bounds import Bound, cover_1d, cover_2d, lower_bound
+from ._greedy import BestFit, empty_one_by_one, scarce_dim
+from ._packing import Refill, relabel, sequence
 from ._placement import _LeastLoaded, relieve
-from ._plan import EPS, PlacementPlan, Problem, _State, check_ratio
+from ._plan import PlacementPlan, Problem, _State, check_ratio
 
 __all__ = ["Bound", "consolidate", "lower_bound"]
 
-
-@attrs.frozen
-class Bound:
-    """Lower bounds on the hosts any plan must keep on (summed over domains)."""
-
-    sum: int
-    lp: int
-    lp_value: float  # the LP optimum before rounding up
-
-    @property
-    def best(self) -> int:
-        return max(self.sum, self.lp)
+REFILL_LIMIT = 3000  # units per domain above which the refill step is skipped (time)
+SOLVERS = ("auto", "greedy", "highs")
+KEEP_SHARES = (0.0, 0.5, 0.75, 0.9, 0.97)  # refills tried: how full each host is first kept with its own units
 
 
-def _cover_1d(caps: Sequence[float], demand: float) -> float:
-    """Fewest (fractional) bins, largest first, whose capacities cover ``demand``; inf if they cannot."""
-    if demand <= EPS:
-        return 0.0
-    total = 0.0
-    for n, c in enumerate(sorted(caps, reverse=True)):
-        if c <= 0:
-            break
-        if total + c >= demand - EPS * demand:
-            return n + (demand - total) / c
-        total += c
-    return math.inf
-
-
-def _cover_2d(caps: Sequence[tuple[float, float]], demand: tuple[float, float]) -> float:
-    """Optimum of min Σy s.t. Σ y_j c_j >= demand, 0 <= y <= 1, through its dual (see the module doc)."""
-    d1, d2 = demand
-    if sum(c[0] for c in caps) < d1 * (1 - 1e-12) or sum(c[1] for c in caps) < d2 * (1 - 1e-12):
-        return math.inf
-    types = Counter(caps)
-    kinds = list(types.items())
-
-    def g(l1: float, l2: float) -> float:
-        val = l1 * d1 + l2 * d2
-        for (a, b), n in kinds:
-            over = a * l1 + b * l2 - 1.0
-            if over > 0:
-                val -= n * over
-        return val
-
-    points: list[tuple[float, float]] = [(0.0, 0.0)]
-    for (a, b), _ in kinds:
-        if a > 0:
-            points.append((1.0 / a, 0.0))
-        if b > 0:
-            points.append((0.0, 1.0 / b))
-    for i, ((a1, b1), _) in enumerate(kinds):
-        for (a2, b2), _ in kinds[i + 1 :]:
-            det = a1 * b2 - a2 * b1
-            if abs(det) < 1e-15:
-                continue
-            l1 = (b2 - b1) / det
-            l2 = (a1 - a2) / det
-            if l1 >= 0 and l2 >= 0:
-                points.append((l1, l2))
-    return max(g(*p) for p in points)
-
-
-def _domains(problem: Problem) -> dict[str, tuple[list[tuple[float, ...]], list[float], int]]:
-    """Per domain: capacities of accepting bins, total demand, largest anti-affinity group."""
-    bins = {b.key: b for b in problem.bins}
-    out: dict[str, tuple[list[tuple[float, ...]], list[float], int]] = {}
-    for b in problem.bins:
-        caps, _, _ = out.setdefault(b.domain, ([], [0.0] * len(problem.dims), 0))
-        if b.accepts:
-            caps.append(b.capacity)
-        if b.base is not None:
-            for d, v in enumerate(b.base):
-                out[b.domain][1][d] += v
-    for it in problem.items:
-        dom = bins[it.bin].domain
-        for d, v in enumerate(it.demand):
-            out[dom][1][d] += v
-    domain_of = {it.key: bins[it.bin].domain for it in problem.items}
-    for g in problem.anti_affinity:
-        per: Counter[str] = Counter(domain_of[k] for k in g)
-        for dom, n in per.items():
-            caps, dem, big = out[dom]
-            out[dom] = (caps, dem, max(big, n))
-    return out
-
-
-def lower_bound(problem: Problem, headroom: float = 1.0) -> Bound:
-    """Lower bounds on the hosts that must stay on to hold every item under ``headroom``.
-
-    Only bins holding items count as "on"; a domain with no demand needs no bin. Infeasible demand
-    (more than the domain can hold) counts every accepting bin of that domain.
-    """
-    ratio = check_ratio("headroom", headroom)
-    total_sum = total_lp = 0
-    lp_value = 0.0
-    for caps, demand, biggest in _domains(problem).values():
-        if not any(v > EPS for v in demand) and biggest == 0:
-            continue
-        limits = [tuple(c * ratio for c in cap) for cap in caps]
-        per_dim = [_cover_1d([lim[d] for lim in limits], demand[d]) for d in range(len(demand))]
-        s = max(per_dim) if per_dim else 0.0
-        if len(demand) == 2 and math.isfinite(s):
-            lp = _cover_2d([(a[0], a[1]) for a in limits], (demand[0], demand[1]))
-        else:
-            lp = s
-        if not math.isfinite(lp):
-            lp = s = float(len(limits))
-        lp = max(lp, s - 1e-9)  # numeric safety: the LP is never below the per-dimension bound
-        total_sum += max(math.ceil(s - 1e-9), biggest, 1 if any(v > EPS for v in demand) else 0)
-        total_lp += max(math.ceil(lp - 1e-9), biggest, 1 if any(v > EPS for v in demand) else 0)
-        lp_value += max(lp, float(biggest))
-    return Bound(sum=total_sum, lp=total_lp, lp_value=lp_value)
-
-
-class _BestFit:
-    """Open bins of one domain sorted by free room in one dimension (relative to capacity)."""
-
-    def __init__(self, st: _State, bins: Sequence[int], dim: int) -> None:
-        self.st = st
-        self.dim = dim
-        self.keys: dict[int, tuple[float, int]] = {}
-        self.sorted: list[tuple[float, int]] = []
-        self.maxcap = max((st.cap[b][dim] for b in bins), default=0.0)
-        for b in bins:
-            self.add(b)
-
-    def _free(self, b: int) -> float:
-        st, d = self.st, self.dim
-        c = st.cap[b][d]
-        return (st.limit[b][d] - st.load[b][d]) / c if c > 0 else 0.0
-
-    def add(self, b: int) -> None:
-        key = (self._free(b), b)
-        self.keys[b] = key
-        bisect.insort(self.sorted, key)
-
-    def remove(self, b: int) -> None:
-        key = self.keys.pop(b, None)
-        if key is not None:
-            i = bisect.bisect_left(self.sorted, key)
-            del self.sorted[i]
-
-    def update(self, bins: set[int]) -> None:
-        for b in bins:
-            if b in self.keys:
-                self.remove(b)
-                self.add(b)
-
-    def find(self, u: int) -> int | None:
-        st = self.st
-        need = 0.0
-        for m in st.members[u]:
-            need += st.dem[m][self.dim]
-        # bins with less relative room than need/largest-capacity cannot take the unit: skip them
-        start = bisect.bisect_left(self.sorted, (need / self.maxcap - 1e-12, -1)) if self.maxcap > 0 else 0
-        for _, b in self.sorted[start:]:
-            if st.can_place(u, b):
-                return b
+def _check_watts(watts_per_host: object, problem: Problem) -> float | dict[str, float] | None:
+    if watts_per_host is None:
         return None
-
-
-def _scarce_dim(st: _State, bins: Sequence[int]) -> int:
-    best, worst = 0, -1.0
-    for d in range(st.ndim):
-        cap = sum(st.cap[b][d] for b in bins)
-        use = sum(st.load[b][d] for b in bins)
-        r = use / cap if cap > 0 else 0.0
-        if r > worst:
-            best, worst = d, r
-    return best
+    if isinstance(watts_per_host, Mapping):
+        keys = {b.key for b in problem.bins}
+        out = {}
+        for k, v in watts_per_host.items():
+            if k not in keys:
+                raise InvalidSpec(f"watts_per_host names unknown host {k!r}")
+            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v < 0:
+                raise InvalidSpec(f"watts_per_host[{k!r}] must be a number >= 0, got {v!r}")
+            out[str(k)] = float(v)
+        return out
+    if isinstance(watts_per_host, bool) or not isinstance(watts_per_host, int | float) or watts_per_host < 0:
+        raise InvalidSpec(f"watts_per_host must be a number >= 0 or a mapping host -> watts, got {watts_per_host!r}")
+    return float(watts_per_host)
 
 
 def consolidate(
     problem: Problem,
     headroom: float = 0.8,
     *,
-    watts_per_host: float | None = None,
+    watts_per_host: float | Mapping[str, float] | None = None,
     max_passes: int = 3,
+    solver: str = "auto",
+    time_limit: float = 1.0,
 ) -> PlacementPlan:
-    """Plan the moves that empty the most bins while every bin stays under ``headroom`` and the rules."""
+    """Plan the moves that empty the most bins while every bin stays under ``headroom`` and the rules.
+
+    ``watts_per_host``: one figure for every host, or a mapping bin key -> watts (hosts that draw more
+    are emptied first; hosts not named count the mean). ``solver``: ``"auto"`` (HiGHS when installed,
+    within ``time_limit`` seconds), ``"greedy"`` (never), ``"highs"`` (InvalidSpec when not installed).
+    ``max_passes`` bounds the host-by-host fallback used when the ranked packing cannot hold everything.
+    """
     if not isinstance(problem, Problem):
         raise InvalidSpec(f"consolidate takes a Problem, got {type(problem).__name__}")
     ratio = check_ratio("headroom", headroom)
-    if watts_per_host is not None and (
-        isinstance(watts_per_host, bool) or not isinstance(watts_per_host, int | float) or watts_per_host < 0
-    ):
-        raise InvalidSpec(f"watts_per_host must be a number >= 0, got {watts_per_host!r}")
+    watts = _check_watts(watts_per_host, problem)
+    if solver not in SOLVERS:
+        raise InvalidSpec(f"solver must be one of {', '.join(SOLVERS)}, got {solver!r}")
+    if isinstance(time_limit, bool) or not isinstance(time_limit, int | float) or not time_limit >= 0:
+        raise InvalidSpec(f"time_limit must be a number of seconds >= 0, got {time_limit!r}")
+    if isinstance(max_passes, bool) or not isinstance(max_passes, int) or max_passes < 1:
+        raise InvalidSpec(f"max_passes must be a whole number >= 1, got {max_passes!r}")
+    use_solver = None
+    if solver != "greedy" and time_limit > 0:
+        from . import _solver
+
+        if _solver.available():
+            use_solver = _solver
+        elif solver == "highs":
+            raise InvalidSpec("solver='highs' needs highspy: pip install 'hvkit[solver]'")
     st = _State(problem, ratio)
-    idle = [b for b in range(len(st.bkey)) if st.nitems[b] == 0]
+    had_items = [st.nitems[b] > 0 for b in range(len(st.bkey))]
+    idle = [b for b in range(len(st.bkey)) if not had_items[b]]
     unresolved: list[str] = []
     relieve(st, _LeastLoaded(st), unresolved)
-    freed: list[int] = []
+    bin_watts = _bin_watts(st, watts)
     by_domain: dict[str, list[int]] = {}
     for b in range(len(st.bkey)):
         by_domain.setdefault(st.bdomain[b], []).append(b)
+    planners: set[str] = set()
     for bins in by_domain.values():
-        freed += _pack_domain(st, bins, max_passes)
-    bound = lower_bound(problem, ratio)
+        mark = len(st.moves)
+        planners.add(_domain(st, bins, bin_watts, max_passes))
+        if use_solver is not None and use_solver.improve(st, bins, bin_watts, time_limit / len(by_domain), mark):
+            planners.add("highs")
+    freed = [b for b in range(len(st.bkey)) if had_items[b] and st.accepts[b] and st.nitems[b] == 0]
     used = sum(1 for b in range(len(st.bkey)) if st.nitems[b] > 0)
+    saved = None if watts is None else sum(bin_watts[b] for b in freed)
+    planner = "highs" if "highs" in planners else "refill" if "refill" in planners else "greedy"
     return st.plan(
         "consolidate",
         unresolved,
         freed=tuple(st.bkey[b] for b in freed),
         idle=tuple(st.bkey[b] for b in idle),
-        power_saved_watts=None if watts_per_host is None else float(watts_per_host) * len(freed),
-        lower_bound=bound.best,
+        power_saved_watts=saved,
+        lower_bound=lower_bound(problem, ratio).best,
         bins_used=used,
+        planner=planner,
     )
 
 
-def _fullness(st: _State, b: int) -> float:
-    return sum(st.load[b][d] / st.cap[b][d] for d in range(st.ndim) if st.cap[b][d] > 0)
+def _bin_watts(st: _State, watts: float | dict[str, float] | None) -> list[float]:
+    if watts is None:
+        return [1.0] * len(st.bkey)
+    if isinstance(watts, float):
+        return [watts] * len(st.bkey)
+    mean = sum(watts.values()) / len(watts) if watts else 1.0
+    return [watts.get(k, mean) for k in st.bkey]
 
 
-def _share(st: _State, u: int, b: int) -> float:
-    return max((st.udem[u][d] / st.cap[b][d] for d in range(st.ndim) if st.cap[b][d] > 0), default=0.0)
-
-
-def _pack_domain(st: _State, bins: list[int], max_passes: int) -> list[int]:
-    open_bins = [b for b in bins if st.accepts[b] and st.nitems[b] > 0]
-    if len(open_bins) < 2:
-        return []
-    dim = _scarce_dim(st, open_bins)
-    index = _BestFit(st, open_bins, dim)
-    # a lower bound for this domain alone: stop as soon as it is reached
-    caps = [[st.limit[b][d] for b in bins if st.accepts[b]] for d in range(st.ndim)]
-    demand = [sum(st.load[b][d] for b in bins) for d in range(st.ndim)]
-    need = max(_cover_1d(caps[d], demand[d]) for d in range(st.ndim))
-    floor = math.ceil(need - 1e-9) if math.isfinite(need) else len(open_bins)
-    active = set(open_bins)
-    freed: list[int] = []
-    received: set[int] = set()
-    for npass in range(max_passes):
-        progress = False
-        order = sorted(active, key=lambda b: (_fullness(st, b), b))
-        for b in order:
-            if len(active) <= floor:
-                break
-            if npass == 0 and b in received:
-                continue  # it took VMs in this pass: emptying it would move them twice
-            units = st.units_on(b)
-            if not all(st.umovable[u] and st.unit_on(u) == b for u in units):
+def movable_units(st: _State, bins: Sequence[int]) -> tuple[list[int], set[int]]:
+    """Units of a domain that may move (whole, movable, on a bin that accepts), and the bins the others pin."""
+    inside = set(bins)
+    movable: list[int] = []
+    pinned: set[int] = set()
+    seen: set[int] = set()
+    for b in bins:
+        for u in st.units_on(b):
+            if u in seen:
                 continue
-            units.sort(key=lambda u: _share(st, u, b), reverse=True)
-            index.remove(b)
-            mark = len(st.moves)
-            ok = True
-            took: set[int] = set()
-            for u in units:
-                dest = index.find(u)
-                if dest is None:
-                    ok = False
-                    break
-                index.update(st.place(u, dest, "consolidate"))
-                took.add(dest)
-            if ok:
-                received |= took
-                active.discard(b)
-                freed.append(b)
-                progress = True
+            seen.add(u)
+            home = st.unit_on(u)
+            if st.umovable[u] and home is not None and home in inside and st.accepts[home]:
+                movable.append(u)
             else:
-                index.update(st.undo_to(mark))
-                index.add(b)
-        if not progress:
+                pinned |= {x for x in st.unit_bins(u) if st.accepts[x]}
+    return movable, pinned
+
+
+def rank_hosts(st: _State, bins: Sequence[int], pinned: set[int], watts: Sequence[float]) -> list[int]:
+    """Accepting bins, the ones to keep first (see the module docstring)."""
+    accepting = [b for b in bins if st.accepts[b]]
+    if not accepting:
+        return []
+    nd = st.ndim
+    total = [sum(st.limit[b][d] for b in accepting) for d in range(nd)]
+    demand = [sum(st.load[b][d] for b in bins) for d in range(nd)]
+    weight = [demand[d] / total[d] if total[d] > 0 else 0.0 for d in range(nd)]
+    mean = [total[d] / len(accepting) for d in range(nd)]
+    mean_watts = sum(watts[b] for b in accepting) / len(accepting) or 1.0
+
+    def value(b: int) -> float:
+        offer = sum(weight[d] * st.limit[b][d] / mean[d] for d in range(nd) if mean[d] > 0)
+        return offer / (watts[b] / mean_watts) if watts[b] > 0 else math.inf
+
+    values = {b: value(b) for b in accepting}
+    top = max((v for v in values.values() if math.isfinite(v)), default=1.0) or 1.0
+
+    def key(b: int) -> tuple[bool, float, int, int, int]:
+        units = st.units_on(b)
+        rank = round(values[b] / top, 3) if math.isfinite(values[b]) else math.inf
+        return (b not in pinned, -rank, -len(units), -sum(st.move_cost(u, -1) for u in units), b)
+
+    return sorted(accepting, key=key)
+
+
+def _keep_and_fill(st: _State, kept: Sequence[int], movable: Sequence[int], dim: int) -> bool:
+    """Move every movable unit off the bins not in ``kept`` to the kept bin it fits most tightly.
+    On failure the moves are taken back."""
+    keep = set(kept)
+    going = [u for u in movable if st.unit_on(u) not in keep]
+    going.sort(key=lambda u: (-_size(st, u, kept[0]), u))
+    index = BestFit(st, kept, dim)
+    mark = len(st.moves)
+    for u in going:
+        dest = index.find(u)
+        if dest is None:
+            st.undo_to(mark)
+            return False
+        index.update(st.place(u, dest, "consolidate"))
+    return True
+
+
+def _size(st: _State, u: int, b: int) -> float:
+    return sum(st.udem[u][d] / st.cap[b][d] for d in range(st.ndim) if st.cap[b][d] > 0)
+
+
+def domain_floor(st: _State, bins: Sequence[int], pinned: set[int]) -> int:
+    """No fewer accepting bins of this domain can hold its load (per dimension, largest bins first)."""
+    limits = [[st.limit[b][d] for b in bins if st.accepts[b]] for d in range(st.ndim)]
+    demand = [sum(st.load[b][d] for b in bins) for d in range(st.ndim)]
+    need = max((cover_1d(limits[d], demand[d]) for d in range(st.ndim)), default=0.0)
+    if st.ndim == 2 and math.isfinite(need):
+        need = max(need, cover_2d(list(zip(limits[0], limits[1], strict=True)), (demand[0], demand[1])))
+    return max(len(pinned), math.ceil(need - 1e-9) if math.isfinite(need) else len(limits[0]), 1)
+
+
+def _domain(st: _State, bins: list[int], watts: Sequence[float], max_passes: int) -> str:
+    """Consolidate one domain on ``st``; return the planner whose plan was kept."""
+    movable, pinned = movable_units(st, bins)
+    order = rank_hosts(st, bins, pinned, watts)
+    used_now = [b for b in order if st.nitems[b] > 0]
+    if not movable or len(used_now) < 2:
+        return "greedy"
+    dim = scarce_dim(st, used_now)
+    floor = domain_floor(st, bins, pinned)
+    ceiling = len(order)
+
+    def fits(k: int) -> bool:
+        mark = len(st.moves)
+        ok = _keep_and_fill(st, order[:k], movable, dim)
+        if ok:
+            st.undo_to(mark)
+        return ok
+
+    best = _smallest(fits, floor, ceiling)
+    cost_now = sum(watts[b] for b in used_now)
+    if best is None or sum(watts[b] for b in order[:best]) >= cost_now:
+        # the ranked packing does no better than today: empty hosts one by one instead
+        empty_one_by_one(st, bins, max_passes, floor)
+        return "greedy"
+    # fewer hosts by a refill? (it moves more: only taken when it saves a host)
+    if len(movable) <= REFILL_LIMIT:
+        for k in range(floor, best):
+            if _refill(st, order, k, movable, pinned, watts, dim):
+                return "refill"
+    _keep_and_fill(st, order[:best], movable, dim)
+    return "greedy"
+
+
+def _refill(
+    st: _State, order: list[int], k: int, movable: list[int], pinned: set[int], watts: Sequence[float], dim: int
+) -> bool:
+    """Pack every movable unit afresh into the first ``k`` ranked hosts; of the packings that work (each
+    host first keeping its own units up to a share of its limit), replay the one with the fewest moves."""
+    best: dict[int, int] | None = None
+    best_moves = math.inf
+    for keep in KEEP_SHARES:
+        target = Refill(st, order[:k], movable, dim, keep).run()
+        if target is None:
+            continue
+        target = relabel(st, target, order, pinned, watts)
+        moves = sum(1 for u, b in target.items() if st.unit_on(u) != b)
+        if moves < best_moves:
+            best, best_moves = target, moves
+    if best is None:
+        return False
+    kept = set(best.values())
+    mark = len(st.moves)
+    if sequence(st, best, [b for b in order if b not in kept]):
+        return True
+    st.undo_to(mark)
+    return False
+
+
+def _smallest(fits: Callable[[int], bool], lo: int, hi: int) -> int | None:
+    """The smallest k in [lo, hi] with fits(k), probing lo, lo+1, lo+2, lo+4 ... then bisecting."""
+    step, last_bad, k = 1, lo - 1, lo
+    while True:
+        if fits(k):
             break
-    return freed
+        last_bad = k
+        if k >= hi:
+            return None
+        k = min(hi, lo + step)
+        step *= 2
+    good = k
+    while good - last_bad > 1:
+        mid = (good + last_bad) // 2
+        if fits(mid):
+            good = mid
+        else:
+            last_bad = mid
+    return good
