@@ -17,6 +17,7 @@ import attrs
 import requests  # noqa: F401 - imported before proxmoxer, whose https module calls sys.exit without it
 from proxmoxer import ProxmoxAPI
 
+from ..._secrets import install_redaction
 from ...backend import Backend, DiskImage, ProgressFn
 from ...capabilities import Capability
 from ...driver import Limits, ThreadSource, Traits
@@ -184,9 +185,7 @@ class ProxmoxBackend(Backend):
         self._api: Any = None
         self._version = ""
         self._vm_locks = KeyedLocks()
-        self._lock_retries = int(options.option("lock_retries", 8))
-        if self._lock_retries < 1:
-            raise InvalidSpec(f"lock_retries must be >= 1, got {self._lock_retries}")
+        self._lock_retries = options.int_option("lock_retries", 8, low=1, high=100)
 
     def _retry(self, fn: Callable[[], T], what: str) -> T:
         """Call ``fn``, retrying Proxmox lock errors with backoff (option ``lock_retries``, default 8)."""
@@ -229,6 +228,7 @@ class ProxmoxBackend(Backend):
         else:
             raise InvalidSpec("Proxmox needs token= (USER@REALM!TOKENID=SECRET) or a password")
         with translate():
+            install_redaction("proxmoxer", "urllib3", "requests")  # bodies and tickets never reach a log
             self._api = ProxmoxAPI(host, **kwargs)
             self._version = str(self._api.version.get().get("version", ""))
 
