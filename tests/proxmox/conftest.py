@@ -25,7 +25,7 @@ def hv(sim: ProxmoxSimulator) -> Iterator[Hypervisor]:
     try:
         yield conn
     finally:
-        for vm in conn.vms.list():  # clean up whatever a test left, even when it failed
+        for vm in sorted(conn.vms.list(), key=lambda v: v.template):  # whatever a test left (templates last)
             try:
                 conn.vms.delete(vm.id, force=True)
             except hvkit.errors.HvkitError:

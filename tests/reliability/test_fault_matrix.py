@@ -258,7 +258,7 @@ def _pve_case(
 
 
 def _reset(sim: ProxmoxSimulator, hv: hvkit.Hypervisor) -> None:
-    for vm in hv.vms.list():
+    for vm in sorted(hv.vms.list(), key=lambda v: v.template):  # linked clones before their templates
         hv.vms.delete(vm.id, force=True)
     _settle(sim)
 

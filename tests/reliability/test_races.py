@@ -58,7 +58,7 @@ def pve() -> Iterator[ProxmoxSimulator]:
 def phv(pve: ProxmoxSimulator) -> Iterator[hvkit.Hypervisor]:
     hv = connect_pve(pve)
     yield hv
-    for vm in hv.vms.list():
+    for vm in sorted(hv.vms.list(), key=lambda v: v.template):  # linked clones before their templates
         hv.vms.delete(vm.id, force=True)
     hv.close()
 

@@ -31,7 +31,7 @@ def pve() -> Iterator[ProxmoxSimulator]:
 def phv(pve: ProxmoxSimulator) -> Iterator[hvkit.Hypervisor]:
     hv = connect_pve(pve)
     yield hv
-    for vm in hv.vms.list():
+    for vm in sorted(hv.vms.list(), key=lambda v: v.template):  # linked clones before their templates
         hv.vms.delete(vm.id, force=True)
     hv.close()
 
@@ -168,6 +168,8 @@ def test_pve_storage_migration_refuses_a_template_with_linked_clones(
     with pytest.raises(errors.InvalidState, match="linked clones"):
         phv.vms.migrate(tpl, pool="shared")
     assert pve_orphans(pve, {int(tpl.id), int(clone.id)}) == []
+    with pytest.raises(errors.InvalidState, match="linked clones"):
+        phv.vms.delete(tpl)  # PVE would keep the base, owned by no VM
     phv.vms.start(clone)  # its disk still reads its base
     phv.vms.delete(clone, force=True)
     assert phv.vms.migrate(tpl, pool="shared").disks[0].pool == "shared"  # no clone left: it moves

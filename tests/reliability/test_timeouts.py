@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -28,15 +29,25 @@ def sim() -> Iterator[hvkit.Hypervisor]:
 
 @pytest.fixture(scope="module")
 def pve() -> Iterator[ProxmoxSimulator]:
-    with ProxmoxSimulator(nodes=2, task_delay=0.2, lock_timeout=1.0) as simulator:
+    with ProxmoxSimulator(nodes=2, task_delay=0.02, lock_timeout=1.0) as simulator:
         yield simulator
+
+
+@contextlib.contextmanager
+def slow_tasks(pve: ProxmoxSimulator, step: float = 1.0) -> Iterator[None]:
+    """PVE tasks started meanwhile take ``step`` s per step: far longer than the timeouts tried."""
+    before, pve.cluster.runner.delay = pve.cluster.runner.delay, step
+    try:
+        yield
+    finally:
+        pve.cluster.runner.delay = before
 
 
 @pytest.fixture
 def phv(pve: ProxmoxSimulator) -> Iterator[hvkit.Hypervisor]:
     hv = connect_pve(pve)
     yield hv
-    for vm in hv.vms.list():
+    for vm in sorted(hv.vms.list(), key=lambda v: v.template):  # linked clones before their templates
         hv.vms.delete(vm.id, force=True)
     hv.close()
 
@@ -138,7 +149,7 @@ def test_core_hands_over_a_task_that_runs_on(sim: hvkit.Hypervisor, monkeypatch:
 
 # -- Proxmox simulator --------------------------------------------------------------------------------
 def test_pve_create_timeout_leaves_no_vm(phv: hvkit.Hypervisor, pve: ProxmoxSimulator) -> None:
-    with pytest.raises(errors.Timeout, match=r"cancelled and left nothing|removed again") as caught:
+    with slow_tasks(pve), pytest.raises(errors.Timeout, match=r"cancelled and left nothing|removed again") as caught:
         phv.vms.create(pve_spec("late"), timeout=0.05)
     assert caught.value.task is None
     time.sleep(1.0)
@@ -148,16 +159,16 @@ def test_pve_create_timeout_leaves_no_vm(phv: hvkit.Hypervisor, pve: ProxmoxSimu
 @pytest.mark.parametrize("linked", [False, True])
 def test_pve_clone_timeout_leaves_no_vm(phv: hvkit.Hypervisor, pve: ProxmoxSimulator, linked: bool) -> None:
     tpl = phv.vms.mark_template(phv.vms.create(pve_spec("tpl")))
-    with pytest.raises(errors.Timeout, match=r"cancelled and left nothing|removed again") as caught:
+    with slow_tasks(pve), pytest.raises(errors.Timeout, match=r"cancelled and left nothing|removed again") as caught:
         phv.vms.clone(tpl, "late", linked=linked, timeout=0.05)
     assert caught.value.task is None
     time.sleep(1.0)
     assert [v.id for v in phv.vms.list()] == [tpl.id] and pve_orphans(pve, {int(tpl.id)}) == []
 
 
-def test_pve_snapshot_timeout_leaves_no_snapshot(phv: hvkit.Hypervisor) -> None:
+def test_pve_snapshot_timeout_leaves_no_snapshot(phv: hvkit.Hypervisor, pve: ProxmoxSimulator) -> None:
     vm = phv.vms.create(pve_spec("snapped"))
-    with pytest.raises(errors.Timeout):
+    with slow_tasks(pve), pytest.raises(errors.Timeout):
         phv.snapshots.create(vm, "late", timeout=0.05)
     time.sleep(0.5)
     assert phv.snapshots.list(vm) == []

@@ -687,6 +687,11 @@ class ProxmoxBackend(Backend):
     def delete_vm(self, vm: VM, keep_disks: bool) -> Any:
         if keep_disks:
             raise Unsupported("proxmox", "vms.delete(keep_disks=True)", "Proxmox destroys a VM's disks with it")
+        clones = self._linked_clones(vm, [d.name for d in vm.disks]) if vm.template else []
+        if clones:  # PVE would destroy the template and keep their base, owned by no VM any more
+            raise InvalidState(
+                f"template {vm.name!r} is the base of linked clones ({', '.join(clones)}); delete them first"
+            )
         with translate():
             upid = self._qemu(vm).delete(purge=1, **{"destroy-unreferenced-disks": 1})
         return self._task(str(vm.host), upid, "vms.delete", vm.name)
