@@ -22,14 +22,17 @@ import hvkit
 from hvkit.testing.xapi_sim import XapiSimulator
 
 
-def _median_time(fn: Callable[[], Any], runs: int) -> float:
-    fn()  # warm up (TLS session, caches)
-    samples = []
+def _median_times(fns: dict[str, Callable[[], Any]], runs: int) -> dict[str, float]:
+    """Median time of each function, run in turns (a busy machine slows all of them alike)."""
+    for fn in fns.values():
+        fn()  # warm up (TLS session, caches)
+    samples: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            samples[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in samples.items()}
 
 
 def main() -> None:
@@ -55,9 +58,15 @@ def main() -> None:
                 f"with disks and NICs {len(sim.calls)} call(s) {sorted(set(sim.calls))}"
             )
         print(f"calls equal at 100 and 1,000 VMs: {counts[100] == counts[1000]}")
-        raw = _median_time(lambda: bare.xenapi.VM.get_all_records(), 9)
-        ours = _median_time(hv.vms.list, 9)
-        detail = _median_time(lambda: hv.backend.list_vms(detail=True), 5)
+        times = _median_times(
+            {
+                "bare": lambda: bare.xenapi.VM.get_all_records(),
+                "ours": hv.vms.list,
+                "detail": lambda: hv.backend.list_vms(detail=True),
+            },
+            7,
+        )
+        raw, ours, detail = times["bare"], times["ours"], times["detail"]
         print(
             f"1,000 VMs: bare VM.get_all_records {raw * 1000:.1f} ms, hv.vms.list() {ours * 1000:.1f} ms, "
             f"with disks and NICs {detail * 1000:.1f} ms"
