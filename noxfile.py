@@ -37,6 +37,7 @@ TEST_SESSIONS = [
     ("proxmox", "proxmox,test", "tests/proxmox", ""),
     ("hyperv", "hyperv,test", "tests/hyperv", "qemu-img"),
     ("xen", "xen,test", "tests/xen", "qemu-img; libvirtd and vcsim for the migration paths"),
+    ("vbox", "test", "tests/vbox", "qemu-img; the test sshd and libvirtd (scripts/setup.d) for SSH and migration"),
     ("migration", "all,test", "tests/migration", "libvirtd, vcsim and the test sshd (scripts/setup.d)"),
     ("fleet", "all,test", "tests/fleet", ""),
     ("reliability", "all,test", "tests/reliability", "qemu-img (scripts/setup.d)"),

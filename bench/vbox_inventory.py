@@ -38,18 +38,31 @@ def populate(sim: VBoxSim, total: int) -> None:
             disk = folder / name / f"{name}-disk1.vdi"
             disk.parent.mkdir(exist_ok=True)
             subprocess.run(["cp", "--sparse=always", str(base), str(disk)], check=True)
-            medium = {"uuid": str(uuid.uuid4()), "location": str(disk), "format": "VDI", "capacity": 16 << 20,
-                      "parent": None}  # fmt: skip
+            medium = {"uuid": str(uuid.uuid4()), "location": str(disk), "format": "VDI", "capacity": 16 << 20}
             state["media"].append(medium)
-            state["vms"].append({
-                "name": name, "uuid": str(uuid.uuid4()), "ostype": "Linux26_64",
-                "cfgfile": f"{disk.parent}/{name}.vbox", "memory": 512, "cpus": 1 + i % 4, "firmware": "BIOS", "description": "", "state": "poweroff",
-                "state_time": "2026-01-01T00:00:00.000000000", "attachments": [
-                    {"ctl": "SATA", "port": 0, "device": 0, "type": "hdd", "medium": medium["uuid"]}],
-                "controllers": [{"name": "SATA", "bus": "sata", "type": "IntelAhci", "maxports": 30, "portcount": 1}],
-                "nics": [{"index": 1, "attach": "nat", "type": "82540EM", "mac": f"080027{i:06X}"}],
-                "snapshots": [], "current_snapshot": None, "guestprops": {}, "vrde": False,
-            })  # fmt: skip
+            state["vms"].append(
+                {
+                    "name": name,
+                    "uuid": str(uuid.uuid4()),
+                    "ostype": "Linux26_64",
+                    "cfgfile": f"{disk.parent}/{name}.vbox",
+                    "memory": 512,
+                    "cpus": 1 + i % 4,
+                    "firmware": "BIOS",
+                    "description": "",
+                    "state": "poweroff",
+                    "state_time": "2026-01-01T00:00:00.000000000",
+                    "attachments": [{"ctl": "SATA", "port": 0, "device": 0, "type": "hdd", "medium": medium["uuid"]}],
+                    "controllers": [
+                        {"name": "SATA", "bus": "sata", "type": "IntelAhci", "maxports": 30, "portcount": 1}
+                    ],
+                    "nics": [{"index": 1, "attach": "nat", "type": "82540EM", "mac": f"080027{i:06X}"}],
+                    "snapshots": [],
+                    "current_snapshot": None,
+                    "guestprops": {},
+                    "vrde": False,
+                }
+            )
 
 
 def hand_loop(exe: str) -> tuple[int, int]:
