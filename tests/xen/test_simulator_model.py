@@ -155,3 +155,15 @@ def test_event_from_waits_for_changes(xapi: XapiSimulator) -> None:
     later = xapi.api.call("event.from", [session, ["vm"], first["token"], 1.0])
     assert any(e["ref"] == vm and e["operation"] == "add" for e in later["events"])
     xapi.api.call("VM.destroy", [session, vm])
+
+
+def test_model_json_is_what_the_generator_writes() -> None:
+    """When the reference data model sits beside the checkout, model.json is exactly what it generates."""
+    from pathlib import Path
+
+    from hvkit.testing.xapi_sim import _generate_model
+
+    source = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "xenapi" / "xenapi.json"
+    if not source.is_file():
+        pytest.skip("the XenAPI reference data model is not beside this checkout")
+    assert _generate_model.compact(json.loads(source.read_text())) == model()
