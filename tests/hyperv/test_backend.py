@@ -232,3 +232,47 @@ def test_secrets_stay_out_of_logs_and_reprs(host: HyperVHost, caplog: pytest.Log
     finally:
         logging.getLogger("urllib3").removeHandler(handler)
     assert "TlRMTVNTUAAB" not in stream.getvalue()
+
+
+def test_cloud_init_seed_iso_as_dvd(hv: Hypervisor, host: HyperVHost) -> None:
+    pycdlib = pytest.importorskip("pycdlib")
+    from hvkit.models import CloudInit
+
+    ci = CloudInit(hostname="web-01", username="ops", ssh_keys=("ssh-ed25519 AAAAC3Nza ops@example",))
+    vm = hv.vms.create(_spec('hvk-ci "quoted"', cloud_init=ci))
+    (dvd,) = vm.extra["dvds"]
+    assert dvd.endswith("-cidata.iso") and dvd.startswith("C:\\Hyper-V\\Virtual Hard Disks\\")
+    iso = pycdlib.PyCdlib()
+    iso.open(str(host.state.local(dvd)))
+    try:
+        assert iso.pvd.volume_identifier.rstrip(b" ") == b"cidata"
+        out = io.BytesIO()
+        iso.get_file_from_iso_fp(out, joliet_path="/user-data")
+    finally:
+        iso.close()
+    user_data = out.getvalue().decode()
+    assert user_data.startswith("#cloud-config") and 'hostname: "web-01"' in user_data and "ops@example" in user_data
+    hv.vms.delete(vm)
+    assert not host.state.local(dvd).exists()  # the seed goes with the VM
+
+
+def test_channel_binding_is_checked(host: HyperVHost) -> None:
+    """Over HTTPS pywinrm binds NTLM to the certificate; a strict endpoint demands it, a wrong one fails."""
+    import winrm
+
+    from hvkit.testing.winrm_sim import Process, WinRMEndpoint
+
+    def echo(user: str, words: list[str], stdin: bytes) -> Process:
+        return Process(stdout=b"ok")
+
+    with WinRMEndpoint(echo, users={"hvkit-cbt": "Cbt-pa55"}, cbt="strict") as strict:
+        p = winrm.Protocol(
+            strict.endpoint, transport="ntlm", username="hvkit-cbt", password="Cbt-pa55", ca_trust_path=strict.ca_file
+        )
+        p.close_shell(p.open_shell())  # pywinrm sends the binding: accepted
+        strict._cbt_hash = b"\0" * 32  # as if the client saw another certificate (a TLS interceptor)
+        q = winrm.Protocol(
+            strict.endpoint, transport="ntlm", username="hvkit-cbt", password="Cbt-pa55", ca_trust_path=strict.ca_file
+        )
+        with pytest.raises(winrm.exceptions.InvalidCredentialsError):
+            q.open_shell()

@@ -95,6 +95,7 @@ if (Get-VM -Name $P.Name -ErrorAction SilentlyContinue) {
     hvkFail 'ResourceExists' 'hvkit.AlreadyExists' 'A virtual machine with this name already exists.' $P.Name
 }
 foreach ($n in $P.Nics) { $null = Get-VMSwitch -Name $n.Switch -ErrorAction Stop }
+if ($P.SeedIso -and (Test-Path -LiteralPath $P.SeedPath)) { hvkFail 'ResourceExists' 'hvkit.AlreadyExists' 'The seed ISO file exists.' $P.SeedPath }
 foreach ($d in $P.Disks) {
     if (-not (Test-Path -LiteralPath $d.Dir)) { hvkFail 'ObjectNotFound' 'hvkit.PoolNotFound' 'The storage path does not exist.' $d.Dir }
     if ($d.SizeBytes -eq 0 -and -not (Test-Path -LiteralPath $d.Path)) { hvkFail 'ObjectNotFound' 'hvkit.VolumeNotFound' 'The virtual hard disk does not exist.' $d.Path }

@@ -20,7 +20,7 @@ from ...models import (
     VMSpec,
     Volume,
 )
-from . import _console, _disks, _metrics, _migrate, _snapshots, _storage, _vms
+from . import _console, _disks, _metrics, _migrate, _seed, _snapshots, _storage, _vms
 from ._session import Session
 from ._smb import SmbFiles
 
@@ -51,6 +51,7 @@ class HyperVBackend(Backend):
             Capability.VM_GUEST_IPS,
             Capability.VM_STORAGE_MIGRATE,
             Capability.UEFI,
+            Capability.CLOUD_INIT,
             Capability.SNAPSHOT,
             Capability.SNAPSHOT_MEMORY,
             Capability.VOLUME_CREATE,
@@ -63,6 +64,7 @@ class HyperVBackend(Backend):
         Capability.VM_LINKED_CLONE: "differencing VHDX on the source's disks",
         Capability.VM_GUEST_IPS: "from KVP (integration services in the guest)",
         Capability.VM_CONSOLE: "VMConnect / RDP address (port 2179)",
+        Capability.CLOUD_INIT: "NoCloud seed ISO attached as a DVD",
         Capability.VOLUME_UPLOAD: "over SMB (the host's C$ share)",
         Capability.VOLUME_DOWNLOAD: "over SMB (the host's C$ share)",
     }
@@ -132,12 +134,19 @@ class HyperVBackend(Backend):
 
     # -- VMs -------------------------------------------------------------------------------------------
     def create_vm(self, spec: VMSpec) -> VM:
-        if spec.cloud_init is not None:
-            raise self._unsupported("vms.create(cloud_init)")
         if spec.host is not None and spec.host.lower() not in {h.name.lower() for h in self.list_hosts()}:
             raise NotFound(f"no host {spec.host!r}: this connection is one Hyper-V host")
-        pools = {p.name: p for p in self.list_pools()} if any(not d.volume for d in spec.disks) else {}
-        return _vms.create(self.session, spec, pools, None)
+        pools = {p.name: p for p in self.list_pools()}
+        seed = None
+        if spec.cloud_init is not None:  # a NoCloud seed ISO beside the first disk (or in the default pool)
+            first = spec.disks[0] if spec.disks else None
+            if first is not None and first.volume:
+                folder = first.volume.rpartition("\\")[0]
+            else:
+                folder = self.session.pool_dir(first.pool if first is not None and first.pool else "default")
+            path = f"{folder}\\{_vms.file_name(spec.name)}-cidata.iso"
+            seed = (path, _seed.seed_iso_base64(_seed.seed_payload(spec.name, spec.cloud_init)))
+        return _vms.create(self.session, spec, pools, seed)
 
     def delete_vm(self, vm: VM, keep_disks: bool) -> None:
         _vms.delete(self.session, vm, keep_disks)

@@ -248,6 +248,8 @@ def vm_create(host: HostState, p: P) -> Any:
         raise _fail("ResourceExists", "hvkit.AlreadyExists", "A virtual machine with this name already exists.", name)
     for nic in p.get("Nics") or []:
         _switch(host, nic["Switch"])
+    if p.get("SeedIso") and host.exists(p["SeedPath"]):
+        raise _fail("ResourceExists", "hvkit.AlreadyExists", "The seed ISO file exists.", p["SeedPath"])
     for d in p.get("Disks") or []:
         if not host.exists(d["Dir"]):
             raise _fail("ObjectNotFound", "hvkit.PoolNotFound", "The storage path does not exist.", d["Dir"])
