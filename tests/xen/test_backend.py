@@ -245,3 +245,16 @@ def test_master_moves_and_hvkit_follows() -> None:
             assert hv.vms.get(vm.id).name == "xen-failover"
             assert hv.backend.session.host == "127.0.0.2"  # type: ignore[attr-defined]
             assert sim.calls[:2] == ["VM.get_by_uuid", "session.login_with_password"]
+
+
+def test_running_vm_disks_move_live_and_local_disks_pin_it(hv: Hypervisor, made: list[str]) -> None:
+    vm = hv.vms.start(hv.vms.create(_spec("xen-live-disks")))
+    made.append(vm.name)
+    local = "Local storage (xcp-ng-1)"
+    assert hv.hosts.get(vm.host or "").name == "xcp-ng-1"
+    moved = hv.vms.migrate(vm, pool=local)  # VDI.pool_migrate, the VM keeps running
+    assert moved.power_state is PowerState.RUNNING and {d.pool for d in moved.disks} == {local}
+    with pytest.raises(errors.InvalidState, match="VM_REQUIRES_SR"):  # xcp-ng-2 cannot reach that SR
+        hv.vms.migrate(moved, host="xcp-ng-2")
+    back = hv.vms.migrate(moved, pool=POOL)
+    assert hv.vms.migrate(back, host="xcp-ng-2").host == hv.hosts.get("xcp-ng-2").id
