@@ -122,3 +122,30 @@ def test_pve_twenty_threads_mixing_create_and_delete(phv: hvkit.Hypervisor, pve:
     left = {int(v.id) for v in phv.vms.list()}
     assert len(left) == sum(plan.count("create") for plan in plans)
     assert pve_orphans(pve, left) == []
+
+
+def test_vmware_four_creates_and_clones_of_one_name() -> None:
+    """vcsim (like some vCenter folders) takes duplicate names: the backend checks by id after creating."""
+    import shutil
+
+    pytest.importorskip("pyVmomi")
+    if shutil.which("go") is None:
+        pytest.skip("vcsim needs the Go compiler")
+    from hvkit.testing.vcsim import Vcsim, VcsimConfig
+
+    config = VcsimConfig(esx=False, datastores=1, username="admin@vsphere.local", password="Sim-pa55word")
+    with Vcsim(config) as vc:
+        conns = [hvkit.connect(vc.url, password=vc.password, ca_file=vc.cert_file) for _ in range(4)]
+        hv = conns[0]
+        pool, net = hv.pools.list()[0].name, hv.networks.list()[-1].name
+        twin = hvkit.VMSpec(
+            name="twin", memory_mib=256, disks=[hvkit.DiskSpec(size_gib=1, pool=pool)], nics=[hvkit.NicSpec(net)]
+        )
+        made, failed = race(4, lambda i: conns[i].vms.create(twin))
+        assert len(made) == 1 and all(isinstance(e, errors.AlreadyExists) for e in failed), failed
+        assert [v.id for v in hv.vms.list() if v.name == "twin"] == [made[0].id]
+        made, failed = race(4, lambda i: conns[i].vms.clone(made[0], "copy"))
+        assert len(made) == 1 and all(isinstance(e, errors.AlreadyExists) for e in failed), failed
+        assert [v.id for v in hv.vms.list() if v.name == "copy"] == [made[0].id]
+        for conn in conns:
+            conn.close()

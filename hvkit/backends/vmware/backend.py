@@ -26,6 +26,7 @@ from ...backend import Backend, ProgressFn
 from ...capabilities import Capability
 from ...driver import Limits, MacRange, TaskInfo, Traits, wait_for
 from ...errors import (
+    AlreadyExists,
     AuthenticationError,
     BackendError,
     InvalidSpec,
@@ -682,7 +683,28 @@ class VmwareBackend(Backend):
         )
         folder = self._dc_folders["vmFolder"]
         task = folder.CreateVM_Task(config=config, pool=pool, host=host)
-        return self._task(task, "vm.create", spec.name)
+        return self._one_of_its_name(self._task(task, "vm.create", spec.name), spec.name)
+
+    def _one_of_its_name(self, task: Task, name: str) -> Task:
+        """Follow a create or clone ``task``; then make sure its VM is the only one called ``name``."""
+        return Task.in_thread(task.operation, name, lambda: task, lambda t: self._claim_name(t.wait(), name))
+
+    def _claim_name(self, moid: str, name: str) -> str:
+        """One name, one VM (vcsim, and folders other than the VM folder, take duplicates): among the VMs of
+        one name the oldest (lowest moref number) wins; a newer one, just made by this call, is destroyed
+        again (by its moref, nothing else) and AlreadyExists raised."""
+
+        def age(ref: str) -> tuple[int, str]:
+            digits = ref.rsplit("-", 1)[-1]
+            return (int(digits) if digits.isdigit() else 0, ref)
+
+        found = self.pc.collect(self._dc, {vim.VirtualMachine: ["name"]})
+        named = [o._moId for o, p in found if p.get("name") == _escape(name)]
+        older = sorted((m for m in named if m != moid and age(m) < age(moid)), key=age)
+        if older:
+            self._wait(self._ref(vim.VirtualMachine, moid).Destroy_Task(), "vm.create clean-up", name)
+            raise AlreadyExists(f"a VM named {name!r} exists already ({older[0]}); the one made meanwhile was removed")
+        return moid
 
     def _volume_path(self, ref: str) -> str:
         try:
@@ -854,14 +876,19 @@ class VmwareBackend(Backend):
             spec.snapshot = current_snap
             location.diskMoveType = "createNewChildDiskBacking"
         if made_snapshot is None:
-            return self._task(
-                obj.CloneVM_Task(folder=self._dc_folders["vmFolder"], name=_escape(name), spec=spec), "vm.clone", name
+            return self._one_of_its_name(
+                self._task(
+                    obj.CloneVM_Task(folder=self._dc_folders["vmFolder"], name=_escape(name), spec=spec),
+                    "vm.clone",
+                    name,
+                ),
+                name,
             )
         try:  # follow the clone here, to remove the snapshot taken for it if the clone fails
             task = self._task(
                 obj.CloneVM_Task(folder=self._dc_folders["vmFolder"], name=_escape(name), spec=spec), "vm.clone", name
             )
-            return task.wait(float(self.options.option("task_timeout", 1800.0)))
+            return self._claim_name(task.wait(float(self.options.option("task_timeout", 1800.0))), name)
         except BaseException:
             with contextlib.suppress(Exception):
                 snap = self._ref(vim.vm.Snapshot, made_snapshot)
