@@ -105,3 +105,12 @@ def test_docs_proxmox_examples_run(
     url = f"{sim.url}?ca_file={urllib.parse.quote(sim.ca_file)}"
     keywords = {"token": sim.token, "password": sim.password, "ca_file": sim.ca_file}
     run_block(block, lambda _url: url, {"hvkit": hvkit}, keywords)
+
+
+def test_list_detail_reads_disks_and_nics(hv: Hypervisor) -> None:
+    vm = hv.vms.create(_spec("detailed"))
+    [brief] = [v for v in hv.vms.list() if v.id == vm.id]
+    [full] = [v for v in hv.vms.list(detail=True) if v.id == vm.id]
+    assert not brief.disks and not brief.extra["detail"]
+    assert full.disks and full.nics and full.extra["detail"] and full.name == "detailed"
+    hv.vms.delete(vm)

@@ -8,6 +8,7 @@ import os
 import uuid
 from collections.abc import Iterator
 
+import attrs
 import pytest
 
 import hvkit
@@ -85,3 +86,13 @@ def test_memory_false_on_a_running_vm_is_a_disk_snapshot(sim: hvkit.Hypervisor) 
     stopped = sim.snapshots.create(vm, "stopped")
     assert not stopped.memory  # a stopped VM has no memory to keep
     sim.vms.delete(vm)
+
+
+def test_list_detail_knob_and_backends_without_it(sim: hvkit.Hypervisor, monkeypatch: pytest.MonkeyPatch) -> None:
+    vm = sim.vms.create(_spec("listed"))
+    assert [v.id for v in sim.vms.list(detail=True)] == [v.id for v in sim.vms.list()] == [vm.id]
+    # a backend written before the knob (list_vms() without detail): detail=True reads each VM in full
+    plain = sim.backend.list_vms
+    monkeypatch.setattr(sim.backend, "list_vms", lambda: [attrs.evolve(v, disks=()) for v in plain()])
+    assert sim.vms.list()[0].disks == ()
+    assert sim.vms.list(detail=True)[0].disks == sim.vms.get(vm).disks != ()
