@@ -137,14 +137,14 @@ def _route(name: str, method: Callable[..., Any]) -> Callable[..., Any]:
     return routed
 
 
-def _list_vms(method: Callable[[KvmBackend], list[VM]]) -> Callable[[KvmBackend], list[VM]]:
+def _list_vms(method: Callable[[KvmBackend, bool], list[VM]]) -> Callable[[KvmBackend, bool], list[VM]]:
     @functools.wraps(method)
-    def list_vms(self: KvmBackend) -> list[VM]:
-        result = method(self)
+    def list_vms(self: KvmBackend, detail: bool = False) -> list[VM]:
+        result = method(self, detail)
         if _active(self):
             for peer in peer_members(self):
                 try:
-                    result.extend(_on_peer(peer, vm) for vm in peer.list_vms())
+                    result.extend(_on_peer(peer, vm) for vm in peer.list_vms(detail))
                 except (HvkitError, libvirt.libvirtError) as exc:
                     log.warning("cannot list the VMs of kvm peer %s: %s", peer.uri, exc)
         return result

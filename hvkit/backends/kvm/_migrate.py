@@ -257,7 +257,7 @@ def _plan_disks(
         path = _disk_path(disk)
         if not path:
             continue
-        vol = backend._vol_or_none(path)
+        vol = backend.volume_at(path)
         if vol is None:
             if same_host:
                 raise InvalidSpec(f"disk {path!r} is in no libvirt storage pool: hvkit cannot move it")
@@ -336,7 +336,7 @@ def _stream_copy(src_conn: libvirt.virConnect, dst_conn: libvirt.virConnect, mov
 # -- host migration ----------------------------------------------------------------------------------------
 def migrate_to_host(backend: KvmBackend, peers: Peers, vm: VM, host: str, pool: str | None, live: bool) -> Task:
     spec, peer = peers.find(host)
-    dom = backend._dom(vm)
+    dom = backend.domain(vm)
     dconn = peer.conn
     running = bool(dom.isActive())
     xml_flags = libvirt.VIR_DOMAIN_XML_SECURE | (libvirt.VIR_DOMAIN_XML_MIGRATABLE if running else 0)
@@ -415,7 +415,7 @@ def migrate_to_host(backend: KvmBackend, peers: Peers, vm: VM, host: str, pool: 
 
 # -- storage migration on one host -------------------------------------------------------------------------
 def migrate_storage(backend: KvmBackend, vm: VM, pool: str, live: bool) -> Task:
-    dom = backend._dom(vm)
+    dom = backend.domain(vm)
     conn = backend.conn
     root = ET.fromstring(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_SECURE))
     moves = _plan_disks(backend, root, conn, pool, same_host=True)

@@ -300,8 +300,9 @@ class KvmBackend(Backend):
     def errors(self) -> contextlib.AbstractContextManager[None]:
         return translate()
 
-    # -- helpers ------------------------------------------------------------------------------------
-    def _dom(self, vm: VM | str) -> libvirt.virDomain:
+    # -- lookups (public: the helper modules _migrate and _cluster use them) -------------------------------
+    def domain(self, vm: VM | str) -> libvirt.virDomain:
+        """The libvirt domain of ``vm`` (a VM or its UUID); NotFound if this daemon has none."""
         ref = vm.id if isinstance(vm, VM) else vm
         try:
             return self.conn.lookupByUUIDString(ref)
@@ -324,7 +325,8 @@ class KvmBackend(Backend):
                     raise
         raise NotFound(f"no volume {ref!r} on {self._uri}")
 
-    def _vol_or_none(self, path: str) -> libvirt.virStorageVol | None:
+    def volume_at(self, path: str) -> libvirt.virStorageVol | None:
+        """The storage volume whose path (or key) is ``path``, or None when no pool of this daemon has it."""
         try:
             return self._vol(path)
         except NotFound:
@@ -468,7 +470,7 @@ class KvmBackend(Backend):
         )
 
     def get_vm(self, ref: str) -> VM:
-        return self._vm_from_domain(self._dom(ref))
+        return self._vm_from_domain(self.domain(ref))
 
     def _vm_from_domain(self, dom: libvirt.virDomain) -> VM:
         info = _domxml.parse_domain(dom.XMLDesc(0))
@@ -476,7 +478,7 @@ class KvmBackend(Backend):
         saved = bool(state == libvirt.VIR_DOMAIN_SHUTOFF and dom.hasManagedSaveImage(0))
         disks = []
         for dev in info.disks:
-            vol = self._vol_or_none(dev.path) if dev.path else None
+            vol = self.volume_at(dev.path) if dev.path else None
             size = 0
             pool_name = None
             vol_id = None
@@ -604,7 +606,7 @@ class KvmBackend(Backend):
 
     def delete_vm(self, vm: VM, keep_disks: bool) -> None:
         """Undefine the VM and delete its disks; a base it moved off at a linked clone goes once unused."""
-        dom = self._dom(vm)
+        dom = self.domain(vm)
         inactive = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
         info = _domxml.parse_domain(inactive)
         bases = _bases.recorded_bases(ET.fromstring(inactive))
@@ -626,17 +628,17 @@ class KvmBackend(Backend):
         if info.seed:
             paths.append(info.seed)
         for path in paths:
-            vol = self._vol_or_none(path)
+            vol = self.volume_at(path)
             if vol is not None:
                 vol.delete(0)
         if bases and not keep_disks:
             _bases.release_bases(self.conn, bases)
 
     def start_vm(self, vm: VM) -> None:
-        self._dom(vm).create()
+        self.domain(vm).create()
 
     def stop_vm(self, vm: VM, force: bool, timeout: float) -> None:
-        dom = self._dom(vm)
+        dom = self.domain(vm)
         if force:
             if dom.isActive():
                 dom.destroy()
@@ -665,23 +667,23 @@ class KvmBackend(Backend):
             ) from None
 
     def reboot_vm(self, vm: VM, force: bool) -> None:
-        dom = self._dom(vm)
+        dom = self.domain(vm)
         if force:
             dom.reset(0)
         else:
             dom.reboot(0)
 
     def pause_vm(self, vm: VM) -> None:
-        self._dom(vm).suspend()
+        self.domain(vm).suspend()
 
     def resume_vm(self, vm: VM) -> None:
-        self._dom(vm).resume()
+        self.domain(vm).resume()
 
     def suspend_vm(self, vm: VM) -> None:
-        self._dom(vm).managedSave(0)
+        self.domain(vm).managedSave(0)
 
     def reconfigure_vm(self, vm: VM, cpus: int | None, memory_mib: int | None) -> None:
-        dom = self._dom(vm)
+        dom = self.domain(vm)
         flags = libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_SECURE
         config = dom.XMLDesc(flags)
         kib = None if memory_mib is None else memory_mib * 1024
@@ -717,7 +719,7 @@ class KvmBackend(Backend):
             raise InvalidSpec(
                 f"the kvm backend clones on the source's host only ({self._host_name}); migrate the clone after"
             )
-        src = self._dom(vm)
+        src = self.domain(vm)
         running = bool(src.isActive())
         if src.hasManagedSaveImage(0) or (running and not linked):
             raise InvalidState(
@@ -846,7 +848,7 @@ class KvmBackend(Backend):
         return _migrate.migrate_storage(self, vm, pool, live)
 
     def console(self, vm: VM) -> Console:
-        dom = self._dom(vm)
+        dom = self.domain(vm)
         info = _domxml.parse_domain(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_SECURE))
         if info.vnc is None or info.vnc[1] is None:
             raise Unsupported(self.kind, "vms.console", f"VM {vm.name!r} has no VNC display")
@@ -855,7 +857,7 @@ class KvmBackend(Backend):
         return Console(protocol="vnc", host=host, port=port, url=f"vnc://{host}:{port}", password=password)
 
     def guest_ips(self, vm: VM) -> list[str]:
-        dom = self._dom(vm)
+        dom = self.domain(vm)
         if not dom.isActive():
             return []
         found: list[str] = []
@@ -876,7 +878,7 @@ class KvmBackend(Backend):
 
     def read_serial(self, vm: VM) -> Callable[[], str]:
         """Open the VM's serial console through libvirt; the returned function gives everything read so far."""
-        dom = self._dom(vm)
+        dom = self.domain(vm)
         stream = self.conn.newStream(libvirt.VIR_STREAM_NONBLOCK)
         dom.openConsole(None, stream, libvirt.VIR_DOMAIN_CONSOLE_FORCE)
         chunks: list[bytes] = []
@@ -974,7 +976,7 @@ class KvmBackend(Backend):
 
     # -- snapshots ----------------------------------------------------------------------------------
     def list_snapshots(self, vm: VM) -> list[Snapshot]:
-        dom = self._dom(vm)
+        dom = self.domain(vm)
         result = []
         for snap in dom.listAllSnapshots(0):
             root = ET.fromstring(snap.getXMLDesc(0))
@@ -1005,7 +1007,7 @@ class KvmBackend(Backend):
             raise Unsupported(
                 self.kind, "snapshots.create(quiesce=True)", "libvirt quiesces only external disk-only snapshots"
             )
-        dom = self._dom(vm)
+        dom = self.domain(vm)
         if dom.isActive() and not memory:
             raise InvalidState(
                 f"VM {vm.name!r} is running: QEMU's internal snapshots of a running VM keep its memory "
@@ -1019,10 +1021,10 @@ class KvmBackend(Backend):
         from ._uri import is_local_uri
 
         local = self._driver == "qemu" and is_local_uri(self._uri)
-        _overlays.revert_unshared(self.conn, self._dom(vm), snapshot.id, local=local)
+        _overlays.revert_unshared(self.conn, self.domain(vm), snapshot.id, local=local)
 
     def delete_snapshot(self, vm: VM, snapshot: Snapshot, children: bool) -> None:
-        dom = self._dom(vm)
+        dom = self.domain(vm)
         snap = dom.snapshotLookupByName(snapshot.id, 0)
         snap.delete(libvirt.VIR_DOMAIN_SNAPSHOT_DELETE_CHILDREN if children else 0)
 
