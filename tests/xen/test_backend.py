@@ -163,7 +163,8 @@ def test_uefi_cloud_init_guest_ips_console_metrics(hv: Hypervisor, xapi: XapiSim
     assert console.protocol == "vnc" and console.url and "s3cret" not in repr(console)
     [metrics] = hv.vms.metrics([vm])
     assert metrics.memory_used_mib == 128 and metrics.cpu_usage is not None
-    assert all(m.memory_used_mib for m in hv.hosts.metrics())
+    assert all(m.memory_used_mib and m.cpu_usage for m in hv.hosts.metrics())
+    assert all(h.cpu_usage for h in hv.hosts.list())
 
 
 def test_disk_export_import_round_trip(hv: Hypervisor, tmp_path: object) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+import attrs
+
 from ...models import VM, Host, HostMetrics, VMMetrics
 from . import _convert as cv
 from ._session import NULL, XapiSession
@@ -14,9 +16,21 @@ __all__ = ["guest_ips", "host_metrics", "list_hosts", "vm_metrics"]
 MiB = 1024 * 1024
 
 
+def _cpu_usage(s: XapiSession) -> dict[str, float]:
+    """Host ref -> mean utilisation of its physical CPUs (``host_cpu``, one call for the pool)."""
+    per_host: dict[str, list[float]] = {}
+    for rec in s.call("host_cpu.get_all_records").values():
+        per_host.setdefault(rec["host"], []).append(float(rec["utilisation"]))
+    return {host: min(1.0, sum(v) / len(v)) for host, v in per_host.items() if v}
+
+
 def list_hosts(s: XapiSession) -> list[Host]:
     metrics = s.call("host_metrics.get_all_records")
-    return [cv.host(ref, rec, metrics.get(rec["metrics"])) for ref, rec in s.call("host.get_all_records").items()]
+    usage = _cpu_usage(s)
+    return [
+        attrs.evolve(cv.host(ref, rec, metrics.get(rec["metrics"])), cpu_usage=usage.get(ref))
+        for ref, rec in s.call("host.get_all_records").items()
+    ]
 
 
 def vm_metrics(s: XapiSession, vms: list[VM]) -> list[VMMetrics]:
@@ -47,17 +61,17 @@ def vm_metrics(s: XapiSession, vms: list[VM]) -> list[VMMetrics]:
 
 
 def host_metrics(s: XapiSession, hosts: list[Host]) -> list[HostMetrics]:
+    """Memory from ``host_metrics`` and CPU from ``host_cpu``: three calls for any number of hosts."""
     metrics = s.call("host_metrics.get_all_records")
-    by_uuid = {rec["uuid"]: rec["metrics"] for rec in s.call("host.get_all_records").values()}
+    usage = _cpu_usage(s)
+    refs = {rec["uuid"]: (ref, rec["metrics"]) for ref, rec in s.call("host.get_all_records").items()}
     now = dt.datetime.now(dt.UTC)
     out = []
     for h in hosts:
-        rec = metrics.get(by_uuid.get(h.id, NULL))
-        if rec is None:
-            out.append(HostMetrics(host=h.id, timestamp=now))
-            continue
-        used = int(rec["memory_total"]) - int(rec["memory_free"])
-        out.append(HostMetrics(host=h.id, timestamp=now, memory_used_mib=used // MiB))
+        ref, metrics_ref = refs.get(h.id, (NULL, NULL))
+        rec = metrics.get(metrics_ref)
+        used = (int(rec["memory_total"]) - int(rec["memory_free"])) // MiB if rec else None
+        out.append(HostMetrics(host=h.id, timestamp=now, cpu_usage=usage.get(ref), memory_used_mib=used))
     return out
 
 

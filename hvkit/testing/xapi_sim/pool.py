@@ -89,6 +89,11 @@ class Pool:
                 },
             )
             self.host_refs.append(host)
+            for n in range(16):
+                s.new(
+                    "host_cpu",
+                    {"host": host, "number": n, "vendor": "GenuineIntel", "speed": 2394, "utilisation": 0.03 + n / 400},
+                )
             self.addresses[host] = f"127.0.0.{i + 1}"
             s.new("PIF", {"device": "eth0", "host": host, "network": network, "MAC": _mac(0xFE, i), "physical": True})
             s.new("PBD", {"host": host, "SR": shared, "currently_attached": True})
