@@ -56,7 +56,8 @@ log = logging.getLogger("hvkit.proxmox")
 T = TypeVar("T")
 MiB = 1024 * 1024
 GiB = 1024 * MiB
-CLAIM_WAIT = 600.0  # seconds a finished create waits for older creates of unknown name, and for its own undo
+CLAIM_WAIT = 600.0  # seconds an undo waits for the task it undoes, and for its delete
+PENDING_WAIT = 30.0  # seconds a finished create or clone waits for older ones still being made (name not known yet)
 _DISK_KEY = re.compile(r"^(ide|sata|scsi|virtio)(\d+)$")
 _PERCENT = re.compile(r"\((\d+(?:\.\d+)?)%\)")
 _FILE_STORAGES = {"dir", "nfs", "cifs", "glusterfs", "cephfs", "btrfs"}
@@ -620,11 +621,15 @@ class ProxmoxBackend(Backend):
     # in order, so it is the one submitted first); VMs with a lower vmid still being made are waited for.
     # The loser destroys its own vmid (and nothing else) and raises AlreadyExists.
     def _claim_name(self, node: str, vmid: int, name: str, token: str | None) -> str:
-        deadline = time.monotonic() + CLAIM_WAIT
-        pause = 0.05
+        deadline = time.monotonic() + PENDING_WAIT  # racing requests start together: a long-running older
+        pause = 0.05  # clone of another name must not hold this one up for its whole copy
         while True:
             entries = [e for e in self._resources("vm") if e.get("type") == "qemu" and int(e["vmid"]) < vmid]
-            making = [e for e in entries if e.get("lock") in ("create", "clone")]
+            making = [
+                e
+                for e in entries
+                if e.get("lock") in ("create", "clone") and e.get("name") in (None, "", name, f"VM {e['vmid']}")
+            ]
             rivals = [e for e in entries if e.get("name") == name and e not in making]
             if rivals:
                 self._undo_new_vm(node, vmid, name, token)
