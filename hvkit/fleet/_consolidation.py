@@ -221,25 +221,33 @@ def _domain(st: _State, bins: list[int], watts: Sequence[float], max_passes: int
     floor = domain_floor(st, bins, pinned)
     ceiling = len(order)
 
+    mark = len(st.moves)
+    applied: list[int] = []  # the k whose packing is on the state now, if any
+
     def fits(k: int) -> bool:
-        mark = len(st.moves)
+        st.undo_to(mark)
+        applied.clear()
         ok = _keep_and_fill(st, order[:k], movable, dim)
         if ok:
-            st.undo_to(mark)
+            applied.append(k)
         return ok
 
     best = _smallest(fits, floor, ceiling)
     cost_now = sum(watts[b] for b in used_now)
     if best is None or sum(watts[b] for b in order[:best]) >= cost_now:
         # the ranked packing does no better than today: empty hosts one by one instead
+        st.undo_to(mark)
         empty_one_by_one(st, bins, max_passes, floor)
         return "greedy"
     # fewer hosts by a refill? (it moves more: only taken when it saves a host)
-    if len(movable) <= REFILL_LIMIT:
+    if len(movable) <= REFILL_LIMIT and floor < best:
+        st.undo_to(mark)
+        applied.clear()
         for k in range(floor, best):
             if _refill(st, order, k, movable, pinned, watts, dim):
                 return "refill"
-    _keep_and_fill(st, order[:best], movable, dim)
+    if applied != [best]:
+        _keep_and_fill(st, order[:best], movable, dim)
     return "greedy"
 
 

@@ -26,23 +26,26 @@ def generate(
     affinity_groups: int = 0,
     maintenance: int = 0,
     host_sizes: Sequence[float] = (1.0,),
+    cpu_overcommit: Sequence[float] = (4.0,),
 ) -> Problem:
     """A fleet of hosts holding ``vms`` VMs sized so the fleet is ``fill`` full on average.
 
     VM sizes follow common cloud shapes (1-16 vCPUs, 1-8 GiB per vCPU). ``skew`` in [0, 1] piles VMs
     onto the first hosts (0: uniform at random). Rule groups pick VMs at random, pairs to quads;
     ``maintenance`` hosts are flagged as accepting nothing. ``host_sizes``: host ``i`` is
-    ``host_sizes[i % len(host_sizes)]`` times the base host (``(1, 1, 2)``: a third are twice the size).
+    ``host_sizes[i % len(host_sizes)]`` times the base host (``(1, 1, 2)``: a third are twice the size);
+    its vCPUs count ``cpu_overcommit[i % len(cpu_overcommit)]`` to a thread.
     """
-    if not host_sizes or any(s <= 0 for s in host_sizes):
-        raise ValueError("host_sizes must be positive factors")
+    if not host_sizes or any(s <= 0 for s in host_sizes) or not cpu_overcommit or any(r <= 0 for r in cpu_overcommit):
+        raise ValueError("host_sizes and cpu_overcommit must be positive factors")
     rng = random.Random(seed)
     cpus = [rng.choice((1, 1, 2, 2, 2, 4, 4, 8, 16)) for _ in range(vms)]
     mem = [c * 1024 * rng.choice((1, 2, 2, 4, 4, 8)) for c in cpus]
     # scale memory so the fleet's memory is `fill` full; CPUs are counted 4:1 over threads
-    cpu_cap = host_cpus * 4.0
     factors = [float(host_sizes[i % len(host_sizes)]) for i in range(hosts)]
+    ratios = [float(cpu_overcommit[i % len(cpu_overcommit)]) for i in range(hosts)]
     units = sum(factors)
+    cpu_cap = host_cpus * sum(f * r for f, r in zip(factors, ratios, strict=True)) / units
     total_mem = float(sum(mem)) or 1.0
     scale = fill * units * host_memory_mib / total_mem
     mem_f = [m * scale for m in mem]
@@ -51,7 +54,7 @@ def generate(
     bins = [
         Bin(
             f"h{i:04d}",
-            (cpu_cap * factors[i], float(host_memory_mib) * factors[i]),
+            (host_cpus * ratios[i] * factors[i], float(host_memory_mib) * factors[i]),
             domain=f"d{i % domains}",
             accepts=i >= maintenance,
         )

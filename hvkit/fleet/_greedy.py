@@ -11,21 +11,26 @@ __all__ = ["BestFit", "empty_one_by_one", "scarce_dim"]
 
 
 class BestFit:
-    """Open bins of one domain sorted by free room in one dimension (relative to capacity)."""
+    """Open bins of one domain sorted by their free room in their fullest dimension, each dimension
+    measured against the largest capacity of the domain in it: a bin whose key is under a unit's
+    largest need (measured the same way) cannot take it, so the search starts past those, at the
+    tightest bin that may fit."""
 
     def __init__(self, st: _State, bins: Sequence[int], dim: int) -> None:
         self.st = st
-        self.dim = dim
+        self.dim = dim  # kept for callers; the order uses every dimension
         self.keys: dict[int, tuple[float, int]] = {}
         self.sorted: list[tuple[float, int]] = []
-        self.maxcap = max((st.cap[b][dim] for b in bins), default=0.0)
+        self.maxcap = [max((st.cap[b][d] for b in bins), default=0.0) for d in range(st.ndim)]
         for b in bins:
             self.add(b)
 
     def _free(self, b: int) -> float:
-        st, d = self.st, self.dim
-        c = st.cap[b][d]
-        return (st.limit[b][d] - st.load[b][d]) / c if c > 0 else 0.0
+        st = self.st
+        return min(
+            ((st.limit[b][d] - st.load[b][d]) / c for d, c in enumerate(self.maxcap) if c > 0),
+            default=0.0,
+        )
 
     def add(self, b: int) -> None:
         key = (self._free(b), b)
@@ -46,12 +51,15 @@ class BestFit:
 
     def find(self, u: int) -> int | None:
         st = self.st
-        need = 0.0
-        for m in st.members[u]:
-            need += st.dem[m][self.dim]
-        # bins with less relative room than need/largest-capacity cannot take the unit: skip them
-        start = bisect.bisect_left(self.sorted, (need / self.maxcap - 1e-12, -1)) if self.maxcap > 0 else 0
+        dem = st.udem[u]  # the whole unit: callers move units that sit on one bin
+        need = max((dem[d] / c for d, c in enumerate(self.maxcap) if c > 0), default=0.0)
+        start = bisect.bisect_left(self.sorted, (need - 1e-9, -1))
+        dims = range(st.ndim)
+        load, limit = st.load, st.limit
         for _, b in self.sorted[start:]:
+            row, lim = load[b], limit[b]
+            if any(row[d] + dem[d] > lim[d] * (1 + 1e-9) + 1e-9 for d in dims):
+                continue  # a quick test; can_place decides
             if st.can_place(u, b):
                 return b
         return None

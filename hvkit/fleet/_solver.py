@@ -34,7 +34,7 @@ def improve(st: _State, bins: Sequence[int], watts: Sequence[float], time_limit:
     movable, pinned = movable_units(st, bins)
     hosts = [b for b in bins if st.accepts[b] and st.nitems[b] > 0]
     floor = domain_floor(st, bins, pinned)
-    if not movable or len(hosts) <= floor:
+    if not movable or len(hosts) <= floor or len(movable) * len(hosts) > MAX_PAIRS:
         return False
     pairs = [(u, b) for u in movable for b in hosts if _may(st, u, b)]
     if len(pairs) > MAX_PAIRS:
