@@ -12,8 +12,10 @@ from __future__ import annotations
 import re
 import shlex
 import subprocess
+import tempfile
 import uuid
 from pathlib import Path
+from typing import IO
 
 from hvkit import errors
 from hvkit.driver import DiskImage, ProgressFn, SparseWriter, convert_image
@@ -22,7 +24,7 @@ from hvkit.models import DiskFormat, Snapshot, Volume
 from . import _storage
 from ._session import Session
 
-__all__ = ["export_disk", "import_disk"]
+__all__ = ["download_volume", "export_disk", "import_disk", "upload_volume"]
 
 _READABLE = {DiskFormat.VDI: "VDI", DiskFormat.VMDK: "VMDK", DiskFormat.VHD: "VHD"}
 _CHUNK = 4 * 1024 * 1024
@@ -116,3 +118,57 @@ def _opened_source(session: Session, path: str) -> str:
         if vol.path == path:
             return vol.id
     return ""
+
+
+# -- volume streams (hv.volumes.download / upload) --------------------------------------------------------------
+def download_volume(session: Session, volume: Volume, sink: IO[bytes], progress: ProgressFn) -> int:
+    """The volume's raw content into ``sink``: clonemedium to a raw file (streamed over SSH), then copied."""
+    with tempfile.TemporaryDirectory(prefix="hvkit-vbox-") as tmp:
+        if session.remote:
+            image = export_disk(session, volume, tmp, lambda done, total: None, None)
+            path = Path(image.path)
+        else:
+            path = Path(tmp) / "download.raw"
+            _storage.close_medium(session, _clone(session, volume.id, str(path), "RAW"), delete=False)
+        done = 0
+        with path.open("rb") as data:
+            while chunk := data.read(_CHUNK):
+                sink.write(chunk)
+                done += len(chunk)
+                progress(done, volume.capacity_bytes)
+    return done
+
+
+def upload_volume(session: Session, volume: Volume, source: IO[bytes], size: int, progress: ProgressFn) -> None:
+    """``size`` raw bytes from ``source`` (the rest of the volume reads as zeros) written with
+    ``clonemedium --existing``, which keeps the volume's format and UUID."""
+    with tempfile.TemporaryDirectory(prefix="hvkit-vbox-") as tmp:
+        raw = Path(tmp) / "upload.raw"
+        done = 0
+        with raw.open("wb") as out:
+            writer = SparseWriter(out)
+            while done < size:
+                chunk = source.read(min(_CHUNK, size - done))
+                if not chunk:
+                    break
+                writer.write(chunk)
+                done += len(chunk)
+                progress(done, size)
+            writer.finish()
+            out.truncate(volume.capacity_bytes)
+        if done != size:
+            raise errors.InvalidSpec(f"the upload stream ended after {done} of {size} bytes")
+        if session.remote:
+            source_path = f"{session.machine_folder()}/hvkit-upload-{uuid.uuid4().hex[:12]}.raw"
+            with raw.open("rb") as data:
+                session.shell(f"cat > {shlex.quote(source_path)}", stdin=data)
+        else:
+            source_path = str(raw)
+        try:
+            session.run(["clonemedium", "disk", source_path, volume.id, "--existing"], vm=volume.id)
+        finally:
+            opened = _opened_source(session, source_path)
+            if opened:
+                _storage.close_medium(session, opened, delete=False)
+            if session.remote:
+                session.shell(f"rm -f {shlex.quote(source_path)}")

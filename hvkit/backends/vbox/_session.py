@@ -85,12 +85,12 @@ class Session:
             raise errors.InvalidSpec("vbox+ssh:// needs a host: vbox+ssh://user@host")
         self.host = url.host or "localhost"
         self.user = url.username or options.username or getpass.getuser()
-        self.port = int(url.port or options.option("ssh_port", 22))
+        self.port = url.port or options.int_option("ssh_port", 22, low=1, high=65535)
         self.exe = str(options.option("vboxmanage", "VBoxManage"))
         self.timeout = options.timeout
-        self.long_timeout = float(options.option("long_timeout", 3600.0))
-        self.lock_retries = int(options.option("lock_retries", 8))
-        self.lock_backoff = float(options.option("lock_backoff", 0.25))
+        self.long_timeout = options.float_option("long_timeout", 3600.0, low=1, high=1e7)
+        self.lock_retries = options.int_option("lock_retries", 8, low=1, high=100)
+        self.lock_backoff = options.float_option("lock_backoff", 0.25, low=0, high=60)
         self.calls = 0
         self.version: tuple[int, int, int] = (0, 0, 0)
         self.version_text = ""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Any
+from typing import IO, Any
 
 from hvkit.capabilities import Capability
 from hvkit.driver import Backend, ConnectOptions, DiskImage, Limits, ProgressFn, Traits
@@ -62,12 +62,16 @@ class VBoxBackend(Backend):
             Capability.HOST_METRICS,
             Capability.VOLUME_CREATE,
             Capability.VOLUME_DELETE,
+            Capability.VOLUME_UPLOAD,
+            Capability.VOLUME_DOWNLOAD,
         }
     )
     capability_notes = {
         Capability.VM_LINKED_CLONE: "from a snapshot hvkit takes of the source",
         Capability.VM_CONSOLE: "VRDE (RDP); needs the Extension Pack",
         Capability.VM_GUEST_IPS: "needs the Guest Additions",
+        Capability.VOLUME_UPLOAD: "clonemedium --existing from a raw file",
+        Capability.VOLUME_DOWNLOAD: "clonemedium to a raw file",
     }
     traits = Traits(
         disk_buses=frozenset({DiskBus.SATA, DiskBus.SCSI, DiskBus.IDE, DiskBus.NVME, DiskBus.VIRTIO}),
@@ -250,6 +254,12 @@ class VBoxBackend(Backend):
 
     def delete_volume(self, volume: Volume) -> None:
         _storage.close_medium(self.session, volume.id, delete=True)
+
+    def upload_volume(self, volume: Volume, source: IO[bytes], size: int, progress: ProgressFn) -> None:
+        _migrate.upload_volume(self.session, volume, source, size, progress)
+
+    def download_volume(self, volume: Volume, sink: IO[bytes], progress: ProgressFn) -> int:
+        return _migrate.download_volume(self.session, volume, sink, progress)
 
     def export_disk(
         self, volume: Volume, workdir: str, progress: ProgressFn, snapshot: Snapshot | None = None

@@ -88,11 +88,22 @@ def clonemedium(sim: Sim, args: Args) -> str:
     if len(args.positional) < 2:
         raise SimExit(2, "VBoxManage: error: Mandatory input or output file parameter missing\n")
     src = open_medium(sim, args.positional[0])
+    if args.has("--existing"):  # write into a registered medium, keeping its format and UUID
+        dst = sim.find_medium(args.positional[1])
+        if dst is None:
+            raise _file_error(f"Could not find file for the medium '{Path(args.positional[1]).absolute()}' "
+                              "(VERR_FILE_NOT_FOUND)", "OpenMedium(...)")  # fmt: skip
+        if src["capacity"] > dst["capacity"]:
+            text = f"Cannot copy the medium '{src['location']}': it is larger than '{dst['location']}'"
+            raise api_error(text, "VBOX_E_INVALID_OBJECT_STATE", "0x80bb0007", "MediumWrap", "IMedium", "CloneTo(...)")
+        src_fmt, dst_fmt = QEMU_FORMAT.get(src["format"], "raw"), QEMU_FORMAT.get(dst["format"], "raw")
+        qemu_img("convert", "-q", "-n", "-f", src_fmt, "-O", dst_fmt, src["location"], dst["location"])
+        return f"{PROGRESS}Clone medium created in format '{dst['format']}'. UUID: {dst['uuid']}\n"
     target = str(Path(args.positional[1]).absolute())
     fmt = (args.get("--format", "-format") or src["format"]).upper()
     if fmt not in (*QEMU_FORMAT, "RAW"):
         raise SimExit(1, f"VBoxManage: error: Invalid format '{fmt}'\n")
-    if Path(target).exists() and not args.has("--existing"):
+    if Path(target).exists():
         raise _file_error(f"Cannot create the medium '{target}': the file exists already",
                           "CloneTo(pDstMedium, ComSafeArrayAsInParam(l_variants), NULL, ...)")  # fmt: skip
     Path(target).parent.mkdir(parents=True, exist_ok=True)
