@@ -96,3 +96,18 @@ def test_list_detail_knob_and_backends_without_it(sim: hvkit.Hypervisor, monkeyp
     monkeypatch.setattr(sim.backend, "list_vms", lambda: [attrs.evolve(v, disks=()) for v in plain()])
     assert sim.vms.list()[0].disks == ()
     assert sim.vms.list(detail=True)[0].disks == sim.vms.get(vm).disks != ()
+
+
+def test_any_hvkit_name_is_kept(sim: hvkit.Hypervisor) -> None:
+    for name in ("web server #1 (ü) 100%", "x" * 80):
+        vm = sim.vms.create(VMSpec(name=name, memory_mib=64, disks=[DiskSpec(size_gib=0.01)]))
+        assert sim.vms.get(name).id == vm.id
+        snap = sim.snapshots.create(vm, "before-upgrade: 100% (ü)")
+        assert sim.snapshots.get(vm, "before-upgrade: 100% (ü)").id == snap.id
+        clone = sim.vms.clone(vm, name[:70] + " clone", linked=True)
+        sim.vms.delete(clone)
+        sim.vms.delete(vm)
+    volume = sim.volumes.create("default", "data disk #1 (ü) 50%", 0.01)
+    assert sim.volumes.get(volume.id).name.startswith("data disk #1 (ü) 50%")
+    with pytest.raises(errors.AlreadyExists):
+        sim.vms.clone(sim.vms.create(VMSpec(name="a", memory_mib=64)), "a")
