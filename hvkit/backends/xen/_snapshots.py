@@ -22,9 +22,18 @@ def list_one(s: XapiSession, vm: VM) -> list[Snapshot]:
 
 
 def _tree(recs: dict[str, Any], vm_rec: dict[str, Any]) -> list[Snapshot]:
+    """The snapshots parents first (depth in the tree, then time taken)."""
     uuids = {r: rec["uuid"] for r, rec in recs.items()}
     snaps = [cv.snapshot(r, rec, vm_rec, uuids) for r, rec in recs.items()]
-    return sorted(snaps, key=lambda sn: (sn.created is None, sn.created, sn.name))
+    parents = {sn.id: sn.parent for sn in snaps}
+
+    def depth(snap_id: str | None) -> int:
+        seen = 0
+        while snap_id is not None and seen <= len(parents):
+            snap_id, seen = parents.get(snap_id), seen + 1
+        return seen
+
+    return sorted(snaps, key=lambda sn: (depth(sn.parent), sn.created is None, sn.created, sn.name))
 
 
 def list_many(s: XapiSession, vms: list[VM]) -> dict[str, list[Snapshot]]:
