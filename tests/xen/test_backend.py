@@ -259,3 +259,18 @@ def test_running_vm_disks_move_live_and_local_disks_pin_it(hv: Hypervisor, made:
         hv.vms.migrate(moved, host="xcp-ng-2")
     back = hv.vms.migrate(moved, pool=POOL)
     assert hv.vms.migrate(back, host="xcp-ng-2").host == hv.hosts.get("xcp-ng-2").id
+
+
+def test_a_silent_server_times_out_and_a_closed_port_is_a_connection_error() -> None:
+    import socket
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)  # takes the connection, never answers
+        port = silent.getsockname()[1]
+        start = time.monotonic()
+        with pytest.raises(errors.Timeout):
+            hvkit.connect(f"xen://root@127.0.0.1:{port}", password="pw", verify_tls=False, timeout=1)
+        assert time.monotonic() - start < 10
+    with pytest.raises(errors.ConnectionError):
+        hvkit.connect(f"xen://root@127.0.0.1:{port}", password="pw", verify_tls=False, timeout=1)
