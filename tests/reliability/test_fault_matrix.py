@@ -93,7 +93,10 @@ def image(workdir: Path) -> DiskImage:
 TWO_DISKS = [DiskSpec(size_gib=0.01, pool="default"), DiskSpec(size_gib=0.01, pool="default")]
 
 
-def sim_operations(tmp: Path) -> dict[str, tuple[Callable[[hvkit.Hypervisor], Any], Callable[[hvkit.Hypervisor], Any]]]:
+Operation = tuple[Callable[[hvkit.Hypervisor], Any], Callable[[hvkit.Hypervisor, Any], Any]]
+
+
+def sim_operations(tmp: Path) -> dict[str, Operation]:
     """name -> (set-up returning the operation's subject, the operation)."""
 
     def base(hv: hvkit.Hypervisor) -> Any:
@@ -215,7 +218,7 @@ def _settle(sim: ProxmoxSimulator) -> None:
         task.done.wait(30)
 
 
-def pve_operations(tmp: Path) -> dict[str, tuple[Callable[[hvkit.Hypervisor], Any], Callable[[hvkit.Hypervisor], Any]]]:
+def pve_operations(tmp: Path) -> dict[str, Operation]:
     two = [DiskSpec(size_gib=0.01, pool="local"), DiskSpec(size_gib=0.01, pool="local")]
 
     def base(hv: hvkit.Hypervisor) -> Any:
