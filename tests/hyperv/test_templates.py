@@ -10,8 +10,8 @@ import pytest
 from hvkit.backends.hyperv._session import BOOTSTRAP, PARAMS_MARK
 from hvkit.backends.hyperv._templates import TEMPLATES
 from hvkit.testing.hyperv_sim import CMDLETS, HyperVHost, PSError, convert_to_json, validate
+from hvkit.testing.hyperv_sim._binding import CORE, SWITCHES
 from hvkit.testing.hyperv_sim._psparse import PSParseError, check_template, invocations, tokenize
-from hvkit.testing.hyperv_sim.host import CORE, SWITCHES
 
 
 @pytest.mark.parametrize("template_id", sorted(TEMPLATES))

@@ -10,7 +10,8 @@
 
 from __future__ import annotations
 
+from ._binding import CMDLETS, validate
 from ._output import PSError, clixml, convert_to_json
-from .host import CMDLETS, HyperVHost, validate
+from .host import HyperVHost
 
 __all__ = ["CMDLETS", "HyperVHost", "PSError", "clixml", "convert_to_json", "validate"]
