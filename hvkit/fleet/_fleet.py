@@ -21,6 +21,7 @@ from ._execute import check_plan, run_moves
 from ._inventory import Failure, Inventory, Member, Outcome, Step, check_pattern, pattern_match, power_states
 from ._placement import balance
 from ._plan import PlacementPlan, check_ratio
+from ._reach import partial_reach, plan_with_disks
 from ._rules import Rule, rules_from_tags
 
 __all__ = ["Fleet"]
@@ -73,6 +74,7 @@ class Fleet:
         self._connect_failures: list[Failure] = []
         self._labels: list[str] = []
         self._inventory: Inventory | None = None
+        self._detail: dict[tuple[str, str], VM] = {}  # VMs read in full for storage reach (see _reach)
         used: set[str] = set()
         todo: list[tuple[str, Source]] = []
         for label, src in pairs:
@@ -165,6 +167,7 @@ class Fleet:
             vms += v
             pools += p
             nets += n
+        self._detail = {}
         self._inventory = Inventory(
             tuple(members),
             tuple(hosts),
@@ -380,7 +383,7 @@ class Fleet:
         metrics = self._vm_metrics(inv) if demand == "measured" else None
         return host_problem(
             inv.hosts,
-            inv.vms,
+            [self._detail.get((str(v.hypervisor), v.id), v) for v in inv.vms] if self._detail else inv.vms,
             inv.pools,
             inv.capabilities,
             self._rules(rules, tag_rules),
@@ -405,15 +408,28 @@ class Fleet:
     ) -> PlacementPlan:
         """Live migrations, within each hypervisor, that bring every host under ``target`` load and
         empty hosts in maintenance (or named in ``evacuate``), keeping the rules."""
-        built = self.host_problem(
-            rules,
-            demand=demand,
-            cpu_overcommit=cpu_overcommit,
-            memory_overcommit=memory_overcommit,
-            evacuate=evacuate,
-            tag_rules=tag_rules,
-        )
-        return built.dress(balance(built.problem, target, max_moves=max_moves))
+
+        def make() -> PlacementPlan:
+            built = self.host_problem(
+                rules,
+                demand=demand,
+                cpu_overcommit=cpu_overcommit,
+                memory_overcommit=memory_overcommit,
+                evacuate=evacuate,
+                tag_rules=tag_rules,
+            )
+            return built.dress(balance(built.problem, target, max_moves=max_moves))
+
+        return self._with_reach(make)
+
+    def _with_reach(self, make: Callable[[], PlacementPlan]) -> PlacementPlan:
+        """Plan; where the inventory lists VMs without disks, read the ones the plan moves and plan again."""
+        inv = self.inventory
+        return plan_with_disks(make, inv.vms, partial_reach(inv.hosts, inv.pools), self._detail, self._read_vms)
+
+    def _read_vms(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], VM]:
+        results = self._map(keys, lambda k: attrs.evolve(self._hvs[k[0]].vms.get(k[1]), hypervisor=k[0]))
+        return {k: vm for k, (vm, _exc) in zip(keys, results, strict=True) if vm is not None}
 
     def balance_storage(
         self,
@@ -439,22 +455,31 @@ class Fleet:
         cpu_overcommit: float = 4.0,
         memory_overcommit: float = 1.0,
         tag_rules: bool = True,
+        solver: str = "auto",
+        time_limit: float = 1.0,
     ) -> PlacementPlan:
-        """Live migrations that empty the most hosts while every host stays under ``headroom``."""
-        built = self.host_problem(
-            rules,
-            demand=demand,
-            cpu_overcommit=cpu_overcommit,
-            memory_overcommit=memory_overcommit,
-            tag_rules=tag_rules,
-        )
-        plan = consolidate(built.problem, headroom, watts_per_host=watts_per_host)
-        plan = built.dress(plan)
-        return attrs.evolve(
-            plan,
-            freed=tuple(built.bins[k].name + f" ({built.bins[k].hypervisor})" for k in plan.freed),
-            idle=tuple(built.bins[k].name + f" ({built.bins[k].hypervisor})" for k in plan.idle),
-        )
+        """Live migrations that empty the most hosts while every host stays under ``headroom``
+        (``solver``/``time_limit``: see :func:`hvkit.fleet.consolidate`)."""
+
+        def make() -> PlacementPlan:
+            built = self.host_problem(
+                rules,
+                demand=demand,
+                cpu_overcommit=cpu_overcommit,
+                memory_overcommit=memory_overcommit,
+                tag_rules=tag_rules,
+            )
+            plan = consolidate(
+                built.problem, headroom, watts_per_host=watts_per_host, solver=solver, time_limit=time_limit
+            )
+            plan = built.dress(plan)
+            return attrs.evolve(
+                plan,
+                freed=tuple(built.bins[k].name + f" ({built.bins[k].hypervisor})" for k in plan.freed),
+                idle=tuple(built.bins[k].name + f" ({built.bins[k].hypervisor})" for k in plan.idle),
+            )
+
+        return self._with_reach(make)
 
     def execute(
         self, plan: PlacementPlan, *, progress: Callable[[Step], None] | None = None, timeout: float | None = None

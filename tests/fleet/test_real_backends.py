@@ -43,15 +43,17 @@ def checked_balance(
 ) -> PlacementPlan:
     """The Fleet's balance plan, after the independent checker replayed it on the same problem."""
     rules, evacuate = list(rules), list(evacuate)
-    built = fleet.host_problem(rules, evacuate=evacuate)
+    public = fleet.balance(target, rules, evacuate=evacuate)  # reads the VMs it moves in full where needed
+    built = fleet.host_problem(rules, evacuate=evacuate)  # with those VMs as read
     raw = balance(built.problem, target)
     check_plan(built.problem, raw)
     plan = built.dress(raw)
-    assert plan == fleet.balance(target, rules, evacuate=evacuate)  # what the public API plans too
+    assert plan == public  # what the public API plans too
     return plan
 
 
 def checked_consolidation(fleet: Fleet, headroom: float) -> PlacementPlan:
+    fleet.consolidate(headroom)  # reads the VMs it moves in full where needed
     built = fleet.host_problem()
     check_plan(built.problem, consolidate(built.problem, headroom))
     plan = fleet.consolidate(headroom)
