@@ -28,7 +28,7 @@ from hvkit.models import (
     Volume,
 )
 
-from . import _console, _metrics, _migrate, _parse, _snapshots, _storage, _vms
+from . import _console, _inventory, _metrics, _migrate, _snapshots, _storage, _vms
 from ._errors import VBoxManageError, translate
 from ._session import Session
 
@@ -110,69 +110,13 @@ class VBoxBackend(Backend):
 
     # -- inventory --------------------------------------------------------------------------------------
     def list_hosts(self) -> list[Host]:
-        info = _parse.key_value_blocks(self.session.run(["list", "hostinfo"]), "Host Information")
-        row = {k: v for block in info for k, v in block.items()}
-        name = self.session.host
-        threads = int(row.get("Processor count", "1") or 1)
-        mhz = row.get("Processor#0 speed", "").split(" ")[0]
-        return [
-            Host(
-                id=name,
-                name=name,
-                cpu_sockets=1,
-                cpu_cores=int(row.get("Processor core count", threads) or threads),
-                cpu_threads=threads,
-                memory_mib=int(row.get("Memory size", "0").split()[0]),
-                hypervisor_kind="vbox",
-                hypervisor_version=self.session.version_text,
-                cpu_model=row.get("Processor#0 description", ""),
-                cpu_mhz=int(mhz) if mhz.isdigit() else None,
-                memory_used_mib=int(row.get("Memory size", "0").split()[0])
-                - int(row.get("Memory available", "0").split()[0]),
-                extra={"os": row.get("Operating system", ""), "os_version": row.get("Operating system version", "")},
-            )
-        ]
+        return _inventory.list_hosts(self.session)
 
     def list_pools(self) -> list[StoragePool]:
         return _storage.list_pools(self.session)
 
     def list_networks(self) -> list[Network]:
-        run = self.session.run
-        nets = [Network(id="nat", name="nat", type="nat")]
-        for block in _parse.key_value_blocks(run(["list", "bridgedifs"]), "Name"):
-            if block.get("Name"):
-                nets.append(
-                    Network(
-                        id=f"bridged:{block['Name']}",
-                        name=block["Name"],
-                        type="bridge",
-                        bridge=block["Name"],
-                        active=block.get("Status") == "Up",
-                    )
-                )
-        for block in _parse.key_value_blocks(run(["list", "hostonlyifs"]), "Name"):
-            if block.get("Name"):
-                nets.append(
-                    Network(
-                        id=f"hostonly:{block['Name']}",
-                        name=block["Name"],
-                        type="hostonly",
-                        active=block.get("Status") == "Up",
-                        extra={"ip": block.get("IPAddress", ""), "mask": block.get("NetworkMask", "")},
-                    )
-                )
-        for block in _parse.key_value_blocks(run(["list", "natnets"]), "NetworkName"):
-            if block.get("NetworkName"):
-                nets.append(
-                    Network(
-                        id=f"natnetwork:{block['NetworkName']}",
-                        name=block["NetworkName"],
-                        type="natnetwork",
-                        active=block.get("Enabled") == "Yes",
-                        extra={"network": block.get("Network", "")},
-                    )
-                )
-        return nets
+        return _inventory.list_networks(self.session)
 
     def list_vms(self, detail: bool = False) -> list[VM]:
         return _vms.list_vms(self.session)
