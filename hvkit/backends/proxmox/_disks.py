@@ -227,5 +227,5 @@ def delete_volume(backend: ProxmoxBackend, volume: Volume) -> Task:
     storage = volume.id.split(":", 1)[0]
     with translate():
         upid = str(backend.api.nodes(node).storage(storage).content(_quoted(volume.id)).delete())
-    task: Task = backend._task(node, upid, "volumes.delete", volume.name)
+    task: Task = backend.follow_task(node, upid, "volumes.delete", volume.name)
     return task

@@ -247,7 +247,8 @@ class ProxmoxBackend(Backend):
         return translate()
 
     # -- helpers ----------------------------------------------------------------------------------
-    def _task(self, node: str, upid: str, operation: str, target: str, result: Any = None) -> Task:
+    def follow_task(self, node: str, upid: str, operation: str, target: str, result: Any = None) -> Task:
+        """A Task following PVE task ``upid`` on ``node`` (public: the disk helpers in _disks use it)."""
         return Task(
             id=upid,
             operation=operation,
@@ -679,7 +680,7 @@ class ProxmoxBackend(Backend):
                 with translate():
                     api = self.api.nodes(entry["node"]).qemu(vmid)
                     upid = api.delete(purge=1, skiplock=1, **{"destroy-unreferenced-disks": 1})
-                self._task(str(entry["node"]), str(upid), "vms.delete", str(vmid)).wait(CLAIM_WAIT)
+                self.follow_task(str(entry["node"]), str(upid), "vms.delete", str(vmid)).wait(CLAIM_WAIT)
                 log.warning("removed VM %s, made by this request, again", vmid)
                 return
             except NotFound:
@@ -699,7 +700,7 @@ class ProxmoxBackend(Backend):
             )
         with translate():
             upid = self._qemu(vm).delete(purge=1, **{"destroy-unreferenced-disks": 1})
-        return self._task(str(vm.host), upid, "vms.delete", vm.name)
+        return self.follow_task(str(vm.host), upid, "vms.delete", vm.name)
 
     # -- power -------------------------------------------------------------------------------------------
     def _post_status(self, vm: VM, action: str, operation: str, **params: Any) -> Task:
@@ -708,7 +709,7 @@ class ProxmoxBackend(Backend):
                 return str(self._qemu(vm).status(action).post(**params))
 
         upid = self._retry(call, f"{operation} {vm.name}")
-        return self._task(str(vm.host), upid, operation, vm.name, vm.id)
+        return self.follow_task(str(vm.host), upid, operation, vm.name, vm.id)
 
     def start_vm(self, vm: VM) -> Any:
         return self._post_status(vm, "start", "vms.start")
@@ -742,7 +743,7 @@ class ProxmoxBackend(Backend):
                 return str(self._qemu(vm).config.post(**params))
 
         upid = self._retry(call, f"vms.reconfigure {vm.name}")
-        return self._task(str(vm.host), upid, "vms.reconfigure", vm.name, vm.id)
+        return self.follow_task(str(vm.host), upid, "vms.reconfigure", vm.name, vm.id)
 
     # -- clone / migrate -------------------------------------------------------------------------------------
     def clone_vm(self, vm: VM, name: str, linked: bool, host: str | None, pool: str | None) -> Any:
@@ -810,7 +811,7 @@ class ProxmoxBackend(Backend):
         """Convert a stopped VM into a template (linked clones on Proxmox come from templates only)."""
         with translate():
             upid = self._qemu(vm).template.post()
-        return self._task(str(vm.host), upid, "vms.template", vm.name, vm.id)
+        return self.follow_task(str(vm.host), upid, "vms.template", vm.name, vm.id)
 
     def migrate_vm(self, vm: VM, host: str | None, pool: str | None, live: bool) -> Any:
         if host is None:
@@ -829,7 +830,7 @@ class ProxmoxBackend(Backend):
                 return str(self._qemu(vm).migrate.post(**params))
 
         upid = self._retry(call, f"vms.migrate {vm.name}")
-        return self._task(str(vm.host), upid, "vms.migrate", vm.name, vm.id)
+        return self.follow_task(str(vm.host), upid, "vms.migrate", vm.name, vm.id)
 
     def _move_disks(self, vm: VM, pool: str) -> Task:
         """Move every disk of ``vm`` to storage ``pool`` on its node, one PVE task per disk.
@@ -854,7 +855,7 @@ class ProxmoxBackend(Backend):
                         return str(self._qemu(vm).move_disk.post(disk=key, storage=pool, delete=1))
 
                 upid = self._retry(call, f"vms.migrate {vm.name} {key}")
-                self._task(str(vm.host), upid, "vms.migrate", vm.name).wait()
+                self.follow_task(str(vm.host), upid, "vms.migrate", vm.name).wait()
             return vm.id
 
         return Task.in_thread("vms.migrate", vm.name, run)
@@ -980,7 +981,7 @@ class ProxmoxBackend(Backend):
 
         upid = self._retry(call, f"snapshots.create {vm.name}")
         # the result: the snapshot's id (a PVE snapshot is known by its name)
-        return self._task(str(vm.host), upid, "snapshots.create", vm.name, params["snapname"])
+        return self.follow_task(str(vm.host), upid, "snapshots.create", vm.name, params["snapname"])
 
     def revert_snapshot(self, vm: VM, snapshot: Snapshot) -> Any:
         def call() -> str:
@@ -988,7 +989,7 @@ class ProxmoxBackend(Backend):
                 return str(self._qemu(vm).snapshot(snapshot.id).rollback.post())
 
         upid = self._retry(call, f"snapshots.revert {vm.name}")
-        return self._task(str(vm.host), upid, "snapshots.revert", vm.name)
+        return self.follow_task(str(vm.host), upid, "snapshots.revert", vm.name)
 
     def delete_snapshot(self, vm: VM, snapshot: Snapshot, children: bool) -> Any:
         order = [snapshot.id]
@@ -1012,7 +1013,7 @@ class ProxmoxBackend(Backend):
                         return str(self._qemu(vm).snapshot(sid).delete())
 
                 upid = self._retry(call, f"snapshots.delete {vm.name}")
-                self._task(str(vm.host), upid, "snapshots.delete", vm.name).wait()
+                self.follow_task(str(vm.host), upid, "snapshots.delete", vm.name).wait()
 
         if len(order) == 1:
 
@@ -1020,7 +1021,7 @@ class ProxmoxBackend(Backend):
                 with translate():
                     return str(self._qemu(vm).snapshot(snapshot.id).delete())
 
-            return self._task(
+            return self.follow_task(
                 str(vm.host), retry_locked(one, f"snapshots.delete {vm.name}"), "snapshots.delete", vm.name
             )
         return Task.in_thread("snapshots.delete", vm.name, run)
@@ -1091,7 +1092,7 @@ class ProxmoxBackend(Backend):
         data["filename"] = wrapped
         with translate():
             upid = self.api.nodes(node).storage(storage).upload.post(**data)
-        return self._task(node, upid, "volumes.upload", filename, f"{storage}:{content}/{filename}")
+        return self.follow_task(node, upid, "volumes.upload", filename, f"{storage}:{content}/{filename}")
 
 
 class _NamedStream(io.RawIOBase):
