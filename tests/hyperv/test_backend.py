@@ -276,3 +276,14 @@ def test_channel_binding_is_checked(host: HyperVHost) -> None:
         )
         with pytest.raises(winrm.exceptions.InvalidCredentialsError):
             q.open_shell()
+
+
+def test_graceful_stop_times_out(hv: Hypervisor, host: HyperVHost) -> None:
+    vm = hv.vms.start(hv.vms.create(_spec("hvk-slow")))
+    host.state.vms[vm.id].shutdown_seconds = 4.0  # the guest takes its time
+    with pytest.raises(errors.Timeout):
+        hv.backend.stop_vm(vm, False, 1.0)
+    # the shutdown request was sent: the guest still goes down on its own time, whatever the client does
+    with host.state.lock:
+        host.state.vms[vm.id].shutdown_seconds = 0.0
+    assert hv.vms.get(vm).power_state is PowerState.STOPPED

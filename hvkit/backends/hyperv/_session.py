@@ -8,11 +8,13 @@ document; stderr carries CLIXML records, of which progress is dropped and errors
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import logging
 import re
 import threading
+import time
 from typing import Any
 
 from ...driver import ConnectOptions
@@ -166,8 +168,12 @@ class Session:
         self._protocol = self._shell = None
 
     # -- one operation --------------------------------------------------------------------------------
-    def run(self, template_id: str, params: dict[str, Any]) -> Any:
-        """Run template ``template_id`` with ``params``; return its JSON document, or raise the hvkit error."""
+    def run(self, template_id: str, params: dict[str, Any], *, limit: float | None = None) -> Any:
+        """Run template ``template_id`` with ``params``; return its JSON document, or raise the hvkit error.
+
+        ``limit``: seconds the script may run (Timeout after, the command stopped); None waits as long as
+        the host works (an export of a large disk takes its time), each HTTP call within its own timeout.
+        """
         tpl = template(template_id)
         stdin = (BOOTSTRAP + "\n" + tpl.text + PARAMS_MARK + json.dumps(params, ensure_ascii=True) + "\n").encode(
             "ascii"
@@ -175,8 +181,10 @@ class Session:
         with self._lock:
             if self._protocol is None:
                 raise ConnectionError("the Hyper-V connection is closed")
-            stdout, stderr, code = self._execute(stdin)
-            self.round_trips += 1
+            try:
+                stdout, stderr, code = self._execute(stdin, limit)
+            finally:
+                self.round_trips += 1
         records, warnings, _ = parse_stderr(stderr)
         for warning in warnings:
             log.warning("%s: %s", tpl.id, warning)
@@ -190,7 +198,17 @@ class Session:
         except ValueError as exc:
             raise BackendError(f"Hyper-V script {tpl.id} v{tpl.version} printed no JSON document") from exc
 
-    def _execute(self, stdin: bytes) -> tuple[bytes, bytes, int]:
+    def _execute(self, stdin: bytes, limit: float | None) -> tuple[bytes, bytes, int]:
+        deadline = None if limit is None else time.monotonic() + limit
+        wait = self._protocol.operation_timeout_sec
+        if limit is not None:  # each Receive waits at most the limit on the host
+            self._protocol.operation_timeout_sec = max(1, min(int(limit), self.timeout))
+        try:
+            return self._execute_command(stdin, deadline, limit)
+        finally:
+            self._protocol.operation_timeout_sec = wait
+
+    def _execute_command(self, stdin: bytes, deadline: float | None, limit: float | None) -> tuple[bytes, bytes, int]:
         from winrm.exceptions import WinRMOperationTimeoutError, WSManFaultError
 
         for attempt in (1, 2):
@@ -214,8 +232,12 @@ class Session:
             while not done:
                 try:
                     chunk_out, chunk_err, code, done = self._protocol.get_command_output_raw(self._shell, command)
-                except WinRMOperationTimeoutError:
-                    continue  # the host had no output within OperationTimeout yet
+                except WinRMOperationTimeoutError:  # the host had no output within OperationTimeout yet
+                    if deadline is not None and time.monotonic() > deadline:
+                        with contextlib.suppress(Exception):  # stop the script: Signal terminate
+                            self._protocol.cleanup_command(self._shell, command)
+                        raise Timeout(f"the Hyper-V host did not finish within {limit:.0f} s") from None
+                    continue
                 out.append(chunk_out)
                 err.append(chunk_err)
             self._protocol.cleanup_command(self._shell, command)

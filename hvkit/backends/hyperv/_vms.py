@@ -109,8 +109,9 @@ def delete(s: Session, vm: VM, keep_disks: bool) -> None:
     s.run("vm.delete", {"Id": vm.id, "KeepDisks": keep_disks})
 
 
-def power(s: Session, vm: VM, action: str) -> VM:
-    return _convert.vm(s.run("vm.power", {"Id": vm.id, "Action": action}), s.pool_name)
+def power(s: Session, vm: VM, action: str, limit: float | None = None) -> VM:
+    """One power action; ``limit`` bounds a guest shutdown (Stop-VM waits for the guest)."""
+    return _convert.vm(s.run("vm.power", {"Id": vm.id, "Action": action}, limit=limit), s.pool_name)
 
 
 def reconfigure(s: Session, vm: VM, cpus: int | None, memory_mib: int | None) -> VM:

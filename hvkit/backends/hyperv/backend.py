@@ -155,7 +155,9 @@ class HyperVBackend(Backend):
         return _vms.power(self.session, vm, "start")
 
     def stop_vm(self, vm: VM, force: bool, timeout: float) -> VM:
-        return _vms.power(self.session, vm, "turnoff" if force else "stop")
+        if force:
+            return _vms.power(self.session, vm, "turnoff")
+        return _vms.power(self.session, vm, "stop", limit=timeout)
 
     def reboot_vm(self, vm: VM, force: bool) -> VM:
         return _vms.power(self.session, vm, "reset" if force else "reboot")

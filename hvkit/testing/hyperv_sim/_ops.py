@@ -10,6 +10,7 @@ import base64
 import datetime as dt
 import hashlib
 import shutil
+import time
 import uuid
 from typing import Any
 
@@ -338,6 +339,8 @@ def vm_power(host: HostState, p: P) -> Any:
     cmdlet, sources, target = _TRANSITIONS[action]
     if vm.state not in {STATE[s] for s in sources}:
         raise _state_error(cmdlet, vm)
+    if action == "stop" and vm.shutdown_seconds:  # Stop-VM waits for the guest to shut down
+        time.sleep(vm.shutdown_seconds)
     if target == "Running" and vm.state != STATE["Running"]:
         vm.started = _now()
     vm.state = STATE[target]

@@ -72,6 +72,7 @@ class VirtualMachine:
     current: str | None = None  # ParentSnapshotId
     metering: bool = False
     started: dt.datetime | None = None
+    shutdown_seconds: float = 0.0  # how long the guest takes to answer a shutdown request (tests set it)
 
 
 @attrs.define
