@@ -287,3 +287,9 @@ def test_graceful_stop_times_out(hv: Hypervisor, host: HyperVHost) -> None:
     with host.state.lock:
         host.state.vms[vm.id].shutdown_seconds = 0.0
     assert hv.vms.get(vm).power_state is PowerState.STOPPED
+
+
+def test_host_metrics(hv: Hypervisor) -> None:
+    (metrics,) = hv.hosts.metrics()
+    assert metrics.host == hv.hosts.list()[0].id
+    assert 0.0 <= (metrics.cpu_usage or 0) <= 1.0 and (metrics.memory_used_mib or 0) > 0

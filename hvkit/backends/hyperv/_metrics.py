@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-from ...models import VM, VMMetrics
+from ...models import VM, HostMetrics, VMMetrics
 from ._session import Session
 
-__all__ = ["vm_metrics"]
+__all__ = ["host_metrics", "vm_metrics"]
 
 MiB = 1024 * 1024
 
@@ -31,3 +31,15 @@ def vm_metrics(s: Session, vms: list[VM]) -> list[VMMetrics]:
             )
         )
     return out
+
+
+def host_metrics(s: Session) -> HostMetrics:
+    """The host's processor time (one 1 s sample) and memory in use: one round trip."""
+    rec = s.run("host.metrics", {})
+    total, free = int(rec.get("TotalKB") or 0), int(rec.get("FreeKB") or 0)
+    return HostMetrics(
+        host=rec["ComputerName"],
+        timestamp=dt.datetime.now(dt.UTC),
+        cpu_usage=float(rec.get("CpuPercent") or 0) / 100.0,
+        memory_used_mib=(total - free) // 1024,
+    )

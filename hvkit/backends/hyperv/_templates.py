@@ -312,6 +312,13 @@ Convert-VHD -Path $P.Path -DestinationPath $P.Destination -VHDType Dynamic
 $out = hvkVhd $P.Destination
 """
 
+_HOST_METRICS = r"""
+$vmHost = Get-VMHost
+$sample = Get-Counter -Counter '\Processor(_Total)\% Processor Time' -SampleInterval 1 -MaxSamples 1
+$os = Get-CimInstance -ClassName Win32_OperatingSystem
+$out = [ordered]@{ ComputerName = $vmHost.ComputerName; CpuPercent = $sample.CounterSamples[0].CookedValue; TotalKB = $os.TotalVisibleMemorySize; FreeKB = $os.FreePhysicalMemory }
+"""
+
 TEMPLATES: dict[str, Template] = {
     t.id: t
     for t in (
@@ -332,6 +339,7 @@ TEMPLATES: dict[str, Template] = {
         Template("volume.create", 1, _VOLUME_CREATE),
         Template("volume.delete", 1, _VOLUME_DELETE),
         Template("volume.export", 1, _VOLUME_EXPORT),
+        Template("host.metrics", 1, _HOST_METRICS),
     )
 }
 

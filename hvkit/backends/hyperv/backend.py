@@ -13,6 +13,7 @@ from ...models import (
     DiskBus,
     DiskFormat,
     Host,
+    HostMetrics,
     Network,
     Snapshot,
     StoragePool,
@@ -54,6 +55,7 @@ class HyperVBackend(Backend):
             Capability.CLOUD_INIT,
             Capability.SNAPSHOT,
             Capability.SNAPSHOT_MEMORY,
+            Capability.HOST_METRICS,
             Capability.VOLUME_CREATE,
             Capability.VOLUME_DELETE,
             Capability.VOLUME_UPLOAD,
@@ -192,6 +194,9 @@ class HyperVBackend(Backend):
 
     def vm_metrics(self, vms: list[VM]) -> list[VMMetrics]:
         return _metrics.vm_metrics(self.session, vms)
+
+    def host_metrics(self, hosts: list[Host]) -> list[HostMetrics]:
+        return [_metrics.host_metrics(self.session)] if hosts else []
 
     # -- snapshots -------------------------------------------------------------------------------------
     def list_snapshots(self, vm: VM) -> list[Snapshot]:

@@ -89,6 +89,21 @@ CORE: dict[str, set[str]] = {
         "CategoryTargetType",
     },
     "Out-Null": {"InputObject"},
+    "Get-Counter": {"Counter", "SampleInterval", "MaxSamples", "Continuous", "ComputerName", "ListSet"},
+    "Get-CimInstance": {
+        "ClassName",
+        "Filter",
+        "Property",
+        "Namespace",
+        "ComputerName",
+        "CimSession",
+        "Query",
+        "KeyOnly",
+        "Shallow",
+        "OperationTimeoutSec",
+        "ResourceUri",
+        "InputObject",
+    },
 }
 
 

@@ -19,7 +19,7 @@ from ._ops import (
     vm_power,
     vm_reconfigure,
 )
-from ._ops_storage import vm_metrics, vm_migrate, volume_create, volume_delete, volume_export, volume_list
+from ._ops_storage import host_metrics, vm_metrics, vm_migrate, volume_create, volume_delete, volume_export, volume_list
 from ._state import HostState
 
 __all__ = ["HANDLERS"]
@@ -42,4 +42,5 @@ HANDLERS: dict[tuple[str, int], Callable[[HostState, P], Any]] = {
     ("volume.create", 1): volume_create,
     ("volume.delete", 1): volume_delete,
     ("volume.export", 1): volume_export,
+    ("host.metrics", 1): host_metrics,
 }

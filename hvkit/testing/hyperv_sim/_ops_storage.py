@@ -10,7 +10,7 @@ from ._ops import _MIB, P, _fail, _get_vm, _now, _vhd, _vm
 from ._output import PSError
 from ._state import STATE, HostState
 
-__all__ = ["vm_metrics", "vm_migrate", "volume_create", "volume_delete", "volume_export", "volume_list"]
+__all__ = ["host_metrics", "vm_metrics", "vm_migrate", "volume_create", "volume_delete", "volume_export", "volume_list"]
 
 
 def vm_migrate(host: HostState, p: P) -> Any:
@@ -122,3 +122,15 @@ def volume_export(host: HostState, p: P) -> Any:
     host.vhd(p["Destination"])
     del source
     return _vhd(host, p["Destination"])
+
+
+def host_metrics(host: HostState, p: P) -> Any:
+    """Get-Counter's processor time and Win32_OperatingSystem's memory (KB), as the running VMs load the host."""
+    running = [vm for vm in host.vms.values() if vm.state == STATE["Running"]]
+    used = 4 * 1024**3 + sum(vm.memory for vm in running)
+    return {
+        "ComputerName": host.name,
+        "CpuPercent": min(100.0, 2.5 + 1.5 * len(running)),
+        "TotalKB": host.memory // 1024,
+        "FreeKB": max(0, host.memory - used) // 1024,
+    }
