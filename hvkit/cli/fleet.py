@@ -11,6 +11,7 @@ import json
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import IO, Any
 
 from .._units import format_bytes
@@ -80,6 +81,15 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     c.add_argument("--headroom", type=float, default=0.8, metavar="RATIO", help="load ratio every host must stay under")
     c.add_argument("--watts", type=float, metavar="W", help="power drawn by one host, for the saving estimate")
     _plan_options(c)
+
+    c = command("report", "one self-contained HTML page: host and pool charts, a plan's moves, findings", _report)
+    c.add_argument("--html", required=True, metavar="FILE", help="where to write the page (opens offline)")
+    c.add_argument("--plan", choices=["balance", "consolidate", "none"], default="balance", help="the plan to show")
+    c.add_argument(
+        "--target", type=float, default=0.8, metavar="RATIO", help="balance target or consolidation headroom"
+    )
+    c.add_argument("--cpu-overcommit", type=float, default=4.0, metavar="RATIO", help="vCPUs per thread allowed")
+    c.add_argument("--no-snapshots", action="store_true", help="skip the snapshot check (one call per VM)")
     return p
 
 
@@ -327,3 +337,23 @@ def _consolidate(args: argparse.Namespace) -> int:
             tag_rules=not args.no_tag_rules,
         )
         return _run(args, fleet, plan)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from ..fleet import html_report
+
+    with _fleet(args) as fleet:
+        report = fleet.capacity()
+        findings = fleet.health(snapshot_days=None if args.no_snapshots else 7.0)
+        plan: PlacementPlan | None = None
+        if args.plan == "balance":
+            plan = fleet.balance(args.target, cpu_overcommit=args.cpu_overcommit)
+        elif args.plan == "consolidate":
+            plan = fleet.consolidate(args.target, cpu_overcommit=args.cpu_overcommit)
+        page = html_report(report, findings, plan, fleet.inventory.vms, cpu_overcommit=args.cpu_overcommit)
+    Path(args.html).write_text(page, encoding="utf-8")
+    if _json(args):
+        _dump({"html": args.html, "bytes": len(page), "plan": None if plan is None else plan.to_dict()})
+    else:
+        sys.stdout.write(f"wrote {args.html} ({format_bytes(len(page))})\n")
+    return 0

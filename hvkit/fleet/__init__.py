@@ -18,6 +18,7 @@ from ._fleet import Fleet
 from ._inventory import Failure, Inventory, Member, Outcome, Step
 from ._placement import balance
 from ._plan import Bin, Item, Move, PlacementPlan, Problem
+from ._report import html_report
 from ._rules import Affinity, AntiAffinity, Rule, rules_from_tags
 
 __all__ = [
@@ -46,6 +47,7 @@ __all__ = [
     "consolidate",
     "health",
     "host_problem",
+    "html_report",
     "lower_bound",
     "rules_from_tags",
     "storage_problem",
