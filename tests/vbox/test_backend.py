@@ -210,3 +210,10 @@ def test_bad_urls() -> None:
 def test_missing_vboxmanage_is_a_connection_error(tmp_path: object) -> None:
     with pytest.raises(errors.ConnectionError, match="not installed"):
         hvkit.connect("vbox:///", vboxmanage="/nonexistent/VBoxManage")
+
+
+def test_graceful_stop_of_a_paused_vm_resumes_it_first(hv: Hypervisor) -> None:
+    vm = hv.vms.pause(hv.vms.start(_vm(hv, "napping")))
+    before = _calls(hv)
+    assert hv.vms.stop(vm, timeout=30).power_state is hvkit.PowerState.STOPPED
+    assert _calls(hv) - before >= 3  # resume, acpipowerbutton, at least one look at the state

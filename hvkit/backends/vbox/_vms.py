@@ -333,6 +333,8 @@ def stop_vm(session: Session, vm: VM, force: bool, timeout: float) -> None:
             return
         power(session, vm, "poweroff")
         return
+    if vm.power_state is PowerState.PAUSED:  # a paused guest cannot see the power button
+        power(session, vm, "resume")
     power(session, vm, "acpipowerbutton")
 
     def read() -> TaskInfo:

@@ -240,7 +240,8 @@ def controlvm(sim: Sim, args: Args) -> str:
     if action == "poweroff":
         _stopped(vm)
     elif action in ("acpipowerbutton", "shutdown"):
-        if not sim.faults().get("acpi_ignored") or "--force" in args.positional:
+        paused = vm["state"] == "paused"  # a paused guest does not see the button
+        if (not paused and not sim.faults().get("acpi_ignored")) or "--force" in args.positional:
             _stopped(vm)
     elif action == "pause":
         set_state(vm, "paused")
