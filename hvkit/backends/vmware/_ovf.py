@@ -1,4 +1,4 @@
-"""OVF / OVA import through an HttpNfcLease (``VmwareBackend.import_ovf``).
+"""OVF / OVA import through an HttpNfcLease (``VmwareSession.import_ovf``).
 
 The descriptor goes to the OvfManager (``CreateImportSpec``), the resource pool starts the import
 (``ImportVApp``), and each disk named in the import spec is streamed to the lease's device URL. A
@@ -26,7 +26,7 @@ from ...models.spec import check_name
 from ...tasks import TaskInfo, wait_for
 
 if TYPE_CHECKING:
-    from .backend import VmwareBackend
+    from ._session import VmwareSession
 
 vim: Any = _vim
 vmodl: Any = _vmodl
@@ -79,16 +79,18 @@ def _package(source: str) -> Iterator[tuple[str, Any]]:
 
 
 def import_ovf(
-    backend: VmwareBackend, source: str, name: str, *, pool: str | None, network: str | None, host: str | None
+    session: VmwareSession, source: str, name: str, *, pool: str | None, network: str | None, host: str | None
 ) -> str:
+    from . import _inventory, _vms
+
     check_name("VM name", name)
-    if any(vm.name == name for vm in backend.list_vms()):
+    if any(vm.name == name for vm in _vms.list_vms(session)):
         from ...errors import AlreadyExists
 
         raise AlreadyExists(f"a VM named {name!r} exists already")
     with _package(source) as (descriptor, opener):
-        rpool, host_obj = backend._placement(host)
-        stores = backend.list_pools()
+        rpool, host_obj = session.placement(host)
+        stores = _inventory.list_pools(session)
         chosen = (
             next((p for p in stores if pool in (p.name, p.id)), None)
             if pool
@@ -96,35 +98,35 @@ def import_ovf(
         )
         if chosen is None:
             raise NotFound(f"no datastore {pool!r}" if pool else "no datastore to import into")
-        datastore = backend._ref(vim.Datastore, chosen.id)
+        datastore = session.ref(vim.Datastore, chosen.id)
         params = vim.OvfManager.CreateImportSpecParams(entityName=name, diskProvisioning="thin")
         if network is not None:
-            net = next((n for n in backend.list_networks() if network in (n.name, n.id)), None)
+            net = next((n for n in _inventory.list_networks(session) if network in (n.name, n.id)), None)
             if net is None:
                 raise NotFound(f"no network {network!r}")
             kind = vim.dvs.DistributedVirtualPortgroup if net.type == "dvportgroup" else vim.Network
             params.networkMapping = [
-                vim.OvfManager.NetworkMapping(name=n, network=backend._ref(kind, net.id)) for n in _networks(descriptor)
+                vim.OvfManager.NetworkMapping(name=n, network=session.ref(kind, net.id)) for n in _networks(descriptor)
             ]
-        result = backend.content.ovfManager.CreateImportSpec(descriptor, rpool, datastore, params)
+        result = session.content.ovfManager.CreateImportSpec(descriptor, rpool, datastore, params)
         if result.error:
             raise InvalidSpec(
                 "the OVF cannot be imported: " + "; ".join(str(e.localizedMessage or e) for e in result.error)
             )
-        lease = rpool.ImportVApp(spec=result.importSpec, folder=backend._dc_folders["vmFolder"], host=host_obj)
+        lease = rpool.ImportVApp(spec=result.importSpec, folder=session.dc_folders["vmFolder"], host=host_obj)
         entity = None
         try:
-            _wait_ready(backend, lease)
-            info = backend.pc.read(lease, ["info"])["info"]
+            _wait_ready(session, lease)
+            info = session.pc.read(lease, ["info"])["info"]
             entity = info.entity
-            _upload_disks(backend, lease, info, result.fileItem or [], opener)
+            _upload_disks(session, lease, info, result.fileItem or [], opener)
             lease.HttpNfcLeaseComplete()
         except BaseException as exc:
             with contextlib.suppress(Exception):
                 lease.HttpNfcLeaseAbort(vmodl.fault.SystemError(reason=str(exc)[:200]))
             if entity is not None:  # vCenter drops the half-made VM on abort; make sure of it
                 with contextlib.suppress(Exception):
-                    backend._wait(entity.Destroy_Task(), "vm.import clean-up", name)
+                    session.wait(entity.Destroy_Task(), "vm.import clean-up", name)
             raise
         if entity is None:
             raise BackendError("the import finished but the server named no VM")
@@ -147,16 +149,16 @@ def _networks(descriptor: str) -> list[str]:
     return names
 
 
-def _wait_ready(backend: VmwareBackend, lease: Any) -> None:
+def _wait_ready(session: VmwareSession, lease: Any) -> None:
     def read() -> TaskInfo:
-        props = backend.pc.read(lease, ["state", "error"])
+        props = session.pc.read(lease, ["state", "error"])
         state = str(props.get("state"))
         if state == "error":
             err = props.get("error")
             raise BackendError(f"the import lease failed: {getattr(err, 'localizedMessage', '') or err}")
         return TaskInfo(TaskState.SUCCESS if state == "ready" else TaskState.RUNNING)
 
-    wait_for(read, timeout=backend.options.timeout * 4, what="the import lease", max_interval=0.5)
+    wait_for(read, timeout=session.options.timeout * 4, what="the import lease", max_interval=0.5)
 
 
 def _fix_host(url: str, host: str, port: int | None) -> str:
@@ -172,7 +174,7 @@ def _fix_host(url: str, host: str, port: int | None) -> str:
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
-def _upload_disks(backend: VmwareBackend, lease: Any, info: Any, items: list[Any], opener: Any) -> None:
+def _upload_disks(session: VmwareSession, lease: Any, info: Any, items: list[Any], opener: Any) -> None:
     by_key = {u.importKey: u for u in info.deviceUrl or []}
     total = sum(int(i.size or 0) for i in items) or 1
     done = 0
@@ -190,7 +192,7 @@ def _upload_disks(backend: VmwareBackend, lease: Any, info: Any, items: list[Any
             device = by_key.get(item.deviceId)
             if device is None:
                 raise BackendError(f"the lease has no upload URL for {item.path}")
-            url = urllib.parse.urlsplit(_fix_host(device.url, backend.options.url.host or "", backend.options.url.port))
+            url = urllib.parse.urlsplit(_fix_host(device.url, session.options.url.host or "", session.options.url.port))
             stream, size = opener(item.path)
             target = url.path + (f"?{url.query}" if url.query else "")
             content_type = (
@@ -198,7 +200,7 @@ def _upload_disks(backend: VmwareBackend, lease: Any, info: Any, items: list[Any
                 if item.path.lower().endswith(".vmdk")
                 else "application/octet-stream"
             )
-            backend.files.send(
+            session.files.send(
                 "PUT" if item.create else "POST",
                 target,
                 stream,
