@@ -293,3 +293,21 @@ def test_host_metrics(hv: Hypervisor) -> None:
     (metrics,) = hv.hosts.metrics()
     assert metrics.host == hv.hosts.list()[0].id
     assert 0.0 <= (metrics.cpu_usage or 0) <= 1.0 and (metrics.memory_used_mib or 0) > 0
+
+
+@pytest.mark.parametrize(
+    ("state", "name", "expected"),
+    [
+        (2, "Running", PowerState.RUNNING),
+        (3, "Off", PowerState.STOPPED),
+        (9, "Paused", PowerState.PAUSED),
+        (6, "Saved", PowerState.SUSPENDED),
+        (32783, "RunningCritical", PowerState.RUNNING),  # Windows Server 2016's number for RunningCritical
+        (32783, "Hibernated", PowerState.SUSPENDED),  # newer builds' number for Hibernated
+        (32786, None, PowerState.UNKNOWN),  # a number alone above 32782 is ambiguous
+    ],
+)
+def test_vm_state_read_by_name_first(state: int, name: str | None, expected: PowerState) -> None:
+    from hvkit.backends.hyperv._convert import power_state
+
+    assert power_state({"State": state, "StateName": name}) is expected

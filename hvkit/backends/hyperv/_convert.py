@@ -42,6 +42,24 @@ _POWER = {
     32781: PowerState.STOPPING,
     32782: PowerState.RUNNING,
 }
+# by name first: numbers above 32782 differ between builds (Hibernated and ComponentServicing are newer)
+_POWER_BY_NAME = {
+    "Running": PowerState.RUNNING,
+    "Off": PowerState.STOPPED,
+    "Stopping": PowerState.STOPPING,
+    "Saved": PowerState.SUSPENDED,
+    "Paused": PowerState.PAUSED,
+    "Starting": PowerState.STARTING,
+    "Reset": PowerState.RUNNING,
+    "Saving": PowerState.STOPPING,
+    "Pausing": PowerState.RUNNING,
+    "Resuming": PowerState.RUNNING,
+    "FastSaved": PowerState.SUSPENDED,
+    "FastSaving": PowerState.STOPPING,
+    "ForceShutdown": PowerState.STOPPING,
+    "ForceReboot": PowerState.RUNNING,
+    "Hibernated": PowerState.SUSPENDED,
+}
 _SWITCH_TYPES = {0: "private", 1: "internal", 2: "external"}
 _DATE = re.compile(r"^/Date\((-?\d+)(?:[+-]\d{4})?\)/$")
 
@@ -75,6 +93,15 @@ def directory(path: str) -> str:
     return path.rsplit("\\", 1)[0] if "\\" in path else path
 
 
+def power_state(rec: dict[str, Any]) -> PowerState:
+    """The VM's state from its name (``RunningCritical`` is Running), else from its number."""
+    name = str(rec.get("StateName") or "")
+    base = name[: -len("Critical")] if name.endswith("Critical") else name
+    if base in _POWER_BY_NAME:
+        return _POWER_BY_NAME[base]
+    return _POWER.get(int(rec.get("State") or 0), PowerState.UNKNOWN)
+
+
 def vm(rec: dict[str, Any], pool_of: Callable[[str], str | None]) -> VM:
     disks = []
     for d in rec.get("Disks") or []:
@@ -100,7 +127,7 @@ def vm(rec: dict[str, Any], pool_of: Callable[[str], str | None]) -> VM:
     return VM(
         id=rec["Id"],
         name=rec["Name"],
-        power_state=_POWER.get(int(rec.get("State") or 0), PowerState.UNKNOWN),
+        power_state=power_state(rec),
         cpus=int(rec.get("ProcessorCount") or 0),
         memory_mib=int(rec.get("MemoryStartup") or 0) // MiB,
         uuid=rec["Id"],

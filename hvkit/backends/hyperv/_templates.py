@@ -27,7 +27,7 @@ function hvkVM($vm) {
     $parent = $null
     if ($vm.ParentSnapshotId) { $parent = $vm.ParentSnapshotId.ToString() }
     [ordered]@{
-        Id = $vm.Id.ToString(); Name = $vm.Name; State = $vm.State; Generation = $vm.Generation
+        Id = $vm.Id.ToString(); Name = $vm.Name; State = $vm.State; StateName = $vm.State.ToString(); Generation = $vm.Generation
         ProcessorCount = $vm.ProcessorCount; MemoryStartup = $vm.MemoryStartup; Notes = $vm.Notes
         ComputerName = $vm.ComputerName; Path = $vm.Path; ParentSnapshotId = $parent; SecureBoot = $secure
         CreationTime = $vm.CreationTime

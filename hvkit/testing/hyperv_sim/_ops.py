@@ -22,6 +22,7 @@ __all__ = ["P", "cmdlet_class"]
 P = dict[str, Any]
 _CLASSES: dict[str, str] = {}
 _MIB = 1024 * 1024
+_STATE_NAMES = {number: name for name, number in STATE.items()}
 
 
 def cmdlet_class(name: str) -> str:
@@ -94,6 +95,7 @@ def _vm(host: HostState, vm: VirtualMachine | None) -> dict[str, Any]:
         "Id": vm.id,
         "Name": vm.name,
         "State": vm.state,
+        "StateName": _STATE_NAMES.get(vm.state, str(vm.state)),
         "Generation": vm.generation,
         "ProcessorCount": vm.cpus,
         "MemoryStartup": vm.memory,
