@@ -57,7 +57,26 @@ def disk_name(userdevice: str) -> str:
     return "xvd" + (chr(ord("a") + n) if n < 26 else f"{n}")
 
 
-def vm(ref: str, rec: Mapping[str, Any], vbds: Records, vdis: Records, vifs: Records, names: Mapping[str, str]) -> VM:
+def ip_addresses(guest: Mapping[str, Any] | None) -> list[str]:
+    """Addresses the guest agent reports (``networks``: ``0/ip``, ``0/ipv4/0``, ``0/ipv6/0`` ...)."""
+    found: list[str] = []
+    networks = (guest or {}).get("networks") or {}
+    for key in sorted(networks):
+        value = str(networks[key])
+        if value and "/ip" in key and value not in found:
+            found.append(value)
+    return found
+
+
+def vm(
+    ref: str,
+    rec: Mapping[str, Any],
+    vbds: Records,
+    vdis: Records,
+    vifs: Records,
+    names: Mapping[str, str],
+    guest: Mapping[str, Any] | None = None,
+) -> VM:
     """A VM from its record; ``names`` maps SR, network and host refs to their names or uuids."""
     disks = []
     for vbd_ref in rec["VBDs"]:
@@ -99,6 +118,7 @@ def vm(ref: str, rec: Mapping[str, Any], vbds: Records, vdis: Records, vifs: Rec
         notes=rec["name_description"],
         tags=frozenset(rec.get("tags") or ()),
         template=bool(rec["is_a_template"]),
+        ip_addresses=ip_addresses(guest),
         extra={"ref": ref, "metrics": rec["metrics"], "guest_metrics": rec["guest_metrics"]},
     )
 

@@ -80,10 +80,4 @@ def guest_ips(s: XapiSession, vm: VM) -> list[str]:
     guest = s.call("VM.get_guest_metrics", ref_of(s, vm))
     if guest == NULL:
         return []
-    networks = s.call("VM_guest_metrics.get_networks", guest)
-    found: list[str] = []
-    for key in sorted(networks):
-        value = str(networks[key])
-        if value and ("/ip" in key) and value not in found:
-            found.append(value)
-    return found
+    return cv.ip_addresses({"networks": s.call("VM_guest_metrics.get_networks", guest)})

@@ -20,7 +20,7 @@ MiB = 1024 * 1024
 class Inventory:
     """Every record inventory needs, read with one call per class (the cost does not grow with VMs)."""
 
-    CLASSES = ("VM", "VBD", "VDI", "VIF", "SR", "network", "host")
+    CLASSES = ("VM", "VBD", "VDI", "VIF", "SR", "network", "host", "VM_guest_metrics")
 
     def __init__(self, s: XapiSession, classes: tuple[str, ...] = CLASSES) -> None:
         self.records: dict[str, dict[str, dict[str, Any]]] = {c: s.call(f"{c}.get_all_records") for c in classes}
@@ -33,11 +33,17 @@ class Inventory:
     def vms(self) -> list[VM]:
         r, names = self.records, self.names()
         vbds, vdis, vifs = r.get("VBD", {}), r.get("VDI", {}), r.get("VIF", {})
-        return [cv.vm(ref, rec, vbds, vdis, vifs, names) for ref, rec in r["VM"].items() if cv.is_guest(rec)]
+        guests = r.get("VM_guest_metrics", {})
+        return [
+            cv.vm(ref, rec, vbds, vdis, vifs, names, guests.get(rec["guest_metrics"]))
+            for ref, rec in r["VM"].items()
+            if cv.is_guest(rec)
+        ]
 
 
 def inventory(s: XapiSession, detail: bool) -> list[VM]:
-    """Every guest: VM and host records (two calls); with ``detail`` also VBDs, VDIs, VIFs, SRs, networks."""
+    """Every guest: VM and host records (two calls); with ``detail`` also VBDs, VDIs, VIFs, SRs, networks
+    and guest metrics (IP addresses): one call per class."""
     return Inventory(s, Inventory.CLASSES if detail else ("VM", "host")).vms()
 
 
@@ -79,7 +85,8 @@ def read(s: XapiSession, ref: str, rec: dict[str, Any] | None = None) -> VM:
         names.setdefault(vif["network"], s.call("network.get_name_label", vif["network"]))
     if rec["resident_on"] != NULL:
         names[rec["resident_on"]] = s.call("host.get_uuid", rec["resident_on"])
-    return cv.vm(ref, rec, vbds, vdis, vifs, names)
+    guest = s.call("VM_guest_metrics.get_record", rec["guest_metrics"]) if rec["guest_metrics"] != NULL else None
+    return cv.vm(ref, rec, vbds, vdis, vifs, names, guest)
 
 
 def _find(s: XapiSession, cls: str, name: str) -> str:
