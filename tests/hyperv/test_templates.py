@@ -140,3 +140,31 @@ def test_convert_to_json_is_windows_powershell_5_1() -> None:
     assert '"Nested":{"Deeper":"@{Deepest=1}"}' in out  # 5.1 truncates silently below -Depth
     assert '"List":[1,"@{A=1}"]' in out
     assert json.loads(out)["When"] == "/Date(1704164645000)/"
+
+
+def test_stderr_has_the_shape_of_a_real_powershell_clixml_stream() -> None:
+    """The model's stderr parses like the recorded sample: same tags, progress objects, error lines (pywinrm too)."""
+    import xml.etree.ElementTree as ET
+    from pathlib import Path
+
+    import winrm
+
+    sample = (Path(__file__).parent / "data" / "stderr-clixml-error.pywinrm-test.bin").read_bytes()
+    host = HyperVHost()
+    try:
+        stdin = (
+            BOOTSTRAP + "\n" + TEMPLATES["vm.get"].text + PARAMS_MARK + json.dumps({"Id": None, "Name": "x"})
+        ).encode()
+        ours = host.run("hvkit", ["powershell", "-NoProfile", "-NonInteractive", "-Command", "-"], stdin).stderr
+    finally:
+        host.stop()
+
+    def shape(data: bytes) -> set[tuple[str, tuple[str, ...]]]:
+        assert data.startswith(b"#< CLIXML\r\n")
+        root = ET.fromstring(data.split(b"\r\n", 1)[1])
+        return {(node.tag, tuple(sorted(node.attrib))) for node in root.iter()}
+
+    assert shape(ours) == shape(sample)  # progress record (first use) and <S S="Error"> lines, nothing else
+    cleaned = winrm.Session("https://unused", auth=("u", "p"))._clean_error_msg(ours).decode()
+    assert "+ CategoryInfo          : ObjectNotFound: (x:String) [Write-Error], WriteErrorException" in cleaned
+    assert "+ FullyQualifiedErrorId : hvkit.VMNotFound" in cleaned

@@ -133,7 +133,7 @@ class HyperVHost:
             return Process(
                 stderr=b"host model: only 'powershell -Command -' (script on stdin) is modelled\r\n", exit_code=1
             )
-        progress = ["Preparing modules for first use."] if self._first_use else []
+        progress = ["Preparing modules for first use."] * 2 if self._first_use else []  # as powershell.exe writes it
         self._first_use = False
         text = stdin.decode("ascii") if stdin.isascii() else stdin.decode("cp437")  # the console's input code page
         bootstrap, _, rest = text.partition("\n")
