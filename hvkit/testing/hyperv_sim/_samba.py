@@ -20,7 +20,10 @@ __all__ = ["SambaShares", "samba_available"]
 
 
 def samba_available() -> bool:
-    return shutil.which("smbd") is not None and shutil.which("pdbedit") is not None
+    """smbd and pdbedit are installed and this process may run them (smbd wants root for its files)."""
+    import os
+
+    return shutil.which("smbd") is not None and shutil.which("pdbedit") is not None and os.geteuid() == 0
 
 
 def _free_port() -> int:
