@@ -35,7 +35,7 @@ from ...tasks import Task
 from ._errors import translate
 
 if TYPE_CHECKING:
-    from .backend import ProxmoxBackend
+    from ._session import ProxmoxSession
 
 __all__ = ["delete_volume", "export_disk", "import_disk", "ssh_node"]
 
@@ -49,12 +49,12 @@ def _quoted(volid: str) -> str:
     return urllib.parse.quote(volid, safe=":")
 
 
-def _int_option(backend: ProxmoxBackend, name: str, default: int) -> int:
-    return backend.options.int_option(name, default, low=1, high=65535)
+def _int_option(session: ProxmoxSession, name: str, default: int) -> int:
+    return session.options.int_option(name, default, low=1, high=65535)
 
 
-def _host_map(backend: ProxmoxBackend) -> dict[str, str]:
-    raw = backend.options.option("ssh_host_map")
+def _host_map(session: ProxmoxSession) -> dict[str, str]:
+    raw = session.options.option("ssh_host_map")
     if raw is None or raw == "":
         return {}
     if isinstance(raw, dict):
@@ -68,29 +68,29 @@ def _host_map(backend: ProxmoxBackend) -> dict[str, str]:
     return out
 
 
-def _cluster_addresses(backend: ProxmoxBackend) -> dict[str, str]:
+def _cluster_addresses(session: ProxmoxSession) -> dict[str, str]:
     """Node name -> IP address from ``/cluster/status`` (read once per connection); {} when not offered."""
     with _node_lock:
-        if backend in _node_addresses:
-            return _node_addresses[backend]
+        if session in _node_addresses:
+            return _node_addresses[session]
     found: dict[str, str] = {}
     try:
         with translate():
-            entries = backend.api.cluster.status.get()
+            entries = session.api.cluster.status.get()
         found = {str(e["name"]): str(e["ip"]) for e in entries if e.get("type") == "node" and e.get("ip")}
     except HvkitError:
         pass
     with _node_lock:
-        _node_addresses[backend] = found
+        _node_addresses[session] = found
     return found
 
 
-def ssh_node(backend: ProxmoxBackend, node: str) -> Any:
+def ssh_node(session: ProxmoxSession, node: str) -> Any:
     """How to reach ``node`` over SSH, from the connection options (see the module's doc)."""
     from ..._images import SshNode
 
-    port = _int_option(backend, "ssh_port", 22)
-    host = _host_map(backend).get(node) or _cluster_addresses(backend).get(node) or backend.options.url.host
+    port = _int_option(session, "ssh_port", 22)
+    host = _host_map(session).get(node) or _cluster_addresses(session).get(node) or session.options.url.host
     if not host:
         raise InvalidSpec(f"no SSH address for Proxmox node {node!r}: pass ssh_host_map={node}=HOST")
     if host.count(":") == 1:  # host:port (an IPv6 address has more colons)
@@ -99,40 +99,42 @@ def ssh_node(backend: ProxmoxBackend, node: str) -> Any:
             port = int(port_text)
         except ValueError:
             raise InvalidSpec(f"ssh_host_map: bad port in {host}:{port_text}") from None
-    key = backend.options.option("ssh_key")
-    known = backend.options.option("ssh_known_hosts")
+    key = session.options.option("ssh_key")
+    known = session.options.option("ssh_known_hosts")
     return SshNode(
         host,
         port,
-        str(backend.options.option("ssh_user", "root")),
+        str(session.options.option("ssh_user", "root")),
         str(Path(str(key)).expanduser()) if key else None,
         str(Path(str(known)).expanduser()) if known else None,
-        timeout=float(backend.options.timeout),
+        timeout=float(session.options.timeout),
     )
 
 
-def _node_of(backend: ProxmoxBackend, volume: Volume) -> str:
+def _node_of(session: ProxmoxSession, volume: Volume) -> str:
     node = volume.extra.get("node")
     if node:
         return str(node)
-    for pool in backend.list_pools():
+    from . import _inventory
+
+    for pool in _inventory.list_pools(session):
         if pool.name == volume.pool:
             return str(pool.host or pool.extra.get("node"))
     raise NotFound(f"no node holds volume {volume.id!r}")
 
 
 def export_disk(
-    backend: ProxmoxBackend, volume: Volume, workdir: str, progress: ProgressFn, snapshot: Snapshot | None
+    session: ProxmoxSession, volume: Volume, workdir: str, progress: ProgressFn, snapshot: Snapshot | None
 ) -> DiskImage:
     """Copy the volume's image file from its node over SSH (data extents only) into ``workdir``."""
     from ..._images import ssh_export
 
     if snapshot is not None:
         raise Unsupported("proxmox", "export_disk(snapshot=...)", "reading a disk as of a snapshot is not offered")
-    node = _node_of(backend, volume)
+    node = _node_of(session, volume)
     storage = volume.id.split(":", 1)[0]
     with translate():
-        info = backend.api.nodes(node).storage(storage).content(_quoted(volume.id)).get()
+        info = session.api.nodes(node).storage(storage).content(_quoted(volume.id)).get()
     path = str(info.get("path") or "")
     if not path.startswith("/"):
         raise Unsupported("proxmox", "export_disk", f"volume {volume.id!r} has no file path on its node ({path!r})")
@@ -141,15 +143,15 @@ def export_disk(
         fmt = DiskFormat(fmt_text)
     except ValueError:
         raise Unsupported("proxmox", "export_disk", f"volume {volume.id!r} is in format {fmt_text!r}") from None
-    local, size, moved = ssh_export(ssh_node(backend, node), path, fmt, workdir, progress)
+    local, size, moved = ssh_export(ssh_node(session, node), path, fmt, workdir, progress)
     return DiskImage(os.fspath(local), fmt, size, temporary=True, bytes_moved=moved)
 
 
-def _import_storage(backend: ProxmoxBackend, node: str, pool: StoragePool) -> str:
+def _import_storage(session: ProxmoxSession, node: str, pool: StoragePool) -> str:
     with translate():
-        storages = list(backend.api.nodes(node).storage.get())
+        storages = list(session.api.nodes(node).storage.get())
     takes = [str(s["storage"]) for s in storages if "import" in str(s.get("content", "")).split(",")]
-    chosen = backend.options.option("import_storage")
+    chosen = session.options.option("import_storage")
     if chosen:
         if str(chosen) not in takes:
             raise InvalidSpec(f"import_storage {chosen!r} does not take 'import' content on node {node!r}")
@@ -170,7 +172,7 @@ def _sha256(path: str) -> str:
 
 
 def import_disk(
-    backend: ProxmoxBackend,
+    session: ProxmoxSession,
     pool: StoragePool,
     name: str,
     image: DiskImage,
@@ -188,25 +190,27 @@ def import_disk(
     node = pool.host or str(pool.extra.get("node") or "")
     if not node:
         raise InvalidSpec(f"storage {pool.name!r} names no node")
-    storage = _import_storage(backend, node, pool)
+    storage = _import_storage(session, node, pool)
     filename = f"{name}.qcow2"
     volid = f"{storage}:import/{filename}"
     with translate():
-        present = {str(v["volid"]) for v in backend.api.nodes(node).storage(storage).content.get(content="import")}
+        present = {str(v["volid"]) for v in session.api.nodes(node).storage(storage).content.get(content="import")}
     if volid in present:
         raise AlreadyExists(f"{volid} exists already on node {node!r}")
     qcow = convert_image(image, DiskFormat.QCOW2, workdir, name=f"upload-{os.getpid()}-{filename}")
     try:
         digest = _sha256(qcow.path)
         with Path(qcow.path).open("rb") as src:
-            task = backend.upload_image(
-                node, storage, filename, src, content="import", checksum=("sha256", digest), progress=progress
+            from . import _storage
+
+            task = _storage.upload_image(
+                session, node, storage, filename, src, content="import", checksum=("sha256", digest), progress=progress
             )
             task.wait()
     except BaseException:
         with contextlib.suppress(Exception), translate():  # a failed upload may have left the file
-            if volid in {str(v["volid"]) for v in backend.api.nodes(node).storage(storage).content.get()}:
-                backend.api.nodes(node).storage(storage).content(_quoted(volid)).delete()
+            if volid in {str(v["volid"]) for v in session.api.nodes(node).storage(storage).content.get()}:
+                session.api.nodes(node).storage(storage).content(_quoted(volid)).delete()
         raise
     finally:
         if qcow is not image:
@@ -221,11 +225,11 @@ def import_disk(
     )
 
 
-def delete_volume(backend: ProxmoxBackend, volume: Volume) -> Task:
+def delete_volume(session: ProxmoxSession, volume: Volume) -> Task:
     """``DELETE /nodes/{node}/storage/{storage}/content/{volume}``: a Task (PVE runs it as one)."""
-    node = _node_of(backend, volume)
+    node = _node_of(session, volume)
     storage = volume.id.split(":", 1)[0]
     with translate():
-        upid = str(backend.api.nodes(node).storage(storage).content(_quoted(volume.id)).delete())
-    task: Task = backend.follow_task(node, upid, "volumes.delete", volume.name)
+        upid = str(session.api.nodes(node).storage(storage).content(_quoted(volume.id)).delete())
+    task: Task = session.follow_task(node, upid, "volumes.delete", volume.name)
     return task
