@@ -396,10 +396,15 @@ def test_filter_is_on_sdk_loggers_and_their_children(caplog: pytest.LogCaptureFi
         ("esxi://root@127.0.0.1:9?page_size=abc", "page_size must be a whole number"),
         ("esxi://root@127.0.0.1:9?page_size=-1", "page_size must be between"),
         ("esxi://root@127.0.0.1:9?task_timeout=nan", "task_timeout must be a finite number"),
+        ("vbox:///?lock_retries=abc", "lock_retries must be a whole number"),
+        ("vbox:///?lock_backoff=nan", "lock_backoff must be a finite number"),
+        ("vbox:///?long_timeout=-1", "long_timeout must be at least"),
+        ("vbox+ssh://u@127.0.0.1?ssh_port=\u0662\u0662", "ssh_port must be a whole number"),
     ],
 )
 def test_backend_options_are_typed(url: str, message: str) -> None:
-    pytest.importorskip("proxmoxer" if url.startswith("proxmox") else "pyVmomi")
+    if not url.startswith("vbox"):
+        pytest.importorskip("proxmoxer" if url.startswith("proxmox") else "pyVmomi")
     with pytest.raises(errors.InvalidSpec, match=message):
         hvkit.connect(url, password="pw", token="root@pam!t=s" if url.startswith("proxmox") else None)
 
