@@ -19,7 +19,7 @@ from __future__ import annotations
 import heapq
 
 from ..errors import InvalidSpec
-from ._plan import PlacementPlan, Problem, _State, check_ratio
+from ._plan import EPS, PlacementPlan, Problem, _State, check_ratio
 
 __all__ = ["balance"]
 
@@ -50,12 +50,16 @@ class _LeastLoaded:
             return None
         popped = []
         found = None
+        dem, dims, load, limit = st.udem[u], range(st.ndim), st.load, st.limit
+        whole = st.unit_on(u) is not None  # a split unit adds less than its demand to a bin holding part of it
         while heap:
             entry = heapq.heappop(heap)
             if entry[1] != self.version[entry[2]]:
                 continue
             popped.append(entry)
             b = entry[2]
+            if whole and any(load[b][d] + dem[d] > limit[b][d] * (1 + 1e-9) + 1e-9 for d in dims):
+                continue  # a quick test; can_place decides
             if b not in exclude and st.can_place(u, b):
                 found = b
                 break
@@ -146,7 +150,20 @@ def relieve(st: _State, finder: _LeastLoaded, unresolved: list[str], max_moves: 
                 go(u, dest, "anti-affinity")
     # 3. relieve overloaded bins, the worst first
     hot = sorted((b for b in range(len(st.bkey)) if st.accepts[b] and st.over(b)), key=st.ratio_of, reverse=True)
+    largest: dict[str, list[float]] = {}  # per domain: the largest limit of an accepting bin, per dimension
+    for x in range(len(st.bkey)):
+        if st.accepts[x]:
+            row = largest.setdefault(st.bdomain[x], [0.0] * st.ndim)
+            for d in range(st.ndim):
+                row[d] = max(row[d], st.limit[x][d])
     for b in hot:
+        if _cannot_get_under(st, b, largest.get(st.bdomain[b], [0.0] * st.ndim)):
+            ratio = st.ratio_of(b)
+            unresolved.append(
+                f"{st.bname[b]} stays over the target ({ratio:.0%} > {st.ratio:.0%}): what must stay on it "
+                "(VMs that cannot move, or larger than the target on any host) is over the target already"
+            )
+            continue
         while st.over(b):
             if out_of_moves():
                 return
@@ -169,11 +186,58 @@ def relieve(st: _State, finder: _LeastLoaded, unresolved: list[str], max_moves: 
                     go(u, dest, "load")
                     break
             else:
+                if budget[0] < 0 and _make_room(st, finder, b, whole + part):
+                    continue
                 ratio = st.ratio_of(b)
                 unresolved.append(
                     f"{st.bname[b]} stays over the target ({ratio:.0%} > {st.ratio:.0%}): no VM on it fits elsewhere"
                 )
                 break
+
+
+ROOM_UNITS, ROOM_HOSTS = 3, 8  # make-room tries: units of the hot bin, least-loaded bins to clear
+
+
+def _make_room(st: _State, finder: _LeastLoaded, b: int, cands: list[int]) -> bool:
+    """No unit of hot bin ``b`` fits anywhere: clear room on one of the least-loaded bins by moving its
+    smallest units elsewhere, then move a unit of ``b`` there. Taken back when it does not work out."""
+    others = sorted(
+        (x for x in range(len(st.bkey)) if x != b and st.accepts[x] and st.bdomain[x] == st.bdomain[b]),
+        key=st.ratio_of,
+    )[:ROOM_HOSTS]
+    for u in cands[:ROOM_UNITS]:
+        for c in others:
+            allowed = st.uallowed[u]
+            if allowed is not None and c not in allowed:
+                continue
+            if any(st.udem[u][d] > st.limit[c][d] for d in range(st.ndim)):
+                continue
+            mark = len(st.moves)
+            for v in sorted(st.units_on(c), key=lambda v: max(st.udem[v], default=0.0)):
+                if st.can_place(u, c):
+                    break
+                if not st.umovable[v] or st.unit_on(v) != c:
+                    continue
+                dest = finder.find(v, {b, c})
+                if dest is not None:
+                    finder.touch(st.place(v, dest, "load"))
+            if st.can_place(u, c):
+                finder.touch(st.place(u, c, "load"))
+                return True
+            finder.touch(st.undo_to(mark))
+    return False
+
+
+def _cannot_get_under(st: _State, b: int, largest: list[float]) -> bool:
+    """Whether the units that can never leave ``b`` (unmovable, or over every bin's limit) keep it over."""
+    stay = list(st.load[b])
+    for u in st.units_on(b):
+        pinned = not st.umovable[u] or st.unit_on(u) != b
+        too_big = any(st.udem[u][d] > largest[d] + EPS * max(1.0, largest[d]) for d in range(st.ndim))
+        if not (pinned or too_big):
+            for d in range(st.ndim):
+                stay[d] -= st.udem[u][d]
+    return any(stay[d] > st.limit[b][d] + EPS * max(1.0, st.limit[b][d]) for d in range(st.ndim))
 
 
 def balance(problem: Problem, target: float = 0.8, *, max_moves: int | None = None) -> PlacementPlan:
