@@ -817,9 +817,10 @@ _CLI_VERBS = [
     ["network", "list"],
     ["backends"],
 ]
-cli_argv = st.builds(
+cli_url = st.one_of(st.sampled_from(["fuzzrec://fz-cli", "", "fuzzrec://..", "sim://x?hosts=abc"]), url_text)
+command_argv = st.builds(
     lambda url, verb, positional, flags: (["--url", url] if url is not None else []) + verb + positional + flags,
-    st.one_of(st.none(), st.sampled_from(["fuzzrec://fz-cli", "", "fuzzrec://..", "sim://x?hosts=abc"]), url_text),
+    st.one_of(st.none(), cli_url),
     st.sampled_from(_CLI_VERBS),
     st.lists(st.one_of(st.sampled_from(["web-1", "fz-cli-vm", "snap"]), text), max_size=2),
     st.lists(
@@ -833,9 +834,25 @@ cli_argv = st.builds(
         max_size=3,
     ).map(lambda items: [x for item in items for x in (item if isinstance(item, list) else [item])]),
 )
+migrate_argv = st.builds(
+    lambda source, target, vm, maps: [
+        *("migrate", "--dry-run", "--no-progress", "--from", source, "--to", target, vm),
+        *maps,
+    ],
+    cli_url,
+    cli_url,
+    st.one_of(st.sampled_from(["web-1", ""]), text),
+    st.lists(
+        st.tuples(st.sampled_from(["--network-map", "--storage-map", "--format"]), text).map(list), max_size=2
+    ).map(lambda items: [x for item in items for x in item]),
+)
+fleet_argv = st.lists(st.tuples(st.just("-m"), cli_url).map(list), min_size=1, max_size=2).map(
+    lambda items: ["fleet", "list", *[x for item in items for x in item]]
+)
+cli_argv = st.one_of(command_argv, command_argv, migrate_argv, fleet_argv)
 
 
-@fuzz(100)
+@fuzz(120)
 @given(cli_argv)
 def test_fuzz_cli(recording: None, argv: list[str]) -> None:
     _Tracked.made.clear()
