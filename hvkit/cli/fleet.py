@@ -80,6 +80,10 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     c = command("consolidate", "live migrations that empty the most hosts, keeping each under a headroom", _consolidate)
     c.add_argument("--headroom", type=float, default=0.8, metavar="RATIO", help="load ratio every host must stay under")
     c.add_argument("--watts", type=float, metavar="W", help="power drawn by one host, for the saving estimate")
+    c.add_argument(
+        "--solver", choices=["auto", "greedy", "highs"], default="auto", help="HiGHS refines when installed (auto)"
+    )
+    c.add_argument("--time-limit", type=float, default=1.0, metavar="S", help="seconds the solver may take")
     _plan_options(c)
 
     c = command("report", "one self-contained HTML page: host and pool charts, a plan's moves, findings", _report)
@@ -275,7 +279,8 @@ def _show(args: argparse.Namespace, plan: PlacementPlan) -> None:
     if plan.moves:
         out.write(f"{len(plan.moves)} move(s), {format_bytes(plan.data_bytes)} to copy\n")
     if plan.bins_used is not None:  # a consolidation
-        out.write(f"hosts used after: {plan.bins_used} (lower bound {plan.lower_bound}); freed: {len(plan.freed)}")
+        out.write(f"hosts used after: {plan.bins_used} (lower bound {plan.lower_bound}, planner {plan.planner}); ")
+        out.write(f"freed: {len(plan.freed)}")
         out.write(f" ({', '.join(plan.freed)})\n" if plan.freed else "\n")
         if plan.power_saved_watts is not None:
             out.write(f"estimated power saved: {plan.power_saved_watts:.0f} W\n")
@@ -335,6 +340,8 @@ def _consolidate(args: argparse.Namespace) -> int:
             demand=args.demand,
             cpu_overcommit=args.cpu_overcommit,
             tag_rules=not args.no_tag_rules,
+            solver=args.solver,
+            time_limit=args.time_limit,
         )
         return _run(args, fleet, plan)
 

@@ -62,6 +62,22 @@ def test_balance_dry_run_then_run(url: str, capsys: pytest.CaptureFixture[str]) 
     assert "nothing to move" in out
     code, out, _ = run(capsys, "fleet", "consolidate", "-m", url, "--headroom", "0.9", "--watts", "300", "--dry-run")
     assert code == 0 and "estimated power saved" in out
+    code, out, _ = run(
+        capsys, "fleet", "consolidate", "-m", url, "--headroom", "0.9", "--solver", "greedy", "--dry-run", "--json"
+    )
+    assert code == 0 and json.loads(out)["planner"] == "greedy"
+
+
+def test_report_writes_a_page(url: str, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    pytest.importorskip("plotly")
+    page = tmp_path / "r.html"
+    argv = ["fleet", "report", "-m", url, "--html", str(page), "--plan", "consolidate", "--target", "0.5", "--json"]
+    code, out, _ = run(capsys, *argv)
+    data = json.loads(out)
+    assert code == 0 and data["plan"]["kind"] == "consolidate" and data["bytes"] == len(page.read_text())
+    assert 'id="moves"' in page.read_text() and "Plan: consolidate" in page.read_text()
+    code, out, _ = run(capsys, "fleet", "report", "-m", url, "--html", str(page), "--plan", "none")
+    assert code == 0 and 'id="plan"' not in page.read_text()
 
 
 def test_bad_input_exit_code(url: str, capsys: pytest.CaptureFixture[str]) -> None:
