@@ -35,7 +35,7 @@ TEST_SESSIONS = [
     ("kvm", "kvm,test", "tests/kvm", "libvirtd (scripts/setup.d/20-kvm.sh starts it)"),
     ("vmware", "vmware,test", "tests/vmware", "Go and Debian's govmomi sources to build vcsim"),
     ("proxmox", "proxmox,test", "tests/proxmox", ""),
-    ("hyperv", "hyperv,test", "tests/hyperv", "qemu-img"),
+    ("hyperv", "hyperv,test", "tests/hyperv", "qemu-img and samba (scripts/setup.d/50-hyperv.packages)"),
     ("xen", "xen,test", "tests/xen", "qemu-img; libvirtd and vcsim for the migration paths"),
     ("vbox", "test", "tests/vbox", "qemu-img; the test sshd and libvirtd (scripts/setup.d) for SSH and migration"),
     ("migration", "all,test", "tests/migration", "libvirtd, vcsim and the test sshd (scripts/setup.d)"),
