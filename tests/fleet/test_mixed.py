@@ -114,12 +114,15 @@ def test_balance_on_mixed_fleets(ratios: tuple[float, ...], sizes: tuple[float, 
 
 def test_planning_10k_vms_on_1k_mixed_hosts_is_quick() -> None:
     p = generate(10000, 1000, seed=1, fill=0.45, host_sizes=(1.0, 1.0, 2.0), anti_affinity_groups=200)
-    t0 = time.perf_counter()
-    plan = consolidate(p, 0.8)
-    took = time.perf_counter() - t0
+    t0 = time.process_time()  # CPU time: the shared test machine's wall clock measures its neighbours too
+    plan = consolidate(p, 0.8, solver="greedy")
+    took = time.process_time() - t0
     assert plan.bins_used is not None and plan.lower_bound is not None
     assert plan.bins_used <= math.ceil(plan.lower_bound * 1.05)
-    assert took < 10.0  # under 2 s on an idle machine (bench/fleet_mixed.py); a loaded 2-core box is slower
+    assert took < 2.0, took
+    t0 = time.process_time()
+    plan = balance(p, 0.7)
+    assert time.process_time() - t0 < 2.0 and plan.complete
 
 
 @st.composite
