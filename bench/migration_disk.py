@@ -8,6 +8,10 @@ Prints, for each pair of backends available on this machine:
 
     python bench/migration_disk.py [--size-gib 1] [--fill 0.25] [--repeat 7] [--kvm] [--checksum hvkit-disk-v2]
 
+Then, per pair, where the time goes: the median, over the runs, of the time spent in each step of the run
+(the plan; the runner's steps, measured by wrapping them here: nested steps count inside their parents,
+and steps of one disk run beside the VM's creation, so the column does not add up to the total).
+
 The machine's page cache and disk are shared with everything else running, so single runs scatter
 (a bare convert of 0.13 s now and then takes 0.4 s): the figure is the median of the runs' ratios.
 """
@@ -31,6 +35,68 @@ from hvkit.hypervisor import Hypervisor
 
 MIB = 1024 * 1024
 CHUNK = 4 * MIB
+# the steps of a migration run timed for the breakdown: (object, attribute, label)
+STEPS = [
+    ("plan", "migration.plan (reads both sides, decides)"),
+    ("_prepare_source", "  source prepared (snapshot or none)"),
+    ("_disks", "  disks: export, checksum, import (all disks)"),
+    ("_export", "    export (qemu-img map of the source)"),
+    ("_source_checksum", "    source checksum (beside the copy)"),
+    ("_import", "    import (target volume + convert)"),
+    ("_create_vm_verifying", "  VM created, imports read back beside it"),
+    ("_verify", "    read back and compare one disk"),
+    ("_create_vm", "    target VM defined"),
+    ("_verify_all", "  verification collected"),
+    ("_cleanup_success", "  journal closed, staging removed"),
+]
+
+
+class Timings:
+    """Wraps the migration runner's steps (and migration.plan) to time them, run by run."""
+
+    def __init__(self) -> None:
+        self.runs: list[dict[str, float]] = []
+        self.now: dict[str, float] = {}
+        self._undo: list[tuple[object, str, object]] = []
+
+    def _wrap(self, owner: object, attr: str) -> None:
+        fn = getattr(owner, attr)
+        timings = self
+
+        def timed(*a: object, **kw: object) -> object:
+            t0 = time.perf_counter()
+            try:
+                return fn(*a, **kw)
+            finally:
+                timings.now[attr] = timings.now.get(attr, 0.0) + time.perf_counter() - t0
+
+        setattr(owner, attr, timed)
+        self._undo.append((owner, attr, fn))
+
+    def __enter__(self) -> Timings:
+        from hvkit.migration import _run
+
+        self._wrap(migration, "plan")
+        for attr, _ in STEPS[1:]:
+            self._wrap(_run._Runner, attr)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for owner, attr, fn in reversed(self._undo):
+            setattr(owner, attr, fn)
+
+    def next_run(self) -> None:
+        self.runs.append(self.now)
+        self.now = {}
+
+    def table(self, label: str, total: float, bare: float) -> str:
+        lines = [f"{label}: where the time goes (median of {len(self.runs)} runs)"]
+        for attr, what in STEPS:
+            values = [r.get(attr, 0.0) for r in self.runs]
+            lines.append(f"  {what:<46} {statistics.median(values) * 1000:>7.1f} ms")
+        lines.append(f"  {'migration, end to end':<46} {total * 1000:>7.1f} ms")
+        lines.append(f"  {'bare qemu-img convert':<46} {bare * 1000:>7.1f} ms")
+        return "\n".join(lines)
 
 
 def make_content(path: Path, size: int, fill: float) -> int:
@@ -68,19 +134,23 @@ def one_pair(label: str, src: Hypervisor, dst: Hypervisor, args: argparse.Namesp
     name = f"bench-{uuid.uuid4().hex[:6]}"
     vm = source_vm(src, name, content, args.size_gib, args.format, src_pool)
     path = src.backend.local_path(src.volumes.get(vm.disks[0].volume or ""))
-    times, ratios, moved_ratio = [], [], []
+    times, ratios, moved_ratio, bares = [], [], [], []
+    timings = Timings()
     try:
         for i in range(args.repeat):
             bare = bare_convert(path, args.format, work) if path else float("nan")
             target_name = f"{name}-to-{i}"
             storage = {vm.disks[0].pool or "": dst_pool} if dst_pool else None
             os.sync()
-            t0 = time.perf_counter()
-            plan = migration.plan(src, vm.name, dst, name=target_name, storage_map=storage, disk_format=args.format)
-            if plan.problems:
-                raise SystemExit(f"{label}: the plan has problems: {plan.problems}")
-            result = plan.run(journal_dir=work / f"journal-{target_name}", checksum=args.checksum)
-            took = time.perf_counter() - t0
+            with timings:
+                t0 = time.perf_counter()
+                plan = migration.plan(src, vm.name, dst, name=target_name, storage_map=storage, disk_format=args.format)
+                if plan.problems:
+                    raise SystemExit(f"{label}: the plan has problems: {plan.problems}")
+                result = plan.run(journal_dir=work / f"journal-{target_name}", checksum=args.checksum)
+                took = time.perf_counter() - t0
+            timings.next_run()
+            bares.append(bare)
             d = result.disks[0]
             assert result.verified, result
             times.append(took)
@@ -93,6 +163,7 @@ def one_pair(label: str, src: Hypervisor, dst: Hypervisor, args: argparse.Namesp
             dst.vms.delete(result.vm)
     finally:
         src.vms.delete(vm.id)
+    print(timings.table(label, statistics.median(times), statistics.median(bares)))
     return {"time": statistics.median(times), "ratio": statistics.median(ratios), "moved": max(moved_ratio)}
 
 
