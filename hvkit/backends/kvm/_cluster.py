@@ -68,16 +68,16 @@ ROUTED = (
 
 
 def _active(backend: KvmBackend) -> bool:
-    return bool(backend._peers.specs)
+    return bool(backend.peers.specs)
 
 
 def peer_members(backend: KvmBackend) -> list[KvmBackend]:
     """The connected peers, one per host (an entry naming this daemon's own host is left out)."""
     out: list[KvmBackend] = []
     seen = {backend.host_id}
-    for spec in backend._peers.specs:
+    for spec in backend.peers.specs:
         try:
-            peer = backend._peers.backend(spec)
+            peer = backend.peers.backend(spec)
         except (HvkitError, libvirt.libvirtError) as exc:
             log.warning("kvm peer %s is unreachable: %s", spec.name or spec.uri, exc)
             continue
@@ -109,18 +109,18 @@ class _Targets:
 
     def find(self, host: str) -> tuple[_migrate.PeerSpec, KvmBackend]:
         local = self._backend
-        if host in (local.host_id, local._host_name):
+        if host in (local.host_id, local.host_name):
             return self._local_spec(), local
-        spec, peer = local._peers.find(host)
+        spec, peer = local.peers.find(host)
         if peer.host_id == local.host_id:
             return spec, local
         return spec, peer
 
     def _local_spec(self) -> _migrate.PeerSpec:
         local = self._backend
-        for spec in local._peers.specs:
+        for spec in local.peers.specs:
             with contextlib.suppress(HvkitError, libvirt.libvirtError):
-                if local._peers.backend(spec).host_id == local.host_id:
+                if local.peers.backend(spec).host_id == local.host_id:
                     return spec
         return _migrate.PeerSpec(uri=local.uri)
 
@@ -174,7 +174,7 @@ def _migrate_vm(method: Callable[..., Any]) -> Callable[..., Any]:
         source = owner(self, vm)
         if source is self:
             return method(self, vm, host, pool, live)
-        if host is None or host in (source.host_id, source._host_name):
+        if host is None or host in (source.host_id, source.host_name):
             return source.migrate_vm(vm, None, pool, live)  # disks to another pool of the peer
         return _migrate.migrate_to_host(source, _Targets(self), vm, host, pool, live)  # type: ignore[arg-type]
 

@@ -141,7 +141,7 @@ class Peers:
         for spec in self.specs:
             with contextlib.suppress(HvkitError, libvirt.libvirtError):
                 peer = self.backend(spec)
-                if host in (peer.host_id, peer._host_name):
+                if host in (peer.host_id, peer.host_name):
                     return spec, peer
         raise NotFound(f"no peer host {host!r} (the connection option 'peers' names the hosts to migrate to)")
 
