@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 from . import errors
+from . import images as images  # offers hv.images
 from ._connect import connect
 from ._registry import register
 from ._url import URL, parse_url

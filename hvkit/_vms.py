@@ -79,6 +79,8 @@ class VMManager(Manager):
         self._hv.require(Capability.VM_CREATE, "vms.create")
         if not isinstance(spec, VMSpec):
             raise InvalidSpec(f"vms.create takes a VMSpec, got {type(spec).__name__}")
+        if any(getattr(d, "image", None) is not None for d in spec.disks):  # copies of images: hvkit.images
+            return self._hv.images.create_vm(spec, wait=wait, timeout=timeout, progress=progress)
         resolved = self._check_spec(spec)
 
         return self._hv.run(

@@ -24,12 +24,19 @@ from .errors import BackendError, HvkitError, Timeout, Unsupported
 from .models.enums import TaskState
 from .tasks import ProgressCallback, Task, TaskInfo
 
-__all__ = ["Hypervisor"]
+__all__ = ["Hypervisor", "register_extension"]
 
 T = TypeVar("T")
 log = logging.getLogger("hvkit")
 DEFAULT_TASK_TIMEOUT = 1800.0
 CANCEL_GRACE = 10.0  # seconds a timed-out task is followed after the cancel, before it is left running
+# managers of higher layers (``hv.images`` from hvkit.images), registered by their package on import
+_EXTENSIONS: dict[str, Callable[[Hypervisor], Any]] = {}
+
+
+def register_extension(name: str, factory: Callable[[Hypervisor], Any]) -> None:
+    """Offer ``hv.<name>`` (made once per Hypervisor by ``factory``) from a package above this layer."""
+    _EXTENSIONS[name] = factory
 
 
 class Hypervisor:
@@ -44,6 +51,19 @@ class Hypervisor:
         self.networks = NetworkManager(self)
         self.vms = VMManager(self)
         self.snapshots = SnapshotManager(self)
+
+    @property
+    def images(self) -> Any:
+        """Verified disk images of this hypervisor (:class:`hvkit.images.Images`)."""
+        return self._extension("images")
+
+    def _extension(self, name: str) -> Any:
+        made = self.__dict__.setdefault("_extensions", {})
+        if name not in made:
+            if name not in _EXTENSIONS:
+                raise Unsupported(self.kind, f"hv.{name}", f"import hvkit.{name} first")
+            made[name] = _EXTENSIONS[name](self)
+        return made[name]
 
     # -- identity ----------------------------------------------------------------------------------
     @property

@@ -36,10 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _register_optional(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
     """Commands of the fleet and migration packages."""
-    from . import fleet, migrate
+    from . import fleet, image, migrate
 
     migrate.register(sub)
     fleet.register(sub)
+    image.register(sub, common)
 
 
 def _global_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:

@@ -97,7 +97,8 @@ def _to_guest_os(value: GuestOS | str) -> GuestOS:
 
 @attrs.frozen
 class DiskSpec:
-    """A disk to create (``size_gib`` in ``pool``) or an existing volume to attach (``volume``)."""
+    """A disk to create (``size_gib`` in ``pool``), an existing volume to attach (``volume``) or a copy of an
+    image (``image``, see :mod:`hvkit.images`)."""
 
     size_gib: float | None = None
     pool: str | None = None
@@ -105,12 +106,18 @@ class DiskSpec:
     bus: DiskBus = attrs.field(default=DiskBus.VIRTIO, converter=_to_bus)
     name: str | None = None
     volume: str | None = None  # id of an existing volume to attach instead of creating one
+    image: str | None = None  # name of an image (hv.images) the disk is a copy of
 
     def __attrs_post_init__(self) -> None:
-        if self.volume is None and self.size_gib is None:
-            raise InvalidSpec("a DiskSpec needs size_gib (a new disk) or volume (an existing one)")
-        if self.volume is not None and self.size_gib is not None:
-            raise InvalidSpec("a DiskSpec takes size_gib or volume, not both")
+        given = [k for k in ("size_gib", "volume", "image") if getattr(self, k) is not None]
+        if not given:
+            raise InvalidSpec("a DiskSpec needs size_gib (a new disk), volume (an existing one) or image (a copy)")
+        if len(given) > 1:
+            raise InvalidSpec(f"a DiskSpec takes one of size_gib, volume or image, not both {given[0]} and {given[1]}")
+        if self.image is not None:
+            if not isinstance(self.image, str):
+                raise InvalidSpec(f"disk image must be an image name, got {shown(self.image)}")
+            check_name("disk image", self.image)
         if self.size_gib is not None:
             check_number("disk size_gib", self.size_gib, MIN_DISK_GIB, MAX_DISK_GIB, low_text="1 MiB (1/1024)")
         if self.volume is not None:
