@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from .errors import InvalidSpec, Unsupported
+from .errors import InvalidSpec
 
 if TYPE_CHECKING:
     from .backend import Backend
@@ -47,8 +47,6 @@ _BUILTIN: dict[str, BackendEntry] = {
         BackendEntry("xen", "hvkit.backends.xen:XenBackend", "xen", "XenServer / XCP-ng through XAPI (XenAPI)"),
     )
 }
-# Kinds users will try whose drivers are not built yet: refused with a message that says so.
-_NOT_BUILT: dict[str, str] = {}
 _registered: dict[str, BackendEntry] = {}
 _entry_points_loaded = False
 
@@ -77,8 +75,6 @@ def known() -> Mapping[str, BackendEntry]:
 def load(kind: str) -> type[Backend]:
     """Import and return the driver class for ``kind``; ImportError names the extra to install."""
     entries = known()
-    if kind not in entries and kind in _NOT_BUILT:
-        raise Unsupported(kind, "connect", f"hvkit has no {_NOT_BUILT[kind]} backend yet")
     if kind not in entries:
         raise InvalidSpec(f"no hvkit backend for URLs of kind {kind!r}; known kinds: {', '.join(entries)}")
     entry = entries[kind]

@@ -168,7 +168,11 @@ def test_secrets_never_in_errors_or_logs(caplog: pytest.LogCaptureFixture) -> No
     assert secret not in caplog.text
 
 
-@pytest.mark.parametrize("kind", ["hyperv", "vbox"])
-def test_backends_not_built_say_so(kind: str) -> None:
-    with pytest.raises(errors.Unsupported, match=r"no .* backend yet"):
-        hvkit.connect(f"{kind}://host")
+@pytest.mark.parametrize("kind", ["hyperv", "vbox", "xen", "esxi", "kvm", "proxmox", "vcenter", "sim"])
+def test_every_named_vendor_has_a_backend(kind: str) -> None:
+    assert kind in _registry.known()
+
+
+def test_unknown_kind_is_a_clear_error() -> None:
+    with pytest.raises(errors.InvalidSpec, match=r"no hvkit backend for URLs of kind 'nosuch'.*known kinds"):
+        hvkit.connect("nosuch://host")
