@@ -1,0 +1,79 @@
+"""Replication sim -> sim: first sync, incremental syncs by block hashes, points, failover, failback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hvkit import replication
+from hvkit.driver import DiskImage
+from hvkit.hypervisor import Hypervisor
+from hvkit.migration import checksum
+from hvkit.models import DiskFormat, PowerState
+from hvkit.replication import BLOCK
+
+from .conftest import MIB, make_source, random_writes, volume_file, write_blocks
+
+
+def _checksum_of(hv: Hypervisor, volume: str, size: int) -> str:
+    path, fmt = volume_file(hv, volume)
+    return checksum(DiskImage(path, DiskFormat(fmt), size, False), size=size).value
+
+
+def test_first_sync_then_only_changed_blocks_move(pair: tuple[Hypervisor, Hypervisor], tmp_path: Path) -> None:
+    src, dst = pair
+    vm = make_source(src, tmp_path)
+    replica = replication.create(src, vm, dst, keep=2)
+    assert src.vms.get(vm.id).power_state is PowerState.RUNNING  # the source kept running
+    assert [p.number for p in replica.points] == [1]
+    for d in replica.state.disks:
+        assert _checksum_of(dst, d.replica_volume, d.size) == _checksum_of(src, d.source_volume, d.size) == d.checksum
+    assert not src.snapshots.list(vm)  # the first sync's snapshot is gone
+
+    unchanged = replica.sync(src, dst)
+    assert unchanged.data_bytes == 0 and unchanged.verified
+
+    disk0 = vm.disks[0]
+    writes = [*random_writes(disk0.size_bytes, 5, 64 * 1024, 7), (3 * MIB + 100, b"x" * 5000)]  # 4 KiB-aligned
+    write_blocks(src, disk0.volume or "", writes, tmp_path)
+    touched = {b for off, data in writes for b in range(off // BLOCK, (off + len(data) - 1) // BLOCK + 1)}
+    result = replica.sync(src, dst)
+    assert result.verified and result.disks[1].data_bytes == 0
+    assert result.disks[0].changed_blocks == len(touched) and result.data_bytes == len(touched) * BLOCK
+    assert result.bytes_sent < result.data_bytes * 1.1
+    assert [p.number for p in replica.points] == [2, 3]  # keep=2
+    for d in replica.state.disks:
+        assert _checksum_of(dst, d.replica_volume, d.size) == _checksum_of(src, d.source_volume, d.size)
+    again = replication.load(replica.state.name)
+    assert [p.number for p in again.points] == [2, 3] and again.state.replica_vm == replica.state.replica_vm
+
+
+def test_zeroed_blocks_become_zero_without_data(pair: tuple[Hypervisor, Hypervisor], tmp_path: Path) -> None:
+    src, dst = pair
+    vm = make_source(src, tmp_path, running=False)
+    replica = replication.create(src, vm, dst, keep=0)
+    disk1 = vm.disks[1]
+    path, _ = volume_file(src, disk1.volume or "")
+    with Path(path).open("r+b") as f:  # a raw disk: zero 1 MiB that held data
+        content = f.read()
+        start = next(i for i in range(0, len(content), 65536) if any(content[i : i + 65536])) // 65536 * 65536
+        f.seek(start)
+        f.write(bytes(MIB))
+    result = replica.sync(src, dst)
+    assert result.verified and result.disks[1].data_bytes == 0 and result.disks[1].zero_bytes > 0
+
+
+def test_failover_and_failback(pair: tuple[Hypervisor, Hypervisor], tmp_path: Path) -> None:
+    src, dst = pair
+    vm = make_source(src, tmp_path)
+    replica = replication.create(src, vm, dst)
+    up = replica.failover(dst, source=src, stop_source=True)
+    assert up.power_state is PowerState.RUNNING
+    assert src.vms.get(vm.id).power_state is PowerState.STOPPED
+    d0 = replica.state.disks[0]
+    write_blocks(dst, d0.replica_volume, [(2 * MIB, b"written at the replica" * 100)], tmp_path)
+    back = replica.failback(src, dst)
+    assert back.verified and back.disks[0].data_bytes == 64 * 1024
+    assert src.vms.get(vm.id).power_state is PowerState.RUNNING
+    assert dst.vms.get(replica.state.replica_vm).power_state is PowerState.STOPPED
+    assert _checksum_of(src, d0.source_volume, d0.size) == _checksum_of(dst, d0.replica_volume, d0.size)
+    assert replica.sync(src, dst).data_bytes == 0  # replicating again, nothing new
