@@ -99,14 +99,15 @@ def consolidate(
     unresolved: list[str] = []
     relieve(st, _LeastLoaded(st), unresolved)
     bin_watts = _bin_watts(st, watts)
+    cost = bin_watts if any(w > 0 for w in bin_watts) else [1.0] * len(bin_watts)  # of keeping each host on
     by_domain: dict[str, list[int]] = {}
     for b in range(len(st.bkey)):
         by_domain.setdefault(st.bdomain[b], []).append(b)
     planners: set[str] = set()
     for bins in by_domain.values():
         mark = len(st.moves)
-        planners.add(_domain(st, bins, bin_watts, max_passes))
-        if use_solver is not None and use_solver.improve(st, bins, bin_watts, time_limit / len(by_domain), mark):
+        planners.add(_domain(st, bins, cost, max_passes))
+        if use_solver is not None and use_solver.improve(st, bins, cost, time_limit / len(by_domain), mark):
             planners.add("highs")
     freed = [b for b in range(len(st.bkey)) if had_items[b] and st.accepts[b] and st.nitems[b] == 0]
     used = sum(1 for b in range(len(st.bkey)) if st.nitems[b] > 0)
@@ -233,8 +234,8 @@ def _domain(st: _State, bins: list[int], watts: Sequence[float], max_passes: int
         return ok
 
     best = _smallest(fits, floor, ceiling)
-    cost_now = sum(watts[b] for b in used_now)
-    if best is None or sum(watts[b] for b in order[:best]) >= cost_now:
+    cost_now = (sum(watts[b] for b in used_now), len(used_now))
+    if best is None or (sum(watts[b] for b in order[:best]), best) >= cost_now:
         # the ranked packing does no better than today: empty hosts one by one instead
         st.undo_to(mark)
         empty_one_by_one(st, bins, max_passes, floor)

@@ -44,7 +44,8 @@ def improve(st: _State, bins: Sequence[int], watts: Sequence[float], time_limit:
         return False
     target = relabel(st, target, bins, pinned, watts)
     kept = set(target.values()) | pinned
-    if sum(watts[b] for b in kept) >= sum(watts[b] for b in hosts) - EPS:
+    cost_kept, cost_now = sum(watts[b] for b in kept), sum(watts[b] for b in hosts)
+    if not (cost_kept < cost_now - EPS or (cost_kept <= cost_now + EPS and len(kept) < len(hosts))):
         return False
     saved = st.moves[mark:]
     st.undo_to(mark)

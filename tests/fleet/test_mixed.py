@@ -177,3 +177,11 @@ def test_mixed_consolidation_is_safe(problem: Problem, headroom: float, solver: 
 @given(mixed(), st.sampled_from([0.5, 0.7, 0.9]))
 def test_mixed_balance_is_safe(problem: Problem, target: float) -> None:
     check_plan(problem, balance(problem, target))
+
+
+def test_zero_watts_still_consolidates() -> None:
+    bins = [Bin(f"h{i}", (10.0, 100.0)) for i in range(4)]
+    p = Problem(bins, [Item(f"v{i}", f"h{i}", (1.0, 20.0)) for i in range(4)])
+    plan = consolidate(p, 0.8, watts_per_host=0.0, solver="greedy")
+    check_plan(p, plan)
+    assert plan.bins_used == 1 and plan.power_saved_watts == 0.0
