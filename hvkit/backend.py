@@ -291,3 +291,20 @@ class Backend:
         from ._images import default_import
 
         return default_import(self, pool, name, image, fmt, workdir, progress)
+
+    # -- changed-block tracking (replication) ------------------------------------------------------------
+    def track_changes(self, vm: VM, checkpoint: str) -> None:
+        """Start recording which blocks of ``vm``'s disks are written, from now on, under ``checkpoint``.
+
+        Optional (replication falls back to comparing block hashes): raise Unsupported, or InvalidState when
+        the VM cannot track now (e.g. it is not running)."""
+        raise self._unsupported("changed-block tracking")
+
+    def changed_extents(self, vm: VM, volume: Volume, since: str, workdir: str) -> list[tuple[int, int]]:
+        """``(offset, length)`` guest ranges of ``volume`` (a disk of ``vm``) written since ``checkpoint`` began:
+        a superset of what changed is fine, a block left out is not. Scratch files go under ``workdir``."""
+        raise self._unsupported("changed-block tracking")
+
+    def untrack_changes(self, vm: VM, checkpoint: str) -> None:
+        """Forget ``checkpoint`` (checkpoints made after it keep recording)."""
+        raise self._unsupported("changed-block tracking")

@@ -12,11 +12,12 @@ from typing import Any
 
 import attrs
 
-from ..errors import InvalidSpec, InvalidState, NotFound
+from ..errors import InvalidSpec, InvalidState, NotFound, Unsupported
 from ..hypervisor import Hypervisor
 from ..migration import Journal, plan
 from ..migration import resume as resume_migration
 from ..models import VM, PowerState
+from ._cbt import begin_checkpoint, changed_fn, end_checkpoint
 from ._state import ReplicaDisk, ReplicaPoint, ReplicationState, default_root
 from ._sync import DiskPair, DiskSync, ProgressFn, SyncResult, clear_staging, drop_source_snapshot, sync_disks
 
@@ -45,15 +46,19 @@ def create(
     network_map: Mapping[str, str] | None = None,
     storage_map: Mapping[str, str] | None = None,
     disk_format: str | None = "qcow2",
+    keep_macs: bool = True,
     keep: int = 3,
+    cbt: bool = True,
     directory: str | os.PathLike[str] | None = None,
 ) -> Replica:
     """Make a replica of ``vm`` on ``target``: a migration copy from a snapshot (the source keeps running).
 
     ``name``: the replication's name (default: the VM's); its record goes to ``directory`` (default
     ``$HVKIT_REPLICATION_DIR`` or ``$XDG_STATE_HOME/hvkit/replications/<name>``). ``replica_name``: the
-    replica VM's name (default ``<vm>-replica``). ``keep``: replica points kept (0: none; a point is a
-    snapshot of the replica VM, so its volumes need a format with snapshots, qcow2 by default).
+    replica VM's name (default ``<vm>-replica``). ``keep_macs=False``: new MAC addresses (a replica on the same
+    network as its source). ``keep``: replica points kept (0: none; a point is a
+    snapshot of the replica VM, so its volumes need a format with snapshots, qcow2 by default). ``cbt``: use the
+    source's changed-block tracking where its backend has it (else, and with ``cbt=False``, block hashes).
     """
     if not isinstance(keep, int) or keep < 0:
         raise InvalidSpec(f"keep must be a non-negative integer, got {keep!r}")
@@ -66,7 +71,7 @@ def create(
         raise InvalidSpec(f"a replication named {rname!r} exists already ({where})")
     the_plan = plan(source, src_vm, target, name=replica_name or f"{src_vm.name}-replica",
                     network_map=network_map, storage_map=storage_map, disk_format=disk_format, snapshot=True,
-                    allow_snapshot_loss=True)  # fmt: skip
+                    keep_macs=keep_macs, allow_snapshot_loss=True)  # fmt: skip
     where.mkdir(parents=True, exist_ok=True)
     state = ReplicationState(where, rname, _endpoint(source), _endpoint(target), src_vm.id, "", [], keep)
     state.state = "seeding"
@@ -74,7 +79,18 @@ def create(
     disks = [{"name": d.name, "source_volume": d.source_volume, "size": d.size} for d in the_plan.disks]
     (where / "seed.json").write_text(json.dumps(disks))
     state.save()
-    result = the_plan.run(journal_dir=state.syncs[-1])
+    journal_dir = Path(state.syncs[-1])
+    if cbt and src_vm.power_state is PowerState.RUNNING:  # tracking begins before the first sync's snapshot
+        journal_dir.mkdir(parents=True, exist_ok=True)
+        checkpoint = f"hvkit-{rname}-0001"
+        try:
+            with source.translating("track_changes"):
+                source.backend.track_changes(src_vm, checkpoint)
+            state.cbt = {"checkpoint": checkpoint}
+            state.save()
+        except (Unsupported, InvalidState):
+            pass
+    result = the_plan.run(journal_dir=journal_dir)
     replica = Replica(state)
     replica._seeded(target, result.vm.id, [(r.volume, r.source_checksum) for r in result.disks])
     return replica
@@ -126,7 +142,7 @@ class Replica:
                                  directory=directory)  # fmt: skip
         self.state.syncs.append(str(directory))
         self.state.save()
-        return self._run(journal, source, target, progress)
+        return self._run(journal, source, target, progress, cbt=cbt)
 
     def resume(
         self, source: Hypervisor, target: Hypervisor, *, progress: ProgressFn | None = None
@@ -150,21 +166,34 @@ class Replica:
 
     def _run(
         self, journal: Journal, source: Hypervisor, target: Hypervisor, progress: ProgressFn | None,
-        *, locked: bool = False,
+        *, locked: bool = False, cbt: bool = True,
     ) -> SyncResult:  # fmt: skip
         t0 = time.monotonic()
         if not locked:
             journal.acquire()
         try:
             pairs = [DiskPair(d.name, d.source_volume, d.replica_volume, d.size) for d in self.state.disks]
+            previous = self.state.cbt.get("checkpoint")
+            checkpoint = (
+                begin_checkpoint(journal, source, self.state.source_vm, f"hvkit-{self.state.name}-{journal.dir.name}")
+                if cbt
+                else None
+            )
+            changed = None
+            if previous and checkpoint:
+                changed = changed_fn(source, self.state.source_vm, previous, str(journal.staging))
             try:
-                results = sync_disks(journal, source, self.state.source_vm, target, pairs, progress=progress)
+                results = sync_disks(journal, source, self.state.source_vm, target, pairs, changed=changed,
+                                     progress=progress)  # fmt: skip
             except Exception as exc:
                 journal.status("failed", error=str(exc))
                 exc.add_note(f"the sync's journal is in {journal.dir}: resume() it")
                 raise
             taken = str(journal.state("source.snapshot")[1].get("taken", ""))
             drop_source_snapshot(journal, source, self.state.source_vm)
+            if previous and previous != checkpoint:
+                end_checkpoint(source, self.state.source_vm, previous)
+            self.state.cbt = {"checkpoint": checkpoint} if checkpoint else {}
             self.state.disks = _with_checksums(self.state.disks, results)
             self.state.save()
             point = None

@@ -24,7 +24,7 @@ from ...models import (
     VMSpec,
     Volume,
 )
-from . import _clone, _cluster, _console, _domxml, _inventory, _metrics, _snapshots, _storage, _vms
+from . import _backup, _clone, _cluster, _console, _domxml, _inventory, _metrics, _snapshots, _storage, _vms
 from ._migrate import Peers
 from ._portability import PORTABILITY_NOTES
 from ._session import ALL, KvmSession
@@ -193,3 +193,12 @@ class KvmBackend(Backend):
 
     def local_path(self, volume: Volume) -> str | None:
         return _storage.local_path(self.session, volume)
+
+    def track_changes(self, vm: VM, checkpoint: str) -> None:
+        return _backup.track_changes(self.session, vm, checkpoint)
+
+    def changed_extents(self, vm: VM, volume: Volume, since: str, workdir: str) -> list[tuple[int, int]]:
+        return _backup.changed_extents(self.session, vm, volume, since, workdir)
+
+    def untrack_changes(self, vm: VM, checkpoint: str) -> None:
+        return _backup.untrack_changes(self.session, vm, checkpoint)
