@@ -311,3 +311,33 @@ def test_vm_state_read_by_name_first(state: int, name: str | None, expected: Pow
     from hvkit.backends.hyperv._convert import power_state
 
     assert power_state({"State": state, "StateName": name}) is expected
+
+
+def test_checkpoints_keep_disk_states_as_hyper_v_does(hv: Hypervisor, host: HyperVHost) -> None:
+    """Checkpoints move the disks onto .avhdx children; a restore brings the content back; delete takes the chain."""
+    import json as _json
+    import subprocess
+
+    vm = hv.vms.create(_spec("hvk-chain"))
+    base = vm.disks[0].path or ""
+    snap = hv.snapshots.create(vm, "before")
+    leaf = hv.vms.get(vm).disks[0].path or ""
+    assert leaf.endswith(".avhdx") and "hvk-chain-disk0_" in leaf
+    local = host.state.local(leaf)
+    subprocess.run(["qemu-io", "-c", "write -P 0x5a 0 64k", str(local)], check=True, capture_output=True)
+    with pytest.raises(errors.InvalidState):  # the base file is read by the VM: not deletable
+        hv.volumes.delete(base)
+    hv.snapshots.revert(snap)
+    now = host.state.local(hv.vms.get(vm).disks[0].path or "")
+    assert not local.exists()  # the discarded state is gone
+    info = _json.loads(
+        subprocess.run(
+            ["qemu-img", "info", "--output=json", str(now)], check=True, capture_output=True, text=True
+        ).stdout
+    )
+    assert info["backing-filename"].endswith("hvk-chain-disk0.vhdx")
+    read = subprocess.run(["qemu-io", "-c", "read -P 0 0 64k", str(now)], capture_output=True, text=True)
+    assert "Pattern verification failed" not in read.stdout  # the write after the checkpoint is undone
+    files = sorted(p.name for p in now.parent.iterdir() if p.name.startswith("hvk-chain"))
+    hv.vms.delete(vm)
+    assert not [p for p in now.parent.iterdir() if p.name.startswith("hvk-chain")], files

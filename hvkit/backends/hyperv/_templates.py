@@ -135,7 +135,19 @@ $out = hvkVM $vm
 
 _VM_DELETE = r"""
 $vm = hvkGetVM $P.Id
-$files = @(Get-VMHardDiskDrive -VM $vm | ForEach-Object { $_.Path }) + @(Get-VMDvdDrive -VM $vm | ForEach-Object { $_.Path })
+# the VM's own files: each disk and checkpoint disk, down its .avhdx chain to the first .vhdx (a linked clone's
+# parent belongs to its source); Remove-VM itself deletes none of them
+$paths = @(Get-VMHardDiskDrive -VM $vm | ForEach-Object { $_.Path }) + @(Get-VMSnapshot -VM $vm | Get-VMHardDiskDrive | ForEach-Object { $_.Path })
+$files = @()
+foreach ($path in $paths) {
+    $next = $path
+    while ($next) {
+        if ($files -notcontains $next) { $files += $next }
+        if (-not $next.EndsWith('.avhdx', [System.StringComparison]::OrdinalIgnoreCase)) { break }
+        $next = (Get-VHD -Path $next -ErrorAction SilentlyContinue).ParentPath
+    }
+}
+$files += @(Get-VMDvdDrive -VM $vm | ForEach-Object { $_.Path })
 Remove-VM -VM $vm -Force
 if (-not $P.KeepDisks) {
     foreach ($f in $files) { if ($f) { Remove-Item -LiteralPath $f -Force -ErrorAction SilentlyContinue } }
@@ -300,7 +312,11 @@ $out = hvkVhd $P.Path
 _VOLUME_DELETE = r"""
 if (-not (Test-Path -LiteralPath $P.Path)) { hvkFail 'ObjectNotFound' 'hvkit.VolumeNotFound' 'The virtual hard disk does not exist.' $P.Path }
 foreach ($d in @(Get-VM | Get-VMHardDiskDrive)) {
-    if ($d.Path -eq $P.Path) { hvkFail 'ResourceBusy' 'hvkit.InUse' 'The virtual hard disk is attached to a virtual machine.' $P.Path }
+    $next = $d.Path
+    while ($next) {  # the disk itself, or a parent of it (checkpoints, linked clones)
+        if ($next -eq $P.Path) { hvkFail 'ResourceBusy' 'hvkit.InUse' 'The virtual hard disk is in use by a virtual machine.' $P.Path }
+        $next = (Get-VHD -Path $next -ErrorAction SilentlyContinue).ParentPath
+    }
 }
 Remove-Item -LiteralPath $P.Path -Force
 $out = [ordered]@{ Path = $P.Path }

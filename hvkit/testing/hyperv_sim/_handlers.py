@@ -12,14 +12,22 @@ from ._ops import (
     snapshot_delete,
     snapshot_list,
     snapshot_revert,
-    vm_clone,
     vm_create,
     vm_delete,
     vm_get,
     vm_power,
     vm_reconfigure,
 )
-from ._ops_storage import host_metrics, vm_metrics, vm_migrate, volume_create, volume_delete, volume_export, volume_list
+from ._ops_storage import (
+    host_metrics,
+    vm_clone,
+    vm_metrics,
+    vm_migrate,
+    volume_create,
+    volume_delete,
+    volume_export,
+    volume_list,
+)
 from ._state import HostState
 
 __all__ = ["HANDLERS"]

@@ -14,6 +14,7 @@ import time
 import uuid
 from typing import Any
 
+from ._chains import checkpoint_disks, own_files, prune, restore_disks
 from ._output import PSError
 from ._state import CONTROLLER, ENUMS, STATE, Adapter, Drive, HostState, Snapshot, VirtualMachine
 
@@ -309,7 +310,8 @@ def vm_create(host: HostState, p: P) -> Any:
 
 def vm_delete(host: HostState, p: P) -> Any:
     vm = _get_vm(host, p["Id"])
-    files = [d.path for d in vm.drives] + list(vm.dvds)
+    snapshot_disks = [path for snap in vm.snapshots.values() for path in snap.config.get("disks", [])]
+    files = own_files(host, [d.path for d in vm.drives] + snapshot_disks) + list(vm.dvds)
     if vm.state not in (STATE["Off"], STATE["Saved"]):  # Remove-VM -Force turns a running VM off first
         vm.state = STATE["Off"]
     del host.vms[vm.id]
@@ -397,7 +399,7 @@ def snapshot_create(host: HostState, p: P) -> Any:
         _now(),
         ENUMS["SnapshotType"]["Standard"],
         STATE["Saved"] if memory else STATE["Off"],
-        {"cpus": vm.cpus, "memory": vm.memory},
+        {"cpus": vm.cpus, "memory": vm.memory, "disks": checkpoint_disks(host, vm)},
     )
     vm.snapshots[snap.id] = snap
     vm.current = snap.id
@@ -421,6 +423,7 @@ def snapshot_revert(host: HostState, p: P) -> Any:
     _get_vm(host, p["Id"])
     vm, snap = _find_snapshot(host, p["SnapshotId"])
     vm.cpus, vm.memory = snap.config["cpus"], snap.config["memory"]
+    restore_disks(host, vm, snap.config.get("disks", []))
     vm.state = snap.state
     vm.current = snap.id
     if vm.state == STATE["Saved"] and p.get("Resume"):
@@ -445,56 +448,9 @@ def snapshot_delete(host: HostState, p: P) -> Any:
     current = vm.current
     while current in doomed:
         current = vm.snapshots[current].parent  # type: ignore[index]
+    released = [path for sid in doomed for path in vm.snapshots[sid].config.get("disks", [])]
     for sid in doomed:
         del vm.snapshots[sid]
     vm.current = current
+    prune(host, released)  # Hyper-V merges what no other state reads
     return {"Id": p["SnapshotId"]}
-
-
-def vm_clone(host: HostState, p: P) -> Any:
-    src = _get_vm(host, p["Id"])
-    if host.vms_named(p["Name"]):
-        raise _fail(
-            "ResourceExists", "hvkit.AlreadyExists", "A virtual machine with this name already exists.", p["Name"]
-        )
-    vhd_dir = host.local(p["VhdDir"])
-    if vhd_dir.exists():
-        raise PSError(
-            f"An item with the specified name {p['VhdDir']} already exists.",
-            "ResourceExists",
-            "DirectoryExist,Microsoft.PowerShell.Commands.NewItemCommand",
-            activity="New-Item",
-        )
-    vhd_dir.mkdir(parents=True)
-    new_id = str(uuid.uuid4())
-    vm = VirtualMachine(
-        new_id,
-        src.name if not p.get("Linked") else p["Name"],
-        src.generation,
-        src.cpus,
-        src.memory,
-        p.get("VMPath") or host.vm_path,
-        host.name,
-        _now(),
-    )
-    try:
-        vm.secure_boot, vm.secure_boot_template, vm.notes = src.secure_boot, src.secure_boot_template, src.notes
-        for i, d in enumerate(src.drives):
-            if p.get("Linked"):
-                child = f"{p['VhdDir']}\\disk{i}.vhdx"
-                host.new_vhd(child, 0, parent=d.path)
-            else:  # Export-VM, then Import-VM -Copy -GenerateNewId copies each VHD into VhdDestinationPath
-                child = f"{p['VhdDir']}\\{d.path.rsplit(chr(92), 1)[-1]}"
-                shutil.copyfile(host.local(d.path), host.local(child))
-                host.vhd(child)
-            vm.drives.append(Drive(d.controller_type, d.controller_number, d.location, child))
-        macs = list(p.get("Macs") or [])
-        for k, a in enumerate(src.adapters):
-            vm.adapters.append(Adapter(str(uuid.uuid4()), a.name, macs[k] if k < len(macs) else a.mac, a.switch))
-        vm.name = p["Name"]  # Rename-VM
-        host.vms[new_id] = vm
-    except Exception:
-        host.vms.pop(new_id, None)
-        shutil.rmtree(vhd_dir, ignore_errors=True)
-        raise
-    return _vm(host, vm)

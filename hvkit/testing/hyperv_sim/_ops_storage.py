@@ -1,16 +1,27 @@
-"""What hvkit's storage, move and metrics templates do on the host (see :mod:`._ops` for the conventions)."""
+"""What hvkit's clone, storage, move and metrics templates do on the host (see :mod:`._ops` for the conventions)."""
 
 from __future__ import annotations
 
 import shutil
+import uuid
 from typing import Any
 
 from ...driver import qemu_img
+from ._chains import move_files, own_files
 from ._ops import _MIB, P, _fail, _get_vm, _now, _vhd, _vm
 from ._output import PSError
-from ._state import STATE, HostState
+from ._state import STATE, Adapter, Drive, HostState, VirtualMachine
 
-__all__ = ["host_metrics", "vm_metrics", "vm_migrate", "volume_create", "volume_delete", "volume_export", "volume_list"]
+__all__ = [
+    "host_metrics",
+    "vm_clone",
+    "vm_metrics",
+    "vm_migrate",
+    "volume_create",
+    "volume_delete",
+    "volume_export",
+    "volume_list",
+]
 
 
 def vm_migrate(host: HostState, p: P) -> Any:
@@ -27,20 +38,7 @@ def vm_migrate(host: HostState, p: P) -> Any:
     dest = p["DestinationStoragePath"]
     if not host.exists(dest):
         raise _fail("ObjectNotFound", "hvkit.PoolNotFound", "The storage path does not exist.", dest)
-    moves = [(d, f"{dest.rstrip(chr(92))}\\{d.path.rsplit(chr(92), 1)[-1]}") for d in vm.drives]
-    for _, new in moves:
-        if host.exists(new):
-            raise PSError(
-                f"The file '{new}' already exists.",
-                "ResourceExists",
-                "ResourceExists,Microsoft.HyperV.PowerShell.Commands.MoveVMStorage",
-                activity="Move-VMStorage",
-            )
-    for d, new in moves:
-        shutil.move(host.local(d.path), host.local(new))
-        host.vhds.pop(d.path.lower(), None)
-        d.path = new
-        host.vhd(new)
+    move_files(host, vm, dest)
     vm.path = dest
     return _vm(host, vm)
 
@@ -99,8 +97,9 @@ def volume_create(host: HostState, p: P) -> Any:
 def volume_delete(host: HostState, p: P) -> Any:
     if not host.exists(p["Path"]):
         raise _fail("ObjectNotFound", "hvkit.VolumeNotFound", "The virtual hard disk does not exist.", p["Path"])
-    if p["Path"].lower() in host.attached():
-        raise _fail("ResourceBusy", "hvkit.InUse", "The virtual hard disk is attached to a virtual machine.", p["Path"])
+    in_use = {f for vm in host.vms.values() for f in _chain(host, [d.path for d in vm.drives])}
+    if p["Path"].lower() in in_use:
+        raise _fail("ResourceBusy", "hvkit.InUse", "The virtual hard disk is in use by a virtual machine.", p["Path"])
     host.remove_file(p["Path"])
     return {"Path": p["Path"]}
 
@@ -134,3 +133,78 @@ def host_metrics(host: HostState, p: P) -> Any:
         "TotalKB": host.memory // 1024,
         "FreeKB": max(0, host.memory - used) // 1024,
     }
+
+
+def vm_clone(host: HostState, p: P) -> Any:
+    src = _get_vm(host, p["Id"])
+    if host.vms_named(p["Name"]):
+        raise _fail(
+            "ResourceExists", "hvkit.AlreadyExists", "A virtual machine with this name already exists.", p["Name"]
+        )
+    vhd_dir = host.local(p["VhdDir"])
+    if vhd_dir.exists():
+        raise PSError(
+            f"An item with the specified name {p['VhdDir']} already exists.",
+            "ResourceExists",
+            "DirectoryExist,Microsoft.PowerShell.Commands.NewItemCommand",
+            activity="New-Item",
+        )
+    vhd_dir.mkdir(parents=True)
+    new_id = str(uuid.uuid4())
+    vm = VirtualMachine(
+        new_id,
+        src.name if not p.get("Linked") else p["Name"],
+        src.generation,
+        src.cpus,
+        src.memory,
+        p.get("VMPath") or host.vm_path,
+        host.name,
+        _now(),
+    )
+    try:
+        vm.secure_boot, vm.secure_boot_template, vm.notes = src.secure_boot, src.secure_boot_template, src.notes
+        for i, d in enumerate(src.drives):
+            if p.get("Linked"):
+                child = f"{p['VhdDir']}\\disk{i}.vhdx"
+                host.new_vhd(child, 0, parent=d.path)
+            else:  # Export-VM, then Import-VM -Copy -GenerateNewId copies each disk into VhdDestinationPath
+                root = own_files(host, [d.path])[-1]  # the disk's .vhdx under its checkpoint files
+                child = f"{p['VhdDir']}\\{root.rsplit(chr(92), 1)[-1]}"
+                if d.path == root:
+                    shutil.copyfile(host.local(d.path), host.local(child))
+                else:  # the state of now, as one file (this model's clones carry no checkpoints)
+                    qemu_img(
+                        "convert",
+                        "-O",
+                        "vhdx",
+                        "-o",
+                        "subformat=dynamic",
+                        str(host.local(d.path)),
+                        str(host.local(child)),
+                    )
+                host.vhd(child)
+            vm.drives.append(Drive(d.controller_type, d.controller_number, d.location, child))
+        macs = list(p.get("Macs") or [])
+        for k, a in enumerate(src.adapters):
+            vm.adapters.append(Adapter(str(uuid.uuid4()), a.name, macs[k] if k < len(macs) else a.mac, a.switch))
+        vm.name = p["Name"]  # Rename-VM
+        host.vms[new_id] = vm
+    except Exception:
+        host.vms.pop(new_id, None)
+        shutil.rmtree(vhd_dir, ignore_errors=True)
+        raise
+    return _vm(host, vm)
+
+
+def _chain(host: HostState, paths: list[str]) -> set[str]:
+    """The files ``paths`` read, down every parent (lower-cased)."""
+    out: set[str] = set()
+    for path in paths:
+        current: str | None = path
+        while current and current.lower() not in out:
+            out.add(current.lower())
+            try:
+                current = host.vhd(current).parent
+            except PSError:
+                break
+    return out

@@ -1,0 +1,132 @@
+"""Checkpoint disks as Hyper-V keeps them: each checkpoint puts the VM's disks onto new differencing
+children (``<disk>_<GUID>.avhdx``); a restore starts new children of the checkpoint's files and drops
+the discarded ones; a VM's own files are its disks' ``.avhdx`` chains down to the first ``.vhdx``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+
+from ...driver import qemu_img
+from ._output import PSError
+from ._state import HostState, VirtualMachine
+
+__all__ = ["checkpoint_disks", "move_files", "own_files", "prune", "restore_disks"]
+
+
+def _is_checkpoint_file(path: str) -> bool:
+    return path.lower().endswith(".avhdx")
+
+
+def own_files(host: HostState, paths: list[str]) -> list[str]:
+    """Each path and, through ``.avhdx`` files, its parents down to the first ``.vhdx`` (leaf first)."""
+    out: list[str] = []
+    for path in paths:
+        current: str | None = path
+        while current:
+            if current.lower() not in {f.lower() for f in out}:
+                out.append(current)
+            if not _is_checkpoint_file(current):
+                break
+            try:
+                current = host.vhd(current).parent
+            except PSError:
+                break
+    return out
+
+
+def _child_name(host: HostState, parent: str) -> str:
+    root = parent
+    while _is_checkpoint_file(root):
+        above = host.vhd(root).parent
+        if not above:
+            break
+        root = above
+    folder = parent.rpartition("\\")[0]
+    stem = root.rpartition("\\")[2].rsplit(".", 1)[0]
+    return f"{folder}\\{stem}_{str(uuid.uuid4()).upper()}.avhdx"
+
+
+def checkpoint_disks(host: HostState, vm: VirtualMachine) -> list[str]:
+    """Checkpoint-VM's disk side: every drive moves onto a new child; the files frozen are returned."""
+    frozen = []
+    for drive in vm.drives:
+        parent = drive.path
+        child = _child_name(host, parent)
+        host.new_vhd(child, 0, parent=parent)
+        frozen.append(parent)
+        drive.path = child
+    return frozen
+
+
+def referenced(host: HostState) -> set[str]:
+    """Every file some VM's disk or checkpoint still reads (whole chains, across linked clones)."""
+    seen: set[str] = set()
+    for vm in host.vms.values():
+        starts = [d.path for d in vm.drives] + [p for s in vm.snapshots.values() for p in s.config.get("disks", [])]
+        for path in starts:
+            current: str | None = path
+            while current and current.lower() not in seen:
+                seen.add(current.lower())
+                try:
+                    current = host.vhd(current).parent
+                except PSError:
+                    break
+    return seen
+
+
+def prune(host: HostState, candidates: list[str]) -> None:
+    """Remove the checkpoint files among ``candidates`` (and their checkpoint parents) nothing reads any more."""
+    keep = referenced(host)
+    for path in own_files(host, candidates):
+        if _is_checkpoint_file(path) and path.lower() not in keep and host.exists(path):
+            host.remove_file(path)
+
+
+def restore_disks(host: HostState, vm: VirtualMachine, frozen: list[str]) -> None:
+    """Restore-VMSnapshot's disk side: new children of the checkpoint's files; the old state is discarded."""
+    old = [d.path for d in vm.drives]
+    for drive, parent in zip(vm.drives, frozen, strict=False):
+        child = _child_name(host, parent)
+        host.new_vhd(child, 0, parent=parent)
+        drive.path = child
+    prune(host, old)
+
+
+def move_files(host: HostState, vm: VirtualMachine, dest: str) -> None:
+    """Move-VMStorage: every file of the VM's chains into ``dest``, children re-pointed at their moved parents."""
+    snapshot_disks = [p for s in vm.snapshots.values() for p in s.config.get("disks", [])]
+    files = own_files(host, [d.path for d in vm.drives] + snapshot_disks)
+    moves = {f.lower(): f"{dest.rstrip(chr(92))}\\{f.rpartition(chr(92))[2]}" for f in files}
+    for new in moves.values():
+        if host.exists(new):
+            raise PSError(
+                f"The file '{new}' already exists.",
+                "ResourceExists",
+                "ResourceExists,Microsoft.HyperV.PowerShell.Commands.MoveVMStorage",
+                activity="Move-VMStorage",
+            )
+    parents = {f.lower(): host.vhd(f).parent for f in files}
+    for f in files:
+        shutil.move(host.local(f), host.local(moves[f.lower()]))
+        host.vhds.pop(f.lower(), None)
+    for f in files:
+        parent = parents[f.lower()]
+        if parent and parent.lower() in moves:
+            moved_parent = moves[parent.lower()]
+            info_format = host.vhd(moved_parent).qemu_format
+            qemu_img(
+                "rebase",
+                "-u",
+                "-F",
+                info_format,
+                "-b",
+                str(host.local(moved_parent)),
+                str(host.local(moves[f.lower()])),
+            )
+            host.vhds.pop(moves[f.lower()].lower(), None)
+    for drive in vm.drives:
+        drive.path = moves.get(drive.path.lower(), drive.path)
+    for snap in vm.snapshots.values():
+        snap.config["disks"] = [moves.get(p.lower(), p) for p in snap.config.get("disks", [])]
