@@ -1,10 +1,10 @@
 """Changed-block tracking on QEMU: libvirt checkpoints (persistent dirty bitmaps) and incremental backup jobs.
 
 ``track_changes`` creates a checkpoint (one dirty bitmap per qcow2 disk, kept in the image). ``changed_extents``
-runs a push-mode incremental backup of one disk since a checkpoint into a qcow2 file under ``workdir``
-whose backing file is the live disk: the clusters the job wrote (depth 0 in ``qemu-img map``) are the
-blocks written since the checkpoint; the file is removed afterwards. Needs a running domain (QEMU keeps
-the bitmaps; libvirt >= 6.0, QEMU >= 4.2) and qcow2 disks.
+runs a push-mode incremental backup of one disk since a checkpoint into a scratch qcow2 file beside the
+disk (QEMU's user may write there) whose backing file is the live disk: the clusters the job wrote (depth 0
+in ``qemu-img map``) are the blocks written since the checkpoint; the file is removed afterwards. Needs a
+running domain (QEMU keeps the bitmaps; libvirt >= 6.0, QEMU >= 4.2) and qcow2 disks.
 """
 
 from __future__ import annotations
@@ -96,8 +96,11 @@ def changed_extents(session: KvmSession, vm: VM, volume: Volume, since: str, wor
     if not dom.isActive():
         raise InvalidState(f"VM {vm.name!r} is not running: its dirty bitmaps are read by a backup job")
     dev = _disk_target(session, dom, volume)
-    Path(workdir).mkdir(parents=True, exist_ok=True)
-    out = Path(workdir) / f"cbt-{dev}-{uuid.uuid4().hex[:8]}.qcow2"
+    # QEMU (its own user, confined to what libvirt labels) writes the scratch file: beside the disk, where it
+    # may; under workdir only when the disk has no file of its own
+    folder = Path(volume.path).parent if volume.path else Path(workdir)
+    folder.mkdir(parents=True, exist_ok=True)
+    out = folder / f".hvkit-cbt-{dev}-{uuid.uuid4().hex[:8]}.qcow2"
     root = ET.Element("domainbackup", mode="push")
     ET.SubElement(root, "incremental").text = since
     disks = ET.SubElement(root, "disks")
@@ -141,4 +144,3 @@ def _wait_backup(dom: object, vm: VM) -> None:
     stats = dom.jobStats(libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED)  # type: ignore[attr-defined]
     if stats.get("type") not in (libvirt.VIR_DOMAIN_JOB_COMPLETED, None):
         raise BackendError(f"the backup job of VM {vm.name!r} failed: {stats.get('errmsg', 'no reason given')}")
-
