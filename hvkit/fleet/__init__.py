@@ -18,6 +18,7 @@ from ._fleet import Fleet
 from ._inventory import Failure, Inventory, Member, Outcome, Step
 from ._placement import balance
 from ._plan import Bin, Item, Move, PlacementPlan, Problem
+from ._recover import Left, RecoveryPlan, RecoveryResult, Restart, plan_recovery
 from ._report import html_report
 from ._rules import Affinity, AntiAffinity, Rule, rules_from_tags
 
@@ -34,12 +35,16 @@ __all__ = [
     "HostCapacity",
     "Inventory",
     "Item",
+    "Left",
     "Member",
     "Move",
     "Outcome",
     "PlacementPlan",
     "PoolCapacity",
     "Problem",
+    "RecoveryPlan",
+    "RecoveryResult",
+    "Restart",
     "Rule",
     "Step",
     "balance",
@@ -49,6 +54,7 @@ __all__ = [
     "host_problem",
     "html_report",
     "lower_bound",
+    "plan_recovery",
     "rules_from_tags",
     "storage_problem",
 ]

@@ -22,6 +22,7 @@ from ._inventory import Failure, Inventory, Member, Outcome, Step, check_pattern
 from ._placement import balance
 from ._plan import PlacementPlan, check_ratio
 from ._reach import partial_reach, plan_with_disks
+from ._recover import RecoveryResult, Restart, recover
 from ._rules import Rule, rules_from_tags
 
 __all__ = ["Fleet"]
@@ -496,3 +497,35 @@ class Fleet:
         finally:
             if plan.moves:
                 self._inventory = None
+
+    def recover(
+        self,
+        host: str,
+        *,
+        rules: Iterable[Rule] | None = None,
+        tag_rules: bool = True,
+        assume_down: bool = False,
+        dry_run: bool = False,
+        cpu_overcommit: float = 4.0,
+        memory_overcommit: float = 1.0,
+        timeout: float | None = None,
+        progress: Callable[[Restart, str], None] | None = None,
+    ) -> RecoveryResult:
+        """Restart the VMs of ``host``, which is down (unreachable, or ``assume_down`` once it is fenced), on
+        the surviving hosts the planner picks (storage reach, capacity, rules, ``restart-priority`` tags).
+
+        VMs the vendor's own HA protects are reported with what it will do and left to it; VMs that cannot
+        be restarted are reported with the reason (see :mod:`hvkit.fleet._recover`). ``dry_run``: plan only.
+        """
+        return recover(
+            self,
+            host,
+            rules=rules,
+            tag_rules=tag_rules,
+            assume_down=assume_down,
+            dry_run=dry_run,
+            cpu_overcommit=cpu_overcommit,
+            memory_overcommit=memory_overcommit,
+            timeout=timeout,
+            progress=progress,
+        )

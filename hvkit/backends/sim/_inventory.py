@@ -30,7 +30,7 @@ def list_hosts(session: SimSession) -> list[Host]:
                 usage[h["id"]][0],
                 usage[h["id"]][1],
                 h["maintenance"],
-                True,
+                not h.get("down", False),
             )
             for h in session.world.hosts.values()
         ]

@@ -115,10 +115,13 @@ class SimSession:
                 )
             )
         nics = [Nic(n["mac"], n["network"], NicModel(n["model"]), n["name"]) for n in vm["nics"]]
+        state = PowerState(vm["state"])
+        if state in (PowerState.RUNNING, PowerState.PAUSED) and self.world.hosts.get(vm["host"] or "", {}).get("down"):
+            state = PowerState.UNKNOWN  # its host is down (set_host_down): nobody knows
         return VM(
             vm["id"],
             vm["name"],
-            PowerState(vm["state"]),
+            state,
             vm["cpus"],
             vm["memory_mib"],
             vm["uuid"],

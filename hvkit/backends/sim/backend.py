@@ -27,7 +27,7 @@ from ...models import (
     Volume,
 )
 from ...tasks import Task
-from . import _console, _inventory, _metrics, _migrate, _snapshots, _storage, _vms
+from . import _console, _inventory, _metrics, _migrate, _recover, _snapshots, _storage, _vms
 from ._portability import PORTABILITY_NOTES
 from ._session import SimSession
 from ._world import World
@@ -113,6 +113,16 @@ class SimBackend(Backend):
 
     def set_maintenance(self, host: str, on: bool = True) -> None:
         return _vms.set_maintenance(self.session, host, on)
+
+    def set_host_down(self, host: str, down: bool = True) -> None:
+        """Simulate a host failure (``down=True``: unreachable, its VMs not running) or its return."""
+        return _recover.set_host_down(self.session, host, down)
+
+    def recover_vm(self, vm: VM, host: str) -> Task:
+        return _recover.recover_vm(self.session, vm, host)
+
+    def ha_policy(self, vms: list[VM]) -> dict[str, str]:
+        return _recover.ha_policy(self.session, vms)
 
     def reconfigure_vm(self, vm: VM, cpus: int | None, memory_mib: int | None) -> Task:
         return _vms.reconfigure_vm(self.session, vm, cpus, memory_mib)

@@ -1,0 +1,126 @@
+"""Restart after a host failure on sim: plan (capacity, rules, priorities, storage reach, vendor HA) and run."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import hvkit
+from hvkit.errors import InvalidSpec, InvalidState
+from hvkit.fleet import AntiAffinity, Fleet, plan_recovery
+from hvkit.hypervisor import Hypervisor
+from hvkit.models import VM, Disk, Host, PowerState, StoragePool
+
+
+@pytest.fixture
+def hv() -> Iterator[Hypervisor]:
+    # 3 hosts of 4 threads and 8 GiB: room is scarce on purpose
+    url = f"sim://rec-{uuid.uuid4().hex[:8]}?hosts=3&host_cpus=4&host_memory_mib=8192"
+    with hvkit.connect(url) as conn:
+        yield conn
+
+
+def _run(hv: Hypervisor, name: str, host: str, memory_mib: int, *tags: str) -> VM:
+    spec = hvkit.VMSpec(name=name, cpus=2, memory_mib=memory_mib, host=host, disks=[hvkit.DiskSpec(size_gib=0.01)],
+                        tags=frozenset(tags))  # fmt: skip
+    return hv.vms.start(hv.vms.create(spec))
+
+
+def test_recover_restarts_by_priority_keeps_rules_and_reports(hv: Hypervisor) -> None:
+    _run(hv, "db", "sim-host-1", 2048, "restart-priority=high", "anti-affinity=db")
+    _run(hv, "web", "sim-host-1", 1024)
+    _run(hv, "batch", "sim-host-1", 3072, "restart-priority=low")
+    _run(hv, "scratch", "sim-host-1", 512, "restart-priority=never")
+    _run(hv, "managed", "sim-host-1", 512, "sim-ha")
+    stopped = hv.vms.create(hvkit.VMSpec(name="idle", memory_mib=512, host="sim-host-1"))
+    _run(hv, "db-replica", "sim-host-2", 1024, "anti-affinity=db")
+    _run(hv, "filler", "sim-host-2", 6144)
+    _run(hv, "busy", "sim-host-3", 4096)
+    fleet = Fleet({"site": hv})
+    with pytest.raises(InvalidState, match="is up"):
+        fleet.recover("sim-host-1")
+
+    hv.backend.set_host_down("sim-host-1")  # type: ignore[attr-defined]
+    assert hv.vms.get("db").power_state is PowerState.UNKNOWN
+    assert not hv.hosts.get("sim-host-1").connected
+
+    plan = fleet.recover("sim-host-1", dry_run=True).plan
+    assert [r.vm_name for r in plan.restarts] == ["db", "web"]  # high first; batch does not fit after them
+    placed = {r.vm_name: r.target_name for r in plan.restarts}
+    assert placed == {"db": "sim-host-3", "web": "sim-host-3"}  # db: anti-affinity with db-replica; web: more room
+    reasons = {x.vm_name: x.reason for x in plan.left}
+    assert "no surviving host has room" in reasons["batch"]
+    assert "never" in reasons["scratch"] and "stopped" in reasons["idle"]
+    assert [x.vm_name for x in plan.vendor_ha] == ["managed"] and "sim's HA" in plan.vendor_ha[0].reason
+    assert hv.vms.get("db").power_state is PowerState.UNKNOWN  # a dry run changes nothing
+
+    steps: list[tuple[str, str]] = []
+    result = fleet.recover("sim-host-1", progress=lambda r, what: steps.append((r.vm_name, what)))
+    assert [r.vm_name for r in result.restarted] == ["db", "web"] and result.failed == ()
+    assert not result.ok  # batch, scratch and idle were not restarted
+    assert steps == [("db", "starting"), ("db", "started"), ("web", "starting"), ("web", "started")]
+    for name, host in placed.items():
+        vm = hv.vms.get(name)
+        assert vm.power_state is PowerState.RUNNING and vm.host == hv.hosts.get(host).id
+    assert hv.vms.get(stopped.id).power_state is PowerState.STOPPED
+    assert hv.vms.get("managed").power_state is PowerState.UNKNOWN  # left to the vendor's HA
+
+    hv.backend.set_host_down("sim-host-1", False)  # type: ignore[attr-defined]
+    assert hv.vms.get("db").host == hv.hosts.get(placed["db"]).id  # it does not come back on the old host
+
+
+def test_recover_rejects_unknown_host_and_bad_priority(hv: Hypervisor) -> None:
+    fleet = Fleet({"site": hv})
+    with pytest.raises(InvalidSpec, match="no host"):
+        fleet.recover("nowhere", assume_down=True)
+    _run(hv, "odd", "sim-host-1", 512, "restart-priority=soon")
+    with pytest.raises(InvalidSpec, match="a priority is"):
+        fleet.recover("sim-host-1", assume_down=True, dry_run=True)
+
+
+def test_a_failed_restart_is_reported_and_the_rest_go_on(hv: Hypervisor, monkeypatch: pytest.MonkeyPatch) -> None:
+    _run(hv, "first", "sim-host-1", 1024, "restart-priority=high")
+    _run(hv, "second", "sim-host-1", 1024)
+    hv.backend.set_host_down("sim-host-1")  # type: ignore[attr-defined]
+    real = hv.backend.recover_vm  # type: ignore[attr-defined]
+
+    def flaky(vm: VM, host: str) -> Any:
+        if vm.name == "first":
+            raise InvalidState("the target refused")
+        return real(vm, host)
+
+    monkeypatch.setattr(hv.backend, "recover_vm", flaky)
+    result = Fleet({"site": hv}).recover("sim-host-1")
+    assert [r.vm_name for r in result.restarted] == ["second"]
+    assert [x.vm_name for x in result.failed] == ["first"] and "the target refused" in result.failed[0].reason
+    assert hv.vms.get("second").power_state is PowerState.RUNNING
+
+
+def _host(name: str, memory_mib: int = 8192, connected: bool = True) -> Host:
+    return Host(name, name, 1, 8, 8, memory_mib, "m", connected=connected, hypervisor="m")
+
+
+def _vm(name: str, host: str, pool: str, memory_mib: int = 1024, **kw: Any) -> VM:
+    disk = Disk("d0", 1 << 30, pool=pool)
+    return VM(name, name, kw.pop("state", PowerState.UNKNOWN), 2, memory_mib, disks=(disk,), host=host,
+              hypervisor="m", **kw)  # fmt: skip
+
+
+def test_plan_needs_storage_other_hosts_reach() -> None:
+    pools = [
+        StoragePool("shared", "shared", 1 << 40, 1 << 39, shared=True, hypervisor="m"),
+        StoragePool("local-a", "local-a", 1 << 40, 1 << 39, shared=False, host="a", hypervisor="m"),
+        StoragePool("san", "san", 1 << 40, 1 << 39, shared=True, hosts=frozenset({"a", "c"}), hypervisor="m"),
+    ]
+    hosts = [_host("a", connected=False), _host("b"), _host("c")]
+    vms = [_vm("on-shared", "a", "shared"), _vm("on-local", "a", "local-a"), _vm("on-san", "a", "san")]
+    plan = plan_recovery(hosts[0], hosts, vms, pools, [AntiAffinity({"on-shared", "on-san"})])
+    placed = {r.vm_name: r.target for r in plan.restarts}
+    assert placed["on-san"] == "c"  # only c mounts the SAN besides the failed host
+    assert placed["on-shared"] == "b"  # anti-affinity with on-san, which went to c
+    assert [(x.vm_name, "no surviving host reaches" in x.reason) for x in plan.left] == [("on-local", True)]
+    with pytest.raises(InvalidSpec):
+        plan_recovery(hosts[0], hosts, vms, pools, cpu_overcommit=0)
