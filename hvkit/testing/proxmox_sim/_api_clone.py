@@ -6,7 +6,8 @@ from typing import Any
 
 from ._api_qemu import smbios_uuid
 from ._request import Request, route
-from .state import Cluster, PVEError, VMState, _image_info, mac_for, qemu_img
+from ._values import image_info, mac_for, qemu_img
+from .state import Cluster, PVEError, VMState
 from .tasks import TaskContext
 
 
@@ -72,7 +73,7 @@ def qemu_clone(r: Request) -> Any:
             for key, d in disks:
                 st, name = r.c.parse_volid(d["file"])
                 src_path = r.c.volume_path(src.node, d["file"])
-                size = int(_image_info(src_path)["virtual-size"])
+                size = int(image_info(src_path)["virtual-size"])
                 if full:
                     sid = storage or st.id
                     fmt = r.p.get("format") if r.c.storages[sid].file_based else None
@@ -83,16 +84,16 @@ def qemu_clone(r: Request) -> Any:
                         size,
                         fmt
                         or (
-                            _image_info(src_path)["format"]
+                            image_info(src_path)["format"]
                             if r.c.storages[sid].file_based
-                            and _image_info(src_path)["format"] in r.c.storages[sid].formats
+                            and image_info(src_path)["format"] in r.c.storages[sid].formats
                             else None
                         ),
                     )
                     allocated.append((target, volid))
                     ctx.log(f"create full clone of drive {key} ({d['file']})")
                     dst_path = r.c.volume_path(target, volid)
-                    qemu_img("convert", "-q", "-O", _image_info(dst_path)["format"], str(src_path), str(dst_path))
+                    qemu_img("convert", "-q", "-O", image_info(dst_path)["format"], str(src_path), str(dst_path))
                     ctx.progress(key, size, size)
                 else:
                     ctx.log(f"create linked clone of drive {key} ({d['file']})")
@@ -109,7 +110,7 @@ def qemu_clone(r: Request) -> Any:
                             "-b",
                             str(src_path),
                             "-F",
-                            _image_info(src_path)["format"],
+                            image_info(src_path)["format"],
                             str(dst_path),
                         )
                     else:
@@ -212,7 +213,7 @@ def qemu_migrate(r: Request) -> Any:
                 st, _ = r.c.parse_volid(d["file"])
                 sid = mapping.get(st.id, default_target or st.id)
                 src_path = r.c.volume_path(vm.node, d["file"])
-                info = _image_info(src_path)
+                info = image_info(src_path)
                 fmt = info["format"] if info["format"] in r.c.storages[sid].formats else None
                 name = (
                     (f"vm-{vm.vmid}-cloudinit" + (".qcow2" if r.c.storages[sid].file_based else ""))
@@ -222,7 +223,7 @@ def qemu_migrate(r: Request) -> Any:
                 volid = r.c.alloc(target, sid, vm.vmid, int(info["virtual-size"]), fmt, name=name)
                 moved.append((target, volid))
                 dst = r.c.volume_path(target, volid)
-                qemu_img("convert", "-q", "-O", _image_info(dst)["format"], str(src_path), str(dst))
+                qemu_img("convert", "-q", "-O", image_info(dst)["format"], str(src_path), str(dst))
                 ctx.progress(f"drive-{key}", int(info["virtual-size"]), int(info["virtual-size"]))
                 new_cfg[key] = new_cfg[key].replace(d["file"], volid, 1)
                 ctx.sleep(0.5 / max(1, len(local)))
@@ -260,13 +261,13 @@ def qemu_move_disk(r: Request) -> Any:
         with r.c.config_lock(vm.vmid):
             d = dict(r.c.vm_disks(vm)[disk])
             src_path = r.c.volume_path(vm.node, d["file"])
-            info = _image_info(src_path)
+            info = image_info(src_path)
             sid = r.p["storage"]
             fmt = r.p.get("format") or (info["format"] if info["format"] in r.c.storages[sid].formats else None)
             volid = r.c.alloc(vm.node, sid, vm.vmid, int(info["virtual-size"]), fmt)
             try:  # PVE frees the new volume when the copy fails
                 dst = r.c.volume_path(vm.node, volid)
-                qemu_img("convert", "-q", "-O", _image_info(dst)["format"], str(src_path), str(dst))
+                qemu_img("convert", "-q", "-O", image_info(dst)["format"], str(src_path), str(dst))
                 ctx.progress(f"drive-{disk}", int(info["virtual-size"]), int(info["virtual-size"]))
                 ctx.check()
             except BaseException:

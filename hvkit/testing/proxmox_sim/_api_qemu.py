@@ -7,8 +7,9 @@ from collections.abc import Callable
 from typing import Any
 
 from ._request import Request, route
+from ._values import mac_for
 from .schema import parse_bool
-from .state import DISK_KEYS_ALL, Cluster, PVEError, VMState, mac_for
+from .state import DISK_KEYS_ALL, Cluster, PVEError, VMState
 from .tasks import TaskContext
 
 

@@ -6,7 +6,8 @@ import urllib.parse
 from typing import Any
 
 from ._request import Request, route
-from .state import PVEError, _image_info, file_checksum
+from ._values import file_checksum, image_info
+from .state import PVEError
 from .tasks import TaskContext
 
 
@@ -90,7 +91,7 @@ def content_get(r: Request) -> Any:
     path = r.c.volume_path(r.node, volid)
     if not path.exists():
         raise PVEError(500, f"volume '{volid}' does not exist")
-    info = _image_info(path)
+    info = image_info(path)
     return {
         "path": str(path),
         "size": info["virtual-size"],
@@ -157,7 +158,7 @@ def upload(r: Request) -> Any:
                     raise PVEError(500, f"checksum mismatch: got '{got}' != expect '{r.p['checksum']}'")
                 ctx.log("calculating checksum...OK, checksum verified")
             if content == "import" and not filename.endswith(".ova"):
-                info = _image_info(tmp)
+                info = image_info(tmp)
                 if info.get("backing-filename"):
                     raise PVEError(500, "image has a backing file, refusing to import")
             target.parent.mkdir(parents=True, exist_ok=True)

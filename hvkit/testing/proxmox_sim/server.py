@@ -198,7 +198,8 @@ class ProxmoxSimulator:
 
     def populate(self, count: int, *, running_every: int = 2) -> None:
         """Add ``count`` VMs (config only, no disk files) spread over the nodes, for inventory tests."""
-        from .state import VMState, mac_for
+        from ._values import mac_for
+        from .state import VMState
 
         c = self.cluster
         with c.mu:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import random
 import threading
 import time
 import urllib.parse
@@ -14,9 +12,19 @@ from typing import Any
 
 import attrs
 
-from ..._images import _qemuimg
-from ...errors import BackendError
-from .schema import parse_bool, parse_property_string, schema
+from ._values import (
+    PVEError,
+    drive,
+    drive_memory,
+    entries,
+    fmt_size,
+    image_info,
+    is_size,
+    join_drive,
+    qemu_img,
+    size_of,
+)
+from .schema import parse_property_string, schema
 from .tasks import TaskContext, TaskRunner
 
 __all__ = ["Cluster", "PVEError", "Storage"]
@@ -25,16 +33,6 @@ GiB = 1024**3
 DISK_KEYS = tuple(f"{bus}{i}" for bus, n in (("ide", 4), ("sata", 6), ("scsi", 31), ("virtio", 16)) for i in range(n))
 DISK_KEYS_ALL = (*DISK_KEYS, "efidisk0", "tpmstate0")
 STORAGE_LOCK_TIMEOUT = 10.0  # PVE's storage lock (lock_file's default), whatever the config lock timeout
-
-
-class PVEError(Exception):
-    """An API error: HTTP status, PVE's message, and per-parameter errors for 400."""
-
-    def __init__(self, status: int, message: str, errors: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.errors = errors
 
 
 @attrs.define
@@ -69,24 +67,6 @@ class VMState:
     netout: int = 0
     diskread: int = 0
     diskwrite: int = 0
-
-
-def _drive(value: str) -> dict[str, str]:
-    """Split a stored drive string (written by the simulator, so already valid)."""
-    out: dict[str, str] = {}
-    for part in value.split(","):
-        key, eq, val = part.partition("=")
-        if eq:
-            out[key] = val
-        elif part:
-            out["file"] = part
-    return out
-
-
-def _join_drive(values: dict[str, str]) -> str:
-    head = values.get("file", "")
-    rest = [f"{k}={v}" for k, v in values.items() if k != "file"]
-    return ",".join([head, *rest])
 
 
 class Cluster:
@@ -235,7 +215,7 @@ class Cluster:
                             "ctime": int(f.stat().st_mtime),
                         }
                     )
-            files = sorted(f for d in _entries(base / "images") for f in _entries(d))
+            files = sorted(f for d in entries(base / "images") for f in entries(d))
             names = [f"{f.parent.name}/{f.name}" for f in files]
         else:
             files = sorted(p for p in base.glob("*") if p.is_file())
@@ -276,7 +256,7 @@ class Cluster:
         with self.mu:
             info = self._info_cache.get(key)
         if info is None:
-            info = _image_info(path)
+            info = image_info(path)
             with self.mu:
                 if len(self._info_cache) > 4096:
                     self._info_cache.clear()
@@ -287,7 +267,7 @@ class Cluster:
         return sum(int(v["size"]) for v in self.volumes(node, st))
 
     def _disks(self, vm: VMState) -> dict[str, dict[str, str]]:
-        return {k: _drive(v) for k, v in vm.config.items() if (k in DISK_KEYS_ALL or k.startswith("unused")) and v}
+        return {k: drive(v) for k, v in vm.config.items() if (k in DISK_KEYS_ALL or k.startswith("unused")) and v}
 
     def alloc(
         self, node: str, sid: str, vmid: int, size: int, fmt: str | None, *, base: bool = False, name: str | None = None
@@ -377,9 +357,9 @@ class Cluster:
                         "status": vm.status,
                         "template": 1 if cfg.get("template") == "1" else 0,
                         "maxcpu": int(cfg.get("cores", "1")) * int(cfg.get("sockets", "1")),
-                        "maxmem": int(_drive_memory(cfg.get("memory", "512"))) * 1024 * 1024,
+                        "maxmem": int(drive_memory(cfg.get("memory", "512"))) * 1024 * 1024,
                         "maxdisk": sum(
-                            _size_of(d.get("size", "0"))
+                            size_of(d.get("size", "0"))
                             for k, d in self._disks(vm).items()
                             if not k.startswith("unused")
                         ),
@@ -454,14 +434,14 @@ class Cluster:
             )
             allocated.append(volid)
             return f"{volid},media=cdrom"
-        if sid in self.storages and _is_size(rest):
+        if sid in self.storages and is_size(rest):
             source = values.pop("import-from", None)
             size = int(float(rest) * GiB)
             if key == "efidisk0":
                 size = 540672 if values.get("efitype") == "4m" else 131072
             if source is not None:
                 src_path = self._import_source(vm.node, source)
-                info = _image_info(src_path)
+                info = image_info(src_path)
                 size = int(info["virtual-size"])
             volid = self.alloc(vm.node, sid, vm.vmid, size, values.pop("format", None))
             allocated.append(volid)
@@ -473,15 +453,15 @@ class Cluster:
                     "convert",
                     "-q",
                     "-O",
-                    _image_info(target)["format"],
+                    image_info(target)["format"],
                     str(self._import_source(vm.node, source)),
                     str(target),
                 )
                 if ctx:
                     ctx.progress("transferred", size, size)
             values["file"] = volid
-            values["size"] = _fmt_size(size)
-            return _join_drive(values)
+            values["size"] = fmt_size(size)
+            return join_drive(values)
         if file not in ("none", "cdrom") and not file.startswith("/"):
             _st, _ = self.parse_volid(file)
             if not self.volume_path(vm.node, file).exists():
@@ -505,67 +485,4 @@ class Cluster:
         return self._disks(vm)
 
 
-def _entries(directory: Path) -> list[Path]:
-    """The entries of ``directory``; none when it is not there (any more: a concurrent free removed it)."""
-    try:
-        return list(directory.iterdir())
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-
-
-def _drive_memory(value: str) -> str:
-    return value.split(",")[0].replace("current=", "")
-
-
-def _is_size(text: str) -> bool:
-    try:
-        return float(text) >= 0
-    except ValueError:
-        return False
-
-
-def _size_of(text: str) -> int:
-    units = {"K": 1024, "M": 1024**2, "G": GiB, "T": 1024**4}
-    if text and text[-1] in units:
-        return int(float(text[:-1]) * units[text[-1]])
-    return int(float(text or 0))
-
-
-def _fmt_size(size: int) -> str:
-    for unit, mult in (("T", 1024**4), ("G", GiB), ("M", 1024**2), ("K", 1024)):
-        if size % mult == 0:
-            return f"{size // mult}{unit}"
-    return str(size)
-
-
-def qemu_img(*args: str) -> str:
-    """Run qemu-img; its failure is the node's: a PVEError with its message."""
-    try:
-        return _qemuimg.qemu_img(*args)
-    except BackendError as exc:
-        raise PVEError(500, str(exc)) from None
-
-
-def _image_info(path: Path) -> dict[str, Any]:
-    import json
-
-    info: dict[str, Any] = json.loads(qemu_img("info", "--output=json", "-U", str(path)))
-    if info.get("backing-filename"):
-        info["parent"] = info["backing-filename"]
-    return info
-
-
-def file_checksum(path: Path, algorithm: str) -> str:
-    digest = hashlib.new(algorithm)
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def mac_for(vmid: int, index: int) -> str:
-    rnd = random.Random(vmid * 100 + index)
-    return "BC:24:11:" + ":".join(f"{rnd.randrange(256):02X}" for _ in range(3))
-
-
-__all__ += ["DISK_KEYS", "DISK_KEYS_ALL", "VMState", "file_checksum", "mac_for", "parse_bool", "qemu_img"]
+__all__ += ["DISK_KEYS", "DISK_KEYS_ALL", "VMState"]
