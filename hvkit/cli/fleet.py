@@ -19,6 +19,7 @@ from ..errors import InvalidSpec
 from ..fleet import Affinity, AntiAffinity, Fleet, PlacementPlan, Rule, Step
 from ..hypervisor import Hypervisor
 from ._common import ProgressBars, emit, open_url, report_error, to_jsonable
+from ._recover import add_recover
 
 __all__ = ["register"]
 
@@ -85,6 +86,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     )
     c.add_argument("--time-limit", type=float, default=1.0, metavar="S", help="seconds the solver may take")
     _plan_options(c)
+
+    add_recover(command, _fleet)
 
     c = command("report", "one self-contained HTML page: host and pool charts, a plan's moves, findings", _report)
     c.add_argument("--html", required=True, metavar="FILE", help="where to write the page (opens offline)")

@@ -124,3 +124,22 @@ def test_plan_needs_storage_other_hosts_reach() -> None:
     assert [(x.vm_name, "no surviving host reaches" in x.reason) for x in plan.left] == [("on-local", True)]
     with pytest.raises(InvalidSpec):
         plan_recovery(hosts[0], hosts, vms, pools, cpu_overcommit=0)
+
+
+def test_cli_fleet_recover(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from hvkit.cli import main
+
+    url = f"sim://cli-rec-{uuid.uuid4().hex[:6]}?state_dir={tmp_path}&hosts=2"
+    with hvkit.connect(url) as hv:
+        _run(hv, "app", "sim-host-1", 1024)
+        hv.backend.set_host_down("sim-host-1")  # type: ignore[attr-defined]
+    assert main(["fleet", "recover", "sim-host-1", "-m", f"site={url}", "--dry-run"]) == 0
+    assert "restart app on sim-host-2" in capsys.readouterr().out
+    assert main(["fleet", "recover", "sim-host-1", "-m", f"site={url}", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [r["vm_name"] for r in out["restarted"]] == ["app"] and out["failed"] == []
+    with hvkit.connect(url) as hv:
+        assert hv.vms.get("app").power_state is PowerState.RUNNING
+    assert main(["fleet", "recover", "sim-host-2", "-m", f"site={url}"]) == 4  # it is up: InvalidState
