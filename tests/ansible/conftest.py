@@ -64,18 +64,48 @@ class Playbook:
         )
         return env
 
-    def run(
-        self, playbook: str, extra: dict[str, Any], *, inventory: str = "localhost,", args: tuple[str, ...] = ()
-    ) -> PlaybookRun:
+    def command(
+        self, playbook: str, extra: dict[str, Any], inventory: str = "localhost,", args: tuple[str, ...] = ()
+    ) -> list[str]:
         vars_file = self.workdir / "vars.json"
-        vars_file.write_text(json.dumps({"ansible_python_interpreter": sys.executable, **extra}))
+        if inventory == "localhost,":
+            extra = {"ansible_python_interpreter": sys.executable, **extra}
+        vars_file.write_text(json.dumps(extra))
         vars_file.chmod(0o600)
         playbook_path = playbook if Path(playbook).is_absolute() else str(PLAYBOOKS / playbook)
         cmd = [ansible_tool("ansible-playbook"), "-i", inventory, "-e", f"@{vars_file}", *args, playbook_path]
         if inventory == "localhost,":
             cmd[1:1] = ["-c", "local"]
-        done = subprocess.run(cmd, capture_output=True, text=True, env=self.env(), timeout=1200, cwd=self.workdir)
+        return cmd
+
+    def run(
+        self,
+        playbook: str,
+        extra: dict[str, Any],
+        *,
+        inventory: str = "localhost,",
+        args: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
+    ) -> PlaybookRun:
+        cmd = self.command(playbook, extra, inventory, args)
+        done = subprocess.run(
+            cmd, capture_output=True, text=True, env={**self.env(), **(env or {})}, timeout=1200, cwd=self.workdir
+        )
         return PlaybookRun(done.returncode, done.stdout + done.stderr)
+
+    def start(
+        self, playbook: str, extra: dict[str, Any], *, inventory: str, args: tuple[str, ...] = (), env: dict[str, str]
+    ) -> subprocess.Popen[str]:
+        """The playbook running in the background (stdout and stderr together)."""
+        cmd = self.command(playbook, extra, inventory, args)
+        return subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**self.env(), **env},
+            cwd=self.workdir,
+        )
 
 
 class PlaybookRun:
