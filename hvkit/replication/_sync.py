@@ -11,6 +11,7 @@ blocks twice changes nothing).
 
 from __future__ import annotations
 
+import concurrent.futures
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -187,17 +188,24 @@ def _sync_one(
             if tracked is not None:  # the source says which blocks changed: only those are read and sent
                 blocks, method, control = sorted(set(tracked)), "cbt", 0
             else:
-                with ImageReader(DiskImage(target, target_fmt, pair.size, False), staging) as replica:
-                    theirs = block_map(replica)
-                mine = block_map(source)
+                with (
+                    ImageReader(DiskImage(target, target_fmt, pair.size, False), staging) as replica,
+                    concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="hvkit-blocks") as side,
+                ):  # the replica's side is mapped beside the source's (as it would be on its own host)
+                    their_map = side.submit(block_map, replica)
+                    mine = block_map(source)
+                    theirs = their_map.result()
                 blocks, method = changed_blocks(mine, theirs), "block-hash"
                 control = DIGEST_BYTES * len(theirs.digests)  # the replica's map, sent to the source side
             report(pair.name, "write")
             applied = apply_blocks(source, blocks, target, target_fmt, staging)
             control += DIGEST_BYTES * len(runs(blocks))  # each run named by (offset, length)
         report(pair.name, "verify")
-        want = checksum(image, size=pair.size, workdir=str(staging))
-        got = checksum(DiskImage(target, target_fmt, pair.size, False), size=pair.size, workdir=str(staging))
+        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="hvkit-checksum") as side:
+            wanted = side.submit(checksum, image, size=pair.size, workdir=str(staging), workers=1)
+            got = checksum(DiskImage(target, target_fmt, pair.size, False), size=pair.size, workdir=str(staging),
+                           workers=1)  # fmt: skip
+            want = wanted.result()
         if got.value != want.value:
             raise ChecksumMismatch(pair.name, want.value, got.value)
     finally:
