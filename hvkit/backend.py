@@ -187,6 +187,18 @@ class Backend:
         """Move ``vm`` to another host and/or its disks to another pool."""
         raise self._unsupported("vms.migrate")
 
+    def recover_vm(self, vm: VM, host: str) -> Result:
+        """Start ``vm``, whose host is down, on ``host`` (which reaches its disks; fleet recovery checked room
+        and rules); yield the VM. Its registration moves to ``host``, so the failed host does not start it
+        again when it returns. Raise InvalidState when ``vm``'s host is up."""
+        raise self._unsupported("vms.recover")
+
+    def ha_policy(self, vms: list[VM]) -> dict[str, str]:
+        """What the vendor's own HA does with each of ``vms`` when its host fails (VM id -> a sentence, e.g.
+        "Proxmox HA restarts it (group g1)"); VMs it does not protect are left out. Fleet recovery leaves
+        these VMs to it. Default: no vendor HA."""
+        return {}
+
     def console(self, vm: VM) -> Console:
         raise self._unsupported("vms.console")
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from ..backend import Backend
 from ..errors import HvkitError, InvalidSpec, InvalidState, Unsupported
 from ..models import VM, Host, PowerState, StoragePool
 from ._build import CONSUMING, by_ref, reaches
@@ -234,9 +235,7 @@ def run_recovery(
     progress: Callable[[Restart, str], None] | None = None,
 ) -> RecoveryResult:
     """Start each planned VM on its target through the backend's ``recover_vm``; go on after a failure."""
-    recover = getattr(hv.backend, "recover_vm", None)
-    if recover is None:
-        raise Unsupported(hv.kind, "fleet.recover", "the backend cannot start a VM of a down host elsewhere")
+    recover = hv.backend.recover_vm
     done: list[Restart] = []
     failed: list[Left] = []
     for r in plan.restarts:
@@ -262,10 +261,9 @@ def _call(fn: Callable[..., Any], *args: Any) -> Callable[[], Any]:
 
 def vendor_ha(hv: Hypervisor, vms: Sequence[VM]) -> dict[str, str]:
     """What the vendor's own HA will do with ``vms`` (the backend's ``ha_policy``; none where it has none)."""
-    policy = getattr(hv.backend, "ha_policy", None)
-    if policy is None or not vms:
+    if not vms:
         return {}
-    found: dict[str, str] = hv.call("fleet.recover", policy, list(vms))
+    found: dict[str, str] = hv.call("fleet.recover", hv.backend.ha_policy, list(vms))
     return found
 
 
@@ -312,6 +310,8 @@ def recover(
     )
     if dry_run or not plan.restarts:
         return RecoveryResult(plan, (), ())
+    if type(hv.backend).recover_vm is Backend.recover_vm:
+        raise Unsupported(hv.kind, "fleet.recover", "the backend cannot start a VM of a down host on another host")
     try:
         return run_recovery(hv, plan, by_id, timeout=timeout, progress=progress)
     finally:

@@ -143,3 +143,18 @@ def test_cli_fleet_recover(tmp_path: Any, capsys: pytest.CaptureFixture[str]) ->
     with hvkit.connect(url) as hv:
         assert hv.vms.get("app").power_state is PowerState.RUNNING
     assert main(["fleet", "recover", "sim-host-2", "-m", f"site={url}"]) == 4  # it is up: InvalidState
+
+
+def test_a_backend_without_recover_vm_says_so(hv: Hypervisor, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hvkit.backend import Backend
+    from hvkit.errors import Unsupported
+
+    _run(hv, "lonely", "sim-host-1", 512)
+    hv.backend.set_host_down("sim-host-1")  # type: ignore[attr-defined]
+    monkeypatch.setattr(type(hv.backend), "recover_vm", Backend.recover_vm)
+    monkeypatch.setattr(type(hv.backend), "ha_policy", Backend.ha_policy)
+    fleet = Fleet({"site": hv})
+    assert [r.vm_name for r in fleet.recover("sim-host-1", dry_run=True).plan.restarts] == ["lonely"]
+    with pytest.raises(Unsupported, match=r"fleet\.recover"):
+        fleet.recover("sim-host-1")
+    assert hv.vms.get("lonely").power_state is PowerState.UNKNOWN
