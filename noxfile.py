@@ -41,6 +41,7 @@ TEST_SESSIONS = [
     ("migration", "all,test", "tests/migration", "libvirtd, vcsim and the test sshd (scripts/setup.d)"),
     ("fleet", "all,test", "tests/fleet", ""),
     ("reliability", "all,test", "tests/reliability", "qemu-img (scripts/setup.d)"),
+    ("ansible", "all,test,ansible", "tests/ansible", "root, libvirtd, sshd, setup.d/70-ansible.sh"),
 ]
 
 
