@@ -36,9 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _register_optional(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
     """Commands of the fleet and migration packages."""
-    from . import fleet, image, migrate
+    from . import fleet, image, migrate, replicate
 
     migrate.register(sub)
+    replicate.register(sub)
     fleet.register(sub)
     image.register(sub, common)
 

@@ -31,6 +31,7 @@ _ZERO = bytes(BLOCK)
 _DIRECT = (DiskFormat.RAW, DiskFormat.QCOW2)
 _QEMU_IO_BATCH = 400  # commands per qemu-io process
 _READ = 4 * 1024 * 1024
+Piece = tuple[int, int, bytes | bytearray | None]  # (offset, length, data or None for zeros)
 
 
 @attrs.frozen
@@ -161,7 +162,7 @@ def apply_blocks(
     block: int = BLOCK,
 ) -> Applied:
     """Write the source's content of ``blocks`` into the image file ``target`` (in ``fmt``)."""
-    pieces: list[tuple[int, int, bytes | None]] = []  # (offset, length, data or None for zeros)
+    pieces: list[Piece] = []
     for first, count in runs(blocks):
         start, end = first * block, min((first + count) * block, reader.size)
         data = reader.read(start, end)
@@ -175,7 +176,7 @@ def apply_blocks(
     return Applied(data_bytes, zero_bytes, len(pieces))
 
 
-def _apply_raw(pieces: list[tuple[int, int, bytes | None]], target: str) -> None:
+def _apply_raw(pieces: list[Piece], target: str) -> None:
     fd = os.open(target, os.O_WRONLY)
     try:
         for offset, length, data in pieces:
@@ -200,9 +201,6 @@ def _punch_hole(fd: int, offset: int, length: int) -> None:
     if libc.fallocate(fd, mode, ctypes.c_long(offset), ctypes.c_long(length)) != 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
-
-
-Piece = tuple[int, int, bytes | None]  # (offset, length, data or None for zeros)
 
 
 def _apply_qemu_io(pieces: list[Piece], target: str, fmt: DiskFormat, workdir: str | os.PathLike[str]) -> None:
