@@ -11,7 +11,7 @@ goes on after a failure, so one VM that cannot start does not keep the others do
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -19,7 +19,7 @@ import attrs
 from ..backend import Backend
 from ..errors import HvkitError, InvalidSpec, InvalidState, Unsupported
 from ..models import VM, Host, PowerState, StoragePool
-from ._build import CONSUMING, by_ref, reaches
+from ._build import CONSUMING, reaches
 from ._rules import Rule, resolve_rules
 
 if TYPE_CHECKING:
@@ -109,6 +109,19 @@ def priority_of(vm: VM) -> int | None:
     return _NAMED["medium"]
 
 
+def _pool_of(ref: str, pools: Sequence[StoragePool], host_names: Collection[str]) -> StoragePool | None:
+    """The pool a disk names: by id, else by name, preferring the one on the VM's own host (a name such as
+    Proxmox's ``local`` repeats on every node); None when unknown or ambiguous."""
+    for p in pools:
+        if p.id == ref:
+            return p
+    named = [p for p in pools if p.name == ref]
+    own = [p for p in named if p.host in host_names or not p.hosts.isdisjoint(host_names)]
+    if own:
+        return own[0]
+    return named[0] if len(named) == 1 else None
+
+
 def _positive(what: str, value: float) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
         raise InvalidSpec(f"{what} must be a number > 0, got {value!r}")
@@ -123,13 +136,15 @@ def plan_recovery(
     rules: Iterable[Rule] = (),
     *,
     vendor_ha: Mapping[str, str] | None = None,
+    unread: Collection[str] = (),
     cpu_overcommit: float = 4.0,
     memory_overcommit: float = 1.0,
 ) -> RecoveryPlan:
     """Where each VM of ``failed`` (a host of one hypervisor) starts again; pure, no I/O.
 
-    ``vendor_ha``: VM id -> what the vendor's HA does with it (those are left to it). A VM whose disks'
-    pools are unknown (the listing had no disks) is assumed to be on storage every host reaches.
+    ``vendor_ha``: VM id -> what the vendor's HA does with it (those are left to it). ``unread``: ids of
+    VMs whose disks could not be read (the listing had none and the VM's own read failed): their storage
+    reach is unknown, so they are not restarted.
     """
     cpu_ratio = _positive("cpu_overcommit", cpu_overcommit)
     mem_ratio = _positive("memory_overcommit", memory_overcommit)
@@ -137,7 +152,7 @@ def plan_recovery(
     failed_names = {failed.id, failed.name}
     ha = dict(vendor_ha or {})
     vm_list = list(vms)
-    pool_by_ref = by_ref(p for p in pools if p.hypervisor == member)
+    member_pools = [p for p in pools if p.hypervisor == member]
     survivors = [h for h in hosts if h.hypervisor == member and h.id != failed.id and h.connected and not h.maintenance]
     load: dict[str, list[float]] = {h.id: [0.0, 0.0] for h in survivors}
     names_of = {h.id: {h.id, h.name} for h in survivors}
@@ -179,7 +194,10 @@ def plan_recovery(
     ranked.sort(key=lambda pv: (-pv[0], -pv[1].memory_mib, -pv[1].cpus, pv[1].name))
 
     for prio, vm in ranked:
-        pools_of = [pool_by_ref.get((member, d.pool or "")) for d in vm.disks]
+        if vm.id in unread:
+            leave(vm, "its disks could not be read (its host is down), so whether other hosts reach them is unknown")
+            continue
+        pools_of = [_pool_of(d.pool or "", member_pools, failed_names) for d in vm.disks]
         if any(p is None for p in pools_of) and vm.disks:
             unknown = sorted({d.pool or "?" for d, p in zip(vm.disks, pools_of, strict=True) if p is None})
             leave(vm, f"its disks are in unknown pool(s) {', '.join(unknown)}")
@@ -294,6 +312,7 @@ def recover(
     victims = [v for v in inv.vms if v.hypervisor == label and v.host in names and not v.template]
     unread = [(label, v.id) for v in victims if not v.disks]
     detail = fleet._read_vms(unread) if unread else {}
+    missing = {vm_id for _, vm_id in unread if (label, vm_id) not in detail}
     victims = [detail.get((label, v.id), v) for v in victims]
     by_id = {v.id: v for v in victims}
     vms = [by_id.get(v.id, v) if v.hypervisor == label else v for v in inv.vms]
@@ -305,6 +324,7 @@ def recover(
         inv.pools,
         chosen,
         vendor_ha=vendor_ha(hv, victims),
+        unread=missing,
         cpu_overcommit=cpu_overcommit,
         memory_overcommit=memory_overcommit,
     )

@@ -158,3 +158,42 @@ def test_a_backend_without_recover_vm_says_so(hv: Hypervisor, monkeypatch: pytes
     with pytest.raises(Unsupported, match=r"fleet\.recover"):
         fleet.recover("sim-host-1")
     assert hv.vms.get("lonely").power_state is PowerState.UNKNOWN
+
+
+def test_proxmox_ha_resources_are_left_to_proxmox_ha() -> None:
+    """On the Proxmox simulator: a node goes offline; its HA-managed VM is Proxmox HA's, the other one is
+    planned on a node that reaches its storage, and running the plan says Unsupported (the API cannot)."""
+    pytest.importorskip("proxmoxer")
+    from hvkit.errors import Unsupported
+    from hvkit.testing.proxmox_sim import ProxmoxSimulator
+
+    with (
+        ProxmoxSimulator(nodes=3, task_delay=0.0) as sim,
+        hvkit.connect(sim.url, token=sim.token, ca_file=sim.ca_file, timeout=10) as hv,
+    ):
+        made = []
+        for name in ("guarded", "plain", "local-only"):
+            pool = "local" if name == "local-only" else "shared"
+            spec = hvkit.VMSpec(
+                name=name, memory_mib=512, host="pve1", disks=[hvkit.DiskSpec(size_gib=0.01, pool=pool)]
+            )
+            made.append(hv.vms.start(hv.vms.create(spec)))
+        hv.backend.api.cluster.ha.resources.post(sid=f"vm:{made[0].id}", state="started", max_relocate=2)  # type: ignore[attr-defined]
+        assert hv.backend.ha_policy([made[1]]) == {}
+        sim.cluster.node_offline.add("pve1")
+        fleet = Fleet({"pve": hv})
+        plan = fleet.recover("pve1", dry_run=True).plan
+        assert [x.vm_name for x in plan.vendor_ha] == ["guarded"]
+        assert "Proxmox HA fences node pve1 and starts it on another node" in plan.vendor_ha[0].reason
+        assert "max_relocate 2" in plan.vendor_ha[0].reason
+        # the API reads no configuration of a VM on an offline node: storage reach unknown, nothing restarted
+        assert plan.restarts == ()
+        assert {x.vm_name: "could not be read" in x.reason for x in plan.left} == {"plain": True, "local-only": True}
+        sim.cluster.node_offline.discard("pve1")
+        with pytest.raises(InvalidState, match="is up"):
+            fleet.recover("pve1")
+        plan = fleet.recover("pve1", assume_down=True, dry_run=True).plan  # fenced, while the API still reads it
+        assert [r.vm_name for r in plan.restarts] == ["plain"] and plan.restarts[0].target_name in ("pve2", "pve3")
+        assert [(x.vm_name, "no surviving host reaches" in x.reason) for x in plan.left] == [("local-only", True)]
+        with pytest.raises(Unsupported, match="recover"):
+            fleet.recover("pve1", assume_down=True)

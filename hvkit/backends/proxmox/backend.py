@@ -23,7 +23,7 @@ from ...models import (
     Volume,
 )
 from ...tasks import Task
-from . import _console, _create, _inventory, _metrics, _migrate, _snapshots, _storage, _vms
+from . import _console, _create, _ha, _inventory, _metrics, _migrate, _snapshots, _storage, _vms
 from ._portability import PORTABILITY_NOTES
 from ._session import BUS_LIMIT, ProxmoxSession
 
@@ -149,6 +149,9 @@ class ProxmoxBackend(Backend):
 
     def migrate_vm(self, vm: VM, host: str | None, pool: str | None, live: bool) -> Any:
         return _migrate.migrate_vm(self.session, vm, host, pool, live)
+
+    def ha_policy(self, vms: list[VM]) -> dict[str, str]:
+        return _ha.ha_policy(self.session, vms)
 
     def console(self, vm: VM) -> Console:
         return _console.console(self.session, vm)

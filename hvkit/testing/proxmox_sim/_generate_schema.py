@@ -21,6 +21,8 @@ IMPLEMENTED: list[tuple[str, str]] = [
     ("/version", "GET"),
     ("/cluster/resources", "GET"),
     ("/cluster/nextid", "GET"),
+    ("/cluster/ha/resources", "GET"),
+    ("/cluster/ha/resources", "POST"),
     ("/nodes", "GET"),
     ("/nodes/{node}/status", "GET"),
     ("/nodes/{node}/network", "GET"),

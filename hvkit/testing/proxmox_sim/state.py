@@ -80,6 +80,7 @@ class Cluster:
         self.lock_timeout = lock_timeout
         self.vms: dict[int, VMState] = {}
         self.node_offline: set[str] = set()
+        self.ha_resources: dict[str, dict[str, Any]] = {}  # HA manager resources by sid ("vm:100")
         self._config_locks: dict[int, threading.Lock] = {}
         self._storage_locks: dict[str, threading.Lock] = {}
         self._info_cache: dict[tuple[str, int, int, int], dict[str, Any]] = {}
