@@ -23,7 +23,7 @@ from ..driver import DiskImage, convert_image, image_map
 from ..errors import BackendError
 from ..models import DiskFormat
 
-__all__ = ["BLOCK", "DIGEST_BYTES", "BlockMap", "ImageReader", "apply_blocks", "block_map", "changed_blocks"]
+__all__ = ["BLOCK", "DIGEST_BYTES", "Applied", "BlockMap", "ImageReader", "apply_blocks", "block_map", "changed_blocks"]
 
 BLOCK = 64 * 1024
 DIGEST_BYTES = 16
@@ -210,7 +210,9 @@ def _apply_qemu_io(pieces: list[Piece], target: str, fmt: DiskFormat, workdir: s
     Path(workdir).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=workdir, prefix="blocks-") as tmp:
         for batch_start in range(0, len(pieces), _QEMU_IO_BATCH):
-            args = [exe, "-t", "writeback", "-f", fmt.value]  # one flush at the end, not one per write
+            # no flush between writes (qcow2 with internal snapshots would flush its metadata per write, 10x slower):
+            # the file is synced once at the end; a crash midway is a sync redone (the journal), the blocks compared
+            args = [exe, "-t", "unsafe", "-f", fmt.value]
             for n, (offset, length, data) in enumerate(pieces[batch_start : batch_start + _QEMU_IO_BATCH]):
                 if data is None:
                     args += ["-c", f"write -z {offset} {length}"]
@@ -223,6 +225,11 @@ def _apply_qemu_io(pieces: list[Piece], target: str, fmt: DiskFormat, workdir: s
             if proc.returncode != 0 or "error" in proc.stdout.lower() or "failed" in proc.stdout.lower():
                 raise BackendError(f"qemu-io could not write into {Path(target).name}: "
                                    f"{(proc.stderr or proc.stdout).strip()[:400]}")  # fmt: skip
+            fd = os.open(target, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
             for leftover in Path(tmp).glob("*.bin"):
                 with contextlib.suppress(OSError):
                     leftover.unlink()

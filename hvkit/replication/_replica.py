@@ -19,7 +19,7 @@ from ..migration import resume as resume_migration
 from ..models import VM, PowerState
 from ._cbt import begin_checkpoint, changed_fn, end_checkpoint
 from ._state import ReplicaDisk, ReplicaPoint, ReplicationState, default_root
-from ._sync import DiskPair, DiskSync, ProgressFn, SyncResult, clear_staging, drop_source_snapshot, sync_disks
+from ._sync import DiskPair, DiskSync, MapStore, ProgressFn, SyncResult, clear_staging, drop_source_snapshot, sync_disks
 
 __all__ = ["Replica", "create"]
 
@@ -183,8 +183,9 @@ class Replica:
             if previous and checkpoint:
                 changed = changed_fn(source, self.state.source_vm, previous, str(journal.staging))
             try:
+                maps = MapStore(self.state.directory / "maps", {d.replica_volume: d.checksum for d in self.state.disks})
                 results = sync_disks(journal, source, self.state.source_vm, target, pairs, changed=changed,
-                                     progress=progress)  # fmt: skip
+                                     progress=progress, maps=maps)  # fmt: skip
             except Exception as exc:
                 journal.status("failed", error=str(exc))
                 exc.add_note(f"the sync's journal is in {journal.dir}: resume() it")

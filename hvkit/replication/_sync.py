@@ -12,7 +12,10 @@ blocks twice changes nothing).
 from __future__ import annotations
 
 import concurrent.futures
+import hashlib
+import json
 import shutil
+import struct
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -25,7 +28,7 @@ from ..errors import InvalidState, NotFound, Unsupported
 from ..hypervisor import Hypervisor
 from ..migration import ChecksumMismatch, Journal, checksum
 from ..models import DiskFormat, PowerState, Snapshot
-from ._blocks import BLOCK, DIGEST_BYTES, ImageReader, apply_blocks, block_map, changed_blocks, runs
+from ._blocks import BLOCK, DIGEST_BYTES, Applied, BlockMap, ImageReader, apply_blocks, block_map, changed_blocks, runs
 
 __all__ = ["DiskSync", "SyncResult", "sync_disks"]
 
@@ -145,6 +148,7 @@ def sync_disks(
     *,
     changed: ChangedFn | None = None,
     progress: ProgressFn | None = None,
+    maps: MapStore | None = None,
 ) -> list[DiskSync]:
     """Bring each pair's replica volume to the source's content as of a snapshot taken now (see the module)."""
     report = progress or (lambda disk, phase: None)
@@ -160,7 +164,7 @@ def sync_disks(
             out.append(DiskSync(**data))
             continue
         journal.begin(step, disk=pair.name)
-        result = _sync_one(journal, src, dst, pair, snap, changed, report)
+        result = _sync_one(journal, src, dst, pair, snap, changed, report, maps)
         journal.done(step, **result.to_json())
         out.append(result)
     return out
@@ -174,49 +178,109 @@ def _sync_one(
     snap: Snapshot | None,
     changed: ChangedFn | None,
     report: ProgressFn,
+    maps: MapStore | None,
 ) -> DiskSync:
     staging = journal.staging
     staging.mkdir(exist_ok=True)
     target, target_fmt = _writable_path(dst, pair.replica_volume)
+    replica_image = DiskImage(target, target_fmt, pair.size, False)
     report(pair.name, "export")
     with src.translating("export_disk"):
         image = src.backend.export_disk(src.volumes.get(pair.source_volume), str(staging), lambda a, b: None, snap)
+    side = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="hvkit-replica")
     try:
+        # the source side's checksum (its snapshot does not change) runs beside the comparison and the writes
+        wanted = side.submit(checksum, image, size=pair.size, workdir=str(staging), workers=1)
         tracked = changed(pair, snap) if changed is not None else None
+        known = maps.load(pair) if maps is not None and tracked is None else None
         with ImageReader(image, staging) as source:
             report(pair.name, "compare")
+            mine: BlockMap | None = None
             if tracked is not None:  # the source says which blocks changed: only those are read and sent
                 blocks, method, control = sorted(set(tracked)), "cbt", 0
             else:
-                with (
-                    ImageReader(DiskImage(target, target_fmt, pair.size, False), staging) as replica,
-                    concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="hvkit-blocks") as side,
-                ):  # the replica's side is mapped beside the source's (as it would be on its own host)
-                    their_map = side.submit(block_map, replica)
-                    mine = block_map(source)
-                    theirs = their_map.result()
+                mine = block_map(source)
+                theirs = known if known is not None else _replica_map(replica_image, staging)
                 blocks, method = changed_blocks(mine, theirs), "block-hash"
-                control = DIGEST_BYTES * len(theirs.digests)  # the replica's map, sent to the source side
+                # the replica's map crosses once, unless the last sync left it here
+                control = 0 if known is not None else DIGEST_BYTES * len(theirs.digests)
             report(pair.name, "write")
             applied = apply_blocks(source, blocks, target, target_fmt, staging)
             control += DIGEST_BYTES * len(runs(blocks))  # each run named by (offset, length)
-        report(pair.name, "verify")
-        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="hvkit-checksum") as side:
-            wanted = side.submit(checksum, image, size=pair.size, workdir=str(staging), workers=1)
-            got = checksum(DiskImage(target, target_fmt, pair.size, False), size=pair.size, workdir=str(staging),
-                           workers=1)  # fmt: skip
+            report(pair.name, "verify")
+            got = checksum(replica_image, size=pair.size, workdir=str(staging), workers=1)
             want = wanted.result()
+            if got.value != want.value and known is not None and mine is not None:
+                # the replica changed after the last sync (someone wrote to it): compare with what it holds
+                theirs = _replica_map(replica_image, staging)
+                again = changed_blocks(mine, theirs)
+                more = apply_blocks(source, again, target, target_fmt, staging)
+                blocks = sorted(set(blocks) | set(again))
+                control += DIGEST_BYTES * (len(theirs.digests) + len(runs(again)))
+                applied = Applied(applied.data_bytes + more.data_bytes, applied.zero_bytes + more.zero_bytes,
+                                  applied.runs + more.runs)  # fmt: skip
+                got = checksum(replica_image, size=pair.size, workdir=str(staging), workers=1)
         if got.value != want.value:
+            if maps is not None:
+                maps.forget(pair)
             raise ChecksumMismatch(pair.name, want.value, got.value)
+        if maps is not None:
+            if mine is not None:
+                maps.save(pair, mine, got.value)
+            else:
+                maps.forget(pair)  # CBT: no full map was made; the next block-hash sync reads the replica
     finally:
+        side.shutdown(wait=True)
         if image.temporary:
             Path(image.path).unlink(missing_ok=True)
     return DiskSync(pair.name, len(blocks), applied.data_bytes, applied.zero_bytes, control, want.value, got.value,
                     method)  # fmt: skip
 
 
+def _replica_map(image: DiskImage, staging: Path) -> BlockMap:
+    with ImageReader(image, staging) as replica:
+        return block_map(replica)
+
+
+class MapStore:
+    """The block map each replica volume held after the last sync, kept beside the replication's record (16
+    bytes per non-zero 64 KiB block); used only while the replica's checksum is still the one recorded."""
+
+    def __init__(self, directory: Path, expected: dict[str, str]) -> None:
+        self.directory = directory
+        self.expected = expected  # replica volume id -> the checksum it had after the last sync
+
+    def _path(self, pair: DiskPair) -> Path:
+        return self.directory / (hashlib.sha256(pair.replica_volume.encode()).hexdigest()[:24] + ".map")
+
+    def load(self, pair: DiskPair) -> BlockMap | None:
+        path = self._path(pair)
+        if not path.is_file():
+            return None
+        head, _, body = path.read_bytes().partition(b"\n")
+        meta = json.loads(head)
+        if meta.get("checksum") != self.expected.get(pair.replica_volume) or meta.get("size") != pair.size:
+            return None
+        record = struct.Struct(">Q16s")
+        digests = {i: d for i, d in record.iter_unpack(body)}
+        return BlockMap(pair.size, int(meta["block"]), digests)
+
+    def save(self, pair: DiskPair, blocks: BlockMap, value: str) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        record = struct.Struct(">Q16s")
+        head = json.dumps({"checksum": value, "size": blocks.size, "block": blocks.block}).encode()
+        body = b"".join(record.pack(i, d) for i, d in sorted(blocks.digests.items()))
+        tmp = self._path(pair).with_suffix(".tmp")
+        tmp.write_bytes(head + b"\n" + body)
+        tmp.replace(self._path(pair))
+        self.expected[pair.replica_volume] = value
+
+    def forget(self, pair: DiskPair) -> None:
+        self._path(pair).unlink(missing_ok=True)
+
+
 def clear_staging(journal: Journal) -> None:
     shutil.rmtree(journal.staging, ignore_errors=True)
 
 
-__all__ += ["BLOCK", "DiskPair", "clear_staging", "drop_source_snapshot", "source_snapshot"]
+__all__ += ["BLOCK", "DiskPair", "MapStore", "clear_staging", "drop_source_snapshot", "source_snapshot"]

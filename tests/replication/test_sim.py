@@ -41,10 +41,18 @@ def test_first_sync_then_only_changed_blocks_move(pair: tuple[Hypervisor, Hyperv
     assert result.disks[0].changed_blocks == len(touched) and result.data_bytes == len(touched) * BLOCK
     assert result.bytes_sent < result.data_bytes * 1.1
     assert [p.number for p in replica.points] == [2, 3]  # keep=2
+    assert 0 < result.disks[0].control_bytes <= 16 * len(touched)  # ranges only: the replica's map was kept
     for d in replica.state.disks:
         assert _checksum_of(dst, d.replica_volume, d.size) == _checksum_of(src, d.source_volume, d.size)
+    # the replica written behind the replication's back: its kept block map no longer holds; the sync finds out
+    # (checksums differ), compares with what the replica holds and repairs it
+    stray = replica.state.disks[1]
+    write_blocks(dst, stray.replica_volume, [(MIB, b"stray" * 1000)], tmp_path)
+    repaired = replica.sync(src, dst)
+    assert repaired.verified and repaired.disks[1].data_bytes + repaired.disks[1].zero_bytes == BLOCK
+    assert _checksum_of(dst, stray.replica_volume, stray.size) == _checksum_of(src, stray.source_volume, stray.size)
     again = replication.load(replica.state.name)
-    assert [p.number for p in again.points] == [2, 3] and again.state.replica_vm == replica.state.replica_vm
+    assert [p.number for p in again.points] == [3, 4] and again.state.replica_vm == replica.state.replica_vm
 
 
 def test_zeroed_blocks_become_zero_without_data(pair: tuple[Hypervisor, Hypervisor], tmp_path: Path) -> None:
