@@ -13,6 +13,7 @@ from hvkit.errors import InvalidSpec, InvalidState
 from hvkit.fleet import AntiAffinity, Fleet, plan_recovery
 from hvkit.hypervisor import Hypervisor
 from hvkit.models import VM, Disk, Host, PowerState, StoragePool
+from tests.fleet.test_real_backends import started, vc, vcsim  # noqa: F401 - vcsim fixtures
 
 
 @pytest.fixture
@@ -197,3 +198,59 @@ def test_proxmox_ha_resources_are_left_to_proxmox_ha() -> None:
         assert [(x.vm_name, "no surviving host reaches" in x.reason) for x in plan.left] == [("local-only", True)]
         with pytest.raises(Unsupported, match="recover"):
             fleet.recover("pve1", assume_down=True)
+
+
+def test_vsphere_ha_off_in_vcsim_leaves_the_vms_to_hvkit(vc: tuple[Hypervisor, list[str]]) -> None:  # noqa: F811
+    """vcsim's cluster has HA off (vcsim does not apply dasConfig): ha_policy reports nothing, hvkit plans
+    both VMs, and the run says Unsupported (the vmware backend has no recover_vm)."""
+    from hvkit.errors import Unsupported
+
+    hv, made = vc
+    host = sorted(hv.hosts.list(), key=lambda h: h.name)[0].name
+    started(hv, made, "ha-a", host, 1, 256)
+    started(hv, made, "ha-b", host, 1, 256)
+    fleet = Fleet({"vc": hv})
+    plan = fleet.recover(host, assume_down=True, dry_run=True).plan
+    assert plan.vendor_ha == () and sorted(r.vm_name for r in plan.restarts) == ["ha-a", "ha-b"]
+    assert all(r.target_name != host for r in plan.restarts)
+    with pytest.raises(Unsupported):
+        fleet.recover(host, assume_down=True)
+
+
+def test_vsphere_ha_policy_reads_cluster_settings() -> None:
+    """The vSphere HA reading, on pyVmomi's own data objects as a vCenter returns them: HA on with default
+    priority high; one VM's override ``disabled``; a VM on a host of no HA cluster."""
+    pytest.importorskip("pyVmomi")
+    from pyVmomi import vim
+
+    from hvkit.backends.vmware._ha import ha_policy
+
+    config = vim.cluster.ConfigInfoEx(
+        dasConfig=vim.cluster.DasConfigInfo(
+            enabled=True, defaultVmSettings=vim.cluster.DasVmSettings(restartPriority="high")
+        ),
+        dasVmConfig=[
+            vim.cluster.DasVmConfigInfo(
+                key=vim.VirtualMachine("vm-2"), dasSettings=vim.cluster.DasVmSettings(restartPriority="disabled")
+            )
+        ],
+    )
+    props = {"name": "C1", "host": [vim.HostSystem("host-1")], "configurationEx": config}
+
+    class Session:
+        is_vcenter = True
+        dc = None
+
+        class pc:  # the session's property collector
+            @staticmethod
+            def collect(root: Any, wanted: Any) -> list[tuple[Any, dict[str, Any]]]:
+                assert list(wanted) == [vim.ClusterComputeResource]
+                return [(vim.ClusterComputeResource("domain-c1"), props)]
+
+    def vm(ident: str, host_id: str) -> VM:
+        return VM(ident, ident, PowerState.UNKNOWN, 1, 256, host="h", extra={"host_id": host_id})
+
+    found = ha_policy(Session(), [vm("vm-1", "host-1"), vm("vm-2", "host-1"), vm("vm-3", "host-9")])
+    assert found == {"vm-1": "vSphere HA of cluster C1 restarts it on another host (restart priority high)"}
+    config.dasConfig.enabled = False
+    assert ha_policy(Session(), [vm("vm-1", "host-1")]) == {}
