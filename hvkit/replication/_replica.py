@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -90,7 +91,14 @@ def create(
             state.save()
         except (Unsupported, InvalidState):
             pass
-    result = the_plan.run(journal_dir=journal_dir)
+    try:
+        result = the_plan.run(journal_dir=journal_dir)
+    except BaseException:
+        if _undone(journal_dir):  # rolled back (or never begun): nothing of the replication stays
+            if state.cbt:
+                end_checkpoint(source, src_vm.id, state.cbt["checkpoint"])
+            shutil.rmtree(where, ignore_errors=True)
+        raise
     replica = Replica(state)
     replica._seeded(target, result.vm.id, [(r.volume, r.source_checksum) for r in result.disks])
     return replica
@@ -161,6 +169,9 @@ class Replica:
         if journal.current_status == "completed":
             journal.release()
             return None
+        if journal.plan.get("direction") == "back":
+            journal.release()
+            raise InvalidState(f"the last sync of {self.state.name!r} was a failback: call failback() again")
         journal.status("resumed")
         return self._run(journal, source, target, progress, locked=True)
 
@@ -301,6 +312,13 @@ class Replica:
                 "replica_vm": s.replica_vm, "disks": [d.name for d in s.disks],
                 "points": [{"number": p.number, "taken": p.taken} for p in s.points],
                 "syncs": len(s.syncs)}  # fmt: skip
+
+
+def _undone(journal_dir: Path) -> bool:
+    try:
+        return Journal.open(journal_dir, repair=False).current_status == "rolled-back"
+    except NotFound:
+        return True
 
 
 def _with_checksums(disks: list[ReplicaDisk], results: list[DiskSync]) -> list[ReplicaDisk]:

@@ -85,3 +85,19 @@ def test_failover_and_failback(pair: tuple[Hypervisor, Hypervisor], tmp_path: Pa
     assert dst.vms.get(replica.state.replica_vm).power_state is PowerState.STOPPED
     assert _checksum_of(src, d0.source_volume, d0.size) == _checksum_of(dst, d0.replica_volume, d0.size)
     assert replica.sync(src, dst).data_bytes == 0  # replicating again, nothing new
+
+
+def test_a_failed_first_sync_leaves_nothing(pair: tuple[Hypervisor, Hypervisor], tmp_path: Path) -> None:
+    from hvkit.errors import HvkitError
+
+    src, dst = pair
+    vm = make_source(src, tmp_path)
+    try:
+        replication.create(src, vm, dst, network_map={"default": "missing"})
+    except HvkitError as exc:
+        assert "missing" in str(exc)
+    else:
+        raise AssertionError("a plan with problems must fail")
+    assert not [v for v in dst.vms.list() if v.name == "web-1-replica"] and not dst.volumes.list()
+    assert not (replication.default_root() / "web-1").exists()
+    assert src.vms.get(vm.id).power_state is PowerState.RUNNING and not src.snapshots.list(vm)
