@@ -161,7 +161,8 @@ def sync_disks(
         step = f"disk{index}.sync"
         state, data = journal.state(step)
         if state == "done":
-            out.append(DiskSync(**data))
+            fields = {f.name for f in attrs.fields(DiskSync)}
+            out.append(DiskSync(**{k: v for k, v in data.items() if k in fields}))
             continue
         journal.begin(step, disk=pair.name)
         result = _sync_one(journal, src, dst, pair, snap, changed, report, maps)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from hvkit import replication
 from hvkit.driver import DiskImage
 from hvkit.hypervisor import Hypervisor
@@ -101,3 +103,37 @@ def test_a_failed_first_sync_leaves_nothing(pair: tuple[Hypervisor, Hypervisor],
     assert not [v for v in dst.vms.list() if v.name == "web-1-replica"] and not dst.volumes.list()
     assert not (replication.default_root() / "web-1").exists()
     assert src.vms.get(vm.id).power_state is PowerState.RUNNING and not src.snapshots.list(vm)
+
+
+def test_an_interrupted_sync_is_resumed(
+    pair: tuple[Hypervisor, Hypervisor], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hvkit.errors import BackendError
+    from hvkit.replication import _sync
+
+    src, dst = pair
+    vm = make_source(src, tmp_path)
+    replica = replication.create(src, vm, dst)
+    for disk in vm.disks:
+        write_blocks(src, disk.volume or "", random_writes(disk.size_bytes, 3, BLOCK, 11), tmp_path)
+    real = _sync.apply_blocks
+    calls = []
+
+    def failing(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        if len(calls) == 2:  # the second disk: its writes fail midway
+            raise BackendError("the link went down")
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_sync, "apply_blocks", failing)
+    with pytest.raises(BackendError, match="link went down"):
+        replica.sync(src, dst)
+    monkeypatch.setattr(_sync, "apply_blocks", real)
+    assert src.snapshots.list(vm)  # the sync's snapshot stays for the resume
+    done = replica.resume(src, dst)
+    assert done is not None and done.verified
+    assert done.disks[0].data_bytes > 0 and done.disks[1].data_bytes > 0  # disk0 from the journal, disk1 redone
+    assert not src.snapshots.list(vm)
+    for d in replica.state.disks:
+        assert _checksum_of(dst, d.replica_volume, d.size) == _checksum_of(src, d.source_volume, d.size)
+    assert replica.resume(src, dst) is None  # nothing left to resume
