@@ -7,6 +7,7 @@
     hvkit replicate status   NAME
     hvkit replicate failover --to URL NAME [--from URL --stop-source] [--point N]
     hvkit replicate failback --from URL --to URL NAME [--no-start]
+    hvkit replicate remove   --to URL NAME [--from URL] [--keep-replica]
 
 The URLs are given each time (the replication's record keeps them without secrets, to check them).
 """
@@ -32,7 +33,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         description="A replica of a running VM on another hypervisor, kept up to date by incremental syncs "
         "(only changed blocks move; both sides' checksums compared), with replica points, failover and failback.",
     )
-    p.add_argument("action", choices=["create", "sync", "resume", "status", "failover", "failback"])
+    p.add_argument("action", choices=["create", "sync", "resume", "status", "failover", "failback", "remove"])
     p.add_argument("name", help="create: the VM to replicate (name or id); otherwise the replication's name")
     p.add_argument("--from", dest="source", metavar="URL", help="the source hypervisor")
     p.add_argument("--to", dest="target", metavar="URL", help="the replica's hypervisor")
@@ -47,6 +48,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--point", type=int, help="failover: start the replica as of this replica point")
     p.add_argument("--stop-source", action="store_true", help="failover: stop the source VM first")
     p.add_argument("--no-start", action="store_true", help="failback: leave the source VM stopped")
+    p.add_argument("--keep-replica", action="store_true", help="remove: keep the replica VM (and its disks)")
     p.set_defaults(func=main)
     return p
 
@@ -96,6 +98,17 @@ def main(args: argparse.Namespace, out: IO[str] | None = None, err: IO[str] | No
                 vm = replica.failover(dst, point=args.point)
         _print(out, args, f"failed over: the replica VM {vm.name!r} is {vm.power_state.value}",
                {"vm": vm.name, "id": vm.id, "power_state": vm.power_state.value})  # fmt: skip
+        return 0
+    if args.action == "remove":
+        _need(args, "target")
+        replica = replication.load(args.name)
+        with open_url(args.target) as dst:
+            if args.source:
+                with open_url(args.source) as src:
+                    replica.remove(src, dst, keep_replica=args.keep_replica)
+            else:
+                replica.remove(None, dst, keep_replica=args.keep_replica)
+        _print(out, args, f"replication {args.name!r} removed", {"removed": args.name})
         return 0
     _need(args, "source", "target")
     with open_url(args.source) as src, open_url(args.target) as dst:

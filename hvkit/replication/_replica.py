@@ -306,6 +306,28 @@ class Replica:
             source.vms.start(self.state.source_vm, timeout=timeout)
         return SyncResult(tuple(results), time.monotonic() - t0, str(journal.dir))
 
+    def remove(self, source: Hypervisor | None, target: Hypervisor, *, keep_replica: bool = False) -> None:
+        """End the replication: delete the replica VM with its disks and points (unless ``keep_replica``), the
+        source's checkpoint (``source`` given) and the record. A replica that runs (failed over) is kept."""
+        _check(self.state, "source", source)
+        _check(self.state, "target", target)
+        if self.state.replica_vm and not keep_replica:
+            try:
+                vm = target.vms.get(self.state.replica_vm)
+            except NotFound:
+                vm = None
+            if vm is not None:
+                if self.state.state == "failed-over" or vm.power_state is not PowerState.STOPPED:
+                    raise InvalidState(f"the replica VM {vm.name!r} is in use ({vm.power_state.value}); "
+                                       "remove(keep_replica=True) keeps it")  # fmt: skip
+                for snap in target.snapshots.list(vm):
+                    if any(p.snapshot == snap.id for p in self.state.points):
+                        target.snapshots.delete(snap)
+                target.vms.delete(target.vms.get(vm.id), keep_disks=False)
+        if source is not None and self.state.cbt.get("checkpoint"):
+            end_checkpoint(source, self.state.source_vm, self.state.cbt["checkpoint"])
+        shutil.rmtree(self.state.directory, ignore_errors=True)
+
     def describe(self) -> dict[str, Any]:
         s = self.state
         return {"name": s.name, "state": s.state, "source": s.source, "target": s.target, "source_vm": s.source_vm,

@@ -36,5 +36,7 @@ def test_replicate_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
         assert main(["replicate", "failback", "web", "--from", src_url, "--to", dst_url]) == 0
         assert "sync done" in capsys.readouterr().out
         assert main(["replicate", "sync", "web", "--to", dst_url]) == 2  # --from missing: invalid input
+        assert main(["replicate", "remove", "web", "--from", src_url, "--to", dst_url]) == 0
+        assert main(["replicate", "status", "web"]) != 0
     finally:
         forget("clisrc", "clidst")

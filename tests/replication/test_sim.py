@@ -137,3 +137,13 @@ def test_an_interrupted_sync_is_resumed(
     for d in replica.state.disks:
         assert _checksum_of(dst, d.replica_volume, d.size) == _checksum_of(src, d.source_volume, d.size)
     assert replica.resume(src, dst) is None  # nothing left to resume
+
+
+def test_remove_ends_the_replication(pair: tuple[Hypervisor, Hypervisor], tmp_path: Path) -> None:
+    src, dst = pair
+    vm = make_source(src, tmp_path)
+    replica = replication.create(src, vm, dst)
+    replica.remove(src, dst)
+    assert not [v for v in dst.vms.list() if v.name == "web-1-replica"] and not dst.volumes.list()
+    assert not (replication.default_root() / "web-1").exists()
+    assert src.vms.get(vm.id).power_state is PowerState.RUNNING
