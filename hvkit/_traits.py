@@ -118,6 +118,8 @@ class Traits:
     disk_formats: tuple[DiskFormat, ...] = ()
     # static MACs it takes; a MAC outside them may be refused (empty: any unicast MAC)
     mac_ranges: tuple[MacRange, ...] = ()
+    # its pools' directories are on this machine (an in-process hypervisor): a file it never registered is found there
+    pools_are_local: bool = False
     # the vendor's guest tools, which do nothing elsewhere (e.g. "VMware Tools (open-vm-tools)")
     guest_tools: str = ""
     # what a UEFI guest should know when it moves here (empty: the general NVRAM note)

@@ -15,7 +15,7 @@ from ._verify import ALGORITHM
 
 if TYPE_CHECKING:
     from ..hypervisor import Hypervisor
-    from ._run import MigrationResult, ProgressArg
+    from ._results import MigrationResult, ProgressArg
 
 __all__ = ["DiskPlan", "MigrationPlan", "NicPlan"]
 

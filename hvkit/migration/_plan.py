@@ -343,6 +343,3 @@ def plan(
         tuple(nics), tuple(dict.fromkeys(problems)), tuple(dict.fromkeys(warnings)), power_off, snapshot, verify,
         src_vm.notes,
     )  # fmt: skip
-
-
-Plan = MigrationPlan  # the name the run module still imports; use MigrationPlan

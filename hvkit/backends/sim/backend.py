@@ -41,7 +41,7 @@ class SimBackend(Backend):
     kind = "sim"
     capabilities = frozenset(Capability)
     portability_notes = PORTABILITY_NOTES
-    traits = Traits(disk_export=True, disk_import=True)  # every bus and NIC model; disks are local files
+    traits = Traits(disk_export=True, disk_import=True, pools_are_local=True)  # every bus and NIC model; local files
 
     def __init__(self, options: Any) -> None:
         super().__init__(options)
