@@ -8,7 +8,10 @@ migration copy), then, run by run, 1% of the disk (10 MiB of 1 GiB) is changed a
   writes at 4 KiB-aligned offsets (each run may touch one more 64 KiB block at each end);
 * the incremental sync's time against the first sync (a full copy) and a bare ``qemu-img convert``.
 
-    python bench/replication.py [--size-gib 1] [--fill 0.25] [--change 0.01] [--repeat 5] [--kvm]
+    python bench/replication.py [--size-gib 1] [--fill 0.25] [--change 0.01] [--repeat 5] [--kvm] [--kvm-cbt]
+
+``--kvm-cbt``: KVM -> KVM instead, the source VM running on QEMU, the 1% written through QEMU's block layer,
+syncs taking the changed blocks from QEMU's dirty bitmaps (libvirt checkpoints and backup jobs).
 
 The figures are medians over the runs (the 2-core machine is shared; single runs scatter).
 """
@@ -136,6 +139,78 @@ def bench_pair(label: str, target_url: str, args: argparse.Namespace) -> None:
         forget(f"bdst{tag}")
 
 
+def qemu_write(domain: str, writes: list[tuple[int, bytes]], tmp: Path) -> None:
+    """Write into a running guest's disk through QEMU's block layer (HMP qemu-io): its dirty bitmaps see it."""
+    folder = Path(tempfile.mkdtemp(prefix="hvkit-bench-w-"))
+    folder.chmod(0o755)  # QEMU runs as its own user
+    try:
+        for n, (offset, data) in enumerate(writes):
+            chunk = folder / f"{n}.bin"
+            chunk.write_bytes(data)
+            chunk.chmod(0o644)
+            cmd = f'qemu-io -d /machine/peripheral/virtio-disk0/virtio-backend "write -s {chunk} {offset} {len(data)}"'
+            subprocess.run(["virsh", "-c", "qemu:///system", "qemu-monitor-command", domain, "--hmp", cmd],
+                           check=True, capture_output=True, timeout=60)  # fmt: skip
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def bench_kvm_cbt(args: argparse.Namespace) -> None:
+    """KVM -> KVM on real QEMU: the source VM runs (no OS needed), writes go through QEMU, syncs use dirty bitmaps."""
+    size = int(args.size_gib * 1024**3)
+    tag = uuid.uuid4().hex[:6]
+    prefix = f"hvt-bench-{tag}-"
+    tmp = Path(tempfile.mkdtemp(prefix="hvkit-bench-repl-"))
+    os.environ["HVKIT_REPLICATION_DIR"] = str(tmp / "replications")
+    os.environ["HVKIT_MIGRATION_DIR"] = str(tmp / "migrations")
+    rnd = random.Random(9)
+    src = hvkit.connect("kvm:///system", virt_type="qemu")
+    dst = hvkit.connect("kvm:///system", virt_type="qemu")
+    replica = None
+    vm = None
+    try:
+        vol = src.volumes.create("default", f"{prefix}src.qcow2", args.size_gib, format="qcow2")
+        path = src.backend.local_path(vol) or ""
+        chunks = int(size * args.fill) // (4 * MIB)
+        offsets = sorted(rnd.sample(range(size // (4 * MIB)), chunks))
+        write_blocks(path, "qcow2", [(o * 4 * MIB, rnd.randbytes(4 * MIB)) for o in offsets], tmp)
+        vm = src.vms.create(hvkit.VMSpec(name=prefix + "src", cpus=1, memory_mib=64,
+                                         disks=[hvkit.DiskSpec(volume=vol.id)]))  # fmt: skip
+        vm = src.vms.start(vm)
+        t0 = time.perf_counter()
+        replica = replication.create(src, vm, dst, replica_name=prefix + "replica", keep=1, keep_macs=False)
+        first = time.perf_counter() - t0
+        assert replica.state.cbt, "no changed-block tracking on this QEMU"
+        total = int(size * args.change)
+        print(f"\nKVM -> KVM (QEMU dirty bitmaps): first sync (full copy, verified) {first:.2f} s")
+        print(f"{'pattern':<34} {'changed':>9} {'sent':>10} {'sent/changed':>13} {'sync s':>8} {'sync/full':>10}")
+        ratios, times, sent_all = [], [], []
+        for _ in range(args.repeat):
+            writes = changes(size, total, BLOCK, BLOCK, rnd)
+            qemu_write(vm.name, writes, tmp)
+            changed = sum(len(d) for _, d in writes)
+            t0 = time.perf_counter()
+            result = replica.sync(src, dst)
+            times.append(time.perf_counter() - t0)
+            assert result.verified and result.disks[0].method == "cbt"
+            ratios.append(result.bytes_sent / changed)
+            sent_all.append(result.bytes_sent)
+        sent = statistics.median(sent_all) / MIB
+        print(f"{'64 KiB writes, 64 KiB-aligned':<34} {changed / MIB:>7.2f}MiB {sent:>8.2f}MiB "
+              f"{statistics.median(ratios):>12.3f}x {statistics.median(times):>8.2f} "
+              f"{statistics.median(times) / first:>9.2f}x")  # fmt: skip
+    finally:
+        if vm is not None:
+            src.vms.stop(vm.id, force=True)
+        if replica is not None:
+            replica.remove(src, dst)
+        if vm is not None:
+            src.vms.delete(vm.id, force=True)
+        src.close()
+        dst.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--size-gib", type=float, default=1.0)
@@ -143,7 +218,11 @@ def main() -> int:
     p.add_argument("--change", type=float, default=0.01)
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--kvm", action="store_true", help="also sim -> KVM (qemu:///system, pool 'default')")
+    p.add_argument("--kvm-cbt", action="store_true", help="only KVM -> KVM on QEMU with changed-block tracking")
     args = p.parse_args()
+    if args.kvm_cbt:
+        bench_kvm_cbt(args)
+        return 0
     bench_pair("sim -> sim", "sim://bdst{tag}", args)
     if args.kvm:
         bench_pair("sim -> KVM", "kvm:///system", args)
