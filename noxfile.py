@@ -40,6 +40,7 @@ TEST_SESSIONS = [
     ("vbox", "test", "tests/vbox", "qemu-img; the test sshd and libvirtd (scripts/setup.d) for SSH and migration"),
     ("migration", "all,test", "tests/migration", "libvirtd, vcsim and the test sshd (scripts/setup.d)"),
     ("fleet", "all,test", "tests/fleet", ""),
+    ("replication", "all,test", "tests/replication", "qemu-io; libvirtd and QEMU for the KVM paths (setup.d)"),
     ("reliability", "all,test", "tests/reliability", "qemu-img (scripts/setup.d)"),
     ("ansible", "all,test,ansible", "tests/ansible", "root, libvirtd, sshd, setup.d/70-ansible.sh"),
 ]
