@@ -224,3 +224,14 @@ def test_vm_from_unknown_image_makes_nothing(hv: Hypervisor, images: Images) -> 
     with pytest.raises(NotFound, match="no image"):
         hv.vms.create(hvkit.VMSpec(name="orphan", disks=[hvkit.DiskSpec(image="nope")]))
     assert _state(hv, images) == before
+
+
+def test_vm_from_image_without_waiting(hv: Hypervisor, images: Images, tmp_path: Path) -> None:
+    content = disk_content(MIB, 10)
+    path = tmp_path / "w.raw"
+    path.write_bytes(content)
+    images.import_("waitless", path, sha256=sha256(content))
+    task = hv.vms.create(hvkit.VMSpec(name="later", disks=[hvkit.DiskSpec(image="waitless")]), wait=False)
+    assert isinstance(task, hvkit.Task)
+    vm = task.wait(60)
+    assert vm.name == "later" and _content_of(hv, str(vm.disks[0].volume), tmp_path) == content
