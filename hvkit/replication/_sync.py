@@ -14,7 +14,9 @@ from __future__ import annotations
 import concurrent.futures
 import hashlib
 import json
+import os
 import shutil
+import signal
 import struct
 import time
 from collections.abc import Callable, Sequence
@@ -97,6 +99,15 @@ class DiskPair:
 ChangedFn = Callable[[DiskPair, Snapshot | None], "list[int] | None"]  # CBT: changed block indices, or None
 
 
+CRASH_ENV = "HVKIT_REPLICATION_CRASH_AT"  # tests: "step:point,..." -> the process kills itself (SIGKILL) there
+
+
+def crash_point(name: str) -> None:
+    """A named place in a sync where tests kill the process."""
+    if name in (os.environ.get(CRASH_ENV) or "").split(","):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def _writable_path(hv: Hypervisor, volume_id: str) -> tuple[str, DiskFormat]:
     vol = hv.volumes.get(volume_id)
     with hv.translating("local_path"):
@@ -112,19 +123,26 @@ def source_snapshot(journal: Journal, hv: Hypervisor, vm_id: str) -> Snapshot | 
     """The journal's source snapshot step: a snapshot of the running VM (kept until the sync ends), else None."""
     step = "source.snapshot"
     state, data = journal.state(step)
+    attempt = int(data.get("attempt", 0))
     if state == "done":
-        return hv.snapshots.get(vm_id, data["snapshot"]) if data.get("snapshot") else None
-    name = f"hvkit-replica-{journal.dir.name}"[:80]
-    journal.begin(step, snapshot_name=name)
+        if not data.get("snapshot"):
+            return None
+        try:
+            return hv.snapshots.get(vm_id, data["snapshot"])
+        except NotFound:  # gone (deleted, or the hypervisor lost it): a new snapshot, and every disk again
+            attempt += 1
+    name = f"hvkit-replica-{journal.dir.name}" + (f"-{attempt}" if attempt else "")
+    journal.begin(step, snapshot_name=name[:80], attempt=attempt)
     vm = hv.vms.get(vm_id)
-    found = [s for s in hv.snapshots.list(vm) if s.name == name]
+    found = [s for s in hv.snapshots.list(vm) if s.name == name[:80]]
     if found:
         snap: Snapshot | None = found[0]
     elif vm.power_state is PowerState.STOPPED:
         snap = None
     else:
-        snap = hv.snapshots.create(vm, name, description="taken by hvkit replication")
-    journal.done(step, snapshot=snap.id if snap else None, taken=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        snap = hv.snapshots.create(vm, name[:80], description="taken by hvkit replication")
+    journal.done(step, snapshot=snap.id if snap else None, attempt=attempt,
+                 taken=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))  # fmt: skip
     return snap
 
 
@@ -160,13 +178,16 @@ def sync_disks(
     for index, pair in enumerate(pairs):
         step = f"disk{index}.sync"
         state, data = journal.state(step)
-        if state == "done":
+        attempt = int(journal.state("source.snapshot")[1].get("attempt", 0))
+        if state == "done" and int(data.get("attempt", 0)) == attempt:  # done as of this snapshot
             fields = {f.name for f in attrs.fields(DiskSync)}
             out.append(DiskSync(**{k: v for k, v in data.items() if k in fields}))
             continue
-        journal.begin(step, disk=pair.name)
+        journal.begin(step, disk=pair.name, attempt=attempt)
         result = _sync_one(journal, src, dst, pair, snap, changed, report, maps)
+        crash_point(f"{step}:acted")
         journal.done(step, **result.to_json())
+        crash_point(f"{step}:done")
         out.append(result)
     return out
 

@@ -147,3 +147,43 @@ def test_remove_ends_the_replication(pair: tuple[Hypervisor, Hypervisor], tmp_pa
     assert not [v for v in dst.vms.list() if v.name == "web-1-replica"] and not dst.volumes.list()
     assert not (replication.default_root() / "web-1").exists()
     assert src.vms.get(vm.id).power_state is PowerState.RUNNING
+
+
+@pytest.mark.parametrize("point", ["disk0.sync:acted", "disk1.sync:done"])
+def test_a_killed_sync_is_resumed(tmp_path: Path, point: str) -> None:
+    import os
+    import subprocess
+    import sys
+    import uuid
+
+    import hvkit
+
+    from .conftest import forget
+
+    tag = uuid.uuid4().hex[:6]
+    src_url = f"sim://ks{tag}?state_dir={tmp_path / 'src'}"
+    dst_url = f"sim://kd{tag}?state_dir={tmp_path / 'dst'}"
+    try:
+        with hvkit.connect(src_url) as src, hvkit.connect(dst_url) as dst:
+            vm = make_source(src, tmp_path)
+            replication.create(src, vm, dst, name="killed")
+            for disk in vm.disks:
+                write_blocks(src, disk.volume or "", random_writes(disk.size_bytes, 3, BLOCK, 21), tmp_path)
+        code = (
+            "import hvkit\nfrom hvkit import replication\n"
+            f"with hvkit.connect({src_url!r}) as s, hvkit.connect({dst_url!r}) as d:\n"
+            "    replication.load('killed').sync(s, d)\n"
+        )
+        env = {**os.environ, "HVKIT_REPLICATION_CRASH_AT": point}
+        proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == -9, proc.stderr
+        with hvkit.connect(src_url) as src, hvkit.connect(dst_url) as dst:
+            replica = replication.load("killed")
+            done = replica.resume(src, dst)
+            assert done is not None and done.verified
+            assert not src.snapshots.list(vm.id)
+            for d in replica.state.disks:
+                assert _checksum_of(dst, d.replica_volume, d.size) == _checksum_of(src, d.source_volume, d.size)
+            assert replica.sync(src, dst).data_bytes == 0
+    finally:
+        forget(f"ks{tag}", f"kd{tag}")
