@@ -16,7 +16,10 @@ only this module, :mod:`hvkit.models`, :mod:`hvkit.errors` and :mod:`hvkit.capab
 * disk images on this machine: :func:`qemu_img`, :func:`image_info`, :func:`image_map`,
   :func:`convert_image`, :class:`SparseWriter`, :func:`write_into`, the default
   :func:`default_export` / :func:`default_import`, and :func:`ssh_export` for vendors whose API has no
-  disk download.
+  disk download; :mod:`qemuimg` (``create``, ``convert``, ``info``, ``qemu_img``) for the image files a
+  backend keeps itself;
+* secrets: :func:`install_redaction` puts a :class:`RedactingFilter` on the vendor SDK's loggers (call it
+  once the SDK is imported), :func:`redact` masks secrets in a text.
 
 ``docs/architecture.md`` shows how a backend is put together from these parts.
 """
@@ -38,8 +41,10 @@ from ._images import (
     ssh_export,
     write_into,
 )
+from ._images import _qemuimg as qemuimg
 from ._options import ConnectOptions
 from ._rollback import Rollback
+from ._secrets import RedactingFilter, install_redaction, redact
 from ._traits import Limits, MacRange, Traits
 from .backend import Backend, DiskImage, Event, ProgressFn
 from .tasks import DoneSource, RetryHook, Task, TaskControl, TaskInfo, TaskSource, ThreadSource, wait_for
@@ -54,6 +59,7 @@ __all__ = [
     "Limits",
     "MacRange",
     "ProgressFn",
+    "RedactingFilter",
     "RetryHook",
     "Rollback",
     "SparseWriter",
@@ -70,8 +76,11 @@ __all__ = [
     "default_import",
     "image_info",
     "image_map",
+    "install_redaction",
     "probe_format",
     "qemu_img",
+    "qemuimg",
+    "redact",
     "ssh_export",
     "wait_for",
     "write_into",

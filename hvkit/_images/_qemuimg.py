@@ -35,6 +35,7 @@ def qemu_img(*args: str, timeout: float | None = None) -> str:
 def create(
     path: Path, fmt: str, size_bytes: int, *, backing: Path | None = None, backing_fmt: str | None = None
 ) -> None:
+    """Create the image file ``path`` in ``fmt`` (qemu-img's name) of ``size_bytes``, over ``backing`` if given."""
     args = ["create", "-q", "-f", fmt]
     if backing is not None:
         args += ["-b", str(backing), "-F", backing_fmt or "qcow2"]

@@ -8,7 +8,7 @@ from typing import Any
 
 import libvirt
 
-from ..._rollback import Rollback
+from ...driver import Rollback
 from ...errors import InvalidSpec, InvalidState, Unsupported
 from ...models import (
     VM,

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import libvirt
 
-from ...backend import Event
+from ...driver import Event
 from ...models import (
     VM,
     Host,

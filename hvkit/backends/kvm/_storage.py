@@ -10,7 +10,7 @@ from typing import IO
 
 import libvirt
 
-from ...backend import ProgressFn
+from ...driver import ProgressFn
 from ...errors import InvalidState, NotFound
 from ...models import (
     DiskFormat,

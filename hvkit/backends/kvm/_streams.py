@@ -9,7 +9,7 @@ from typing import IO
 
 import libvirt
 
-from ...backend import ProgressFn
+from ...driver import ProgressFn
 from ...errors import BackendError
 
 __all__ = ["download", "upload", "upload_bytes"]

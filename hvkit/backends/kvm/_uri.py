@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import urllib.parse
 
-from ..._options import ConnectOptions
+from ...driver import ConnectOptions
 from ...errors import InvalidSpec
 
 __all__ = ["is_local_uri", "libvirt_uri"]

@@ -10,7 +10,7 @@ import xml.etree.ElementTree as ET
 
 import libvirt
 
-from ..._rollback import Rollback
+from ...driver import Rollback, TaskInfo, wait_for
 from ...errors import AlreadyExists, InvalidSpec, InvalidState, Timeout
 from ...models import (
     VM,
@@ -20,7 +20,6 @@ from ...models import (
     VMSpec,
 )
 from ...models.enums import TaskState
-from ...tasks import TaskInfo, wait_for
 from . import _bases, _cloudinit, _domxml, _streams
 from ._session import (
     EXT,

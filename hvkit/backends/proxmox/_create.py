@@ -10,6 +10,7 @@ from typing import Any
 
 import requests  # noqa: F401 - imported before proxmoxer, whose https module calls sys.exit without it
 
+from ...driver import Task
 from ...errors import AlreadyExists, HvkitError, InvalidSpec, NotFound
 from ...models import (
     DiskBus,
@@ -17,7 +18,6 @@ from ...models import (
     Firmware,
     VMSpec,
 )
-from ...tasks import Task
 from . import _names
 from . import _property_strings as ps
 from ._errors import is_lock_error, translate

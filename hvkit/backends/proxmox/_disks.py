@@ -28,10 +28,9 @@ import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ...backend import DiskImage, ProgressFn
+from ...driver import DiskImage, ProgressFn, Task
 from ...errors import AlreadyExists, HvkitError, InvalidSpec, NotFound, Unsupported
 from ...models import DiskFormat, Snapshot, StoragePool, Volume
-from ...tasks import Task
 from ._errors import translate
 
 if TYPE_CHECKING:
@@ -87,7 +86,7 @@ def _cluster_addresses(session: ProxmoxSession) -> dict[str, str]:
 
 def ssh_node(session: ProxmoxSession, node: str) -> Any:
     """How to reach ``node`` over SSH, from the connection options (see the module's doc)."""
-    from ..._images import SshNode
+    from ...driver import SshNode
 
     port = _int_option(session, "ssh_port", 22)
     host = _host_map(session).get(node) or _cluster_addresses(session).get(node) or session.options.url.host
@@ -127,7 +126,7 @@ def export_disk(
     session: ProxmoxSession, volume: Volume, workdir: str, progress: ProgressFn, snapshot: Snapshot | None
 ) -> DiskImage:
     """Copy the volume's image file from its node over SSH (data extents only) into ``workdir``."""
-    from ..._images import ssh_export
+    from ...driver import ssh_export
 
     if snapshot is not None:
         raise Unsupported("proxmox", "export_disk(snapshot=...)", "reading a disk as of a snapshot is not offered")
@@ -185,7 +184,7 @@ def import_disk(
     The VM's own disk is made from it with ``import-from`` when the VM is created (in ``fmt`` on file
     storages); only allocated clusters travel.
     """
-    from ..._images import convert_image
+    from ...driver import convert_image
 
     node = pool.host or str(pool.extra.get("node") or "")
     if not node:

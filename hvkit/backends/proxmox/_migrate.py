@@ -6,12 +6,12 @@ from typing import Any
 
 import requests  # noqa: F401 - imported before proxmoxer, whose https module calls sys.exit without it
 
+from ...driver import Task
 from ...errors import InvalidSpec, InvalidState
 from ...models import (
     VM,
     PowerState,
 )
-from ...tasks import Task
 from . import _create, _names, _vms
 from ._errors import translate
 from ._session import (

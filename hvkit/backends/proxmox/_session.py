@@ -14,10 +14,7 @@ from typing import IO, Any, TypeVar
 import requests  # noqa: F401 - imported before proxmoxer, whose https module calls sys.exit without it
 from proxmoxer import ProxmoxAPI
 
-from ..._options import ConnectOptions
-from ..._secrets import install_redaction
-from ...backend import ProgressFn
-from ...driver import ThreadSource
+from ...driver import ConnectOptions, ProgressFn, Task, TaskInfo, ThreadSource, install_redaction
 from ...errors import AlreadyExists, HvkitError, InvalidSpec
 from ...models import (
     VM,
@@ -25,7 +22,6 @@ from ...models import (
     GuestOS,
 )
 from ...models.enums import TaskState
-from ...tasks import Task, TaskInfo
 from . import _names
 from ._errors import from_message, translate
 from ._locks import KeyedLocks, lock_retry, retry_locked

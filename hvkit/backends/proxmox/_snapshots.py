@@ -7,12 +7,12 @@ from typing import Any
 
 import requests  # noqa: F401 - imported before proxmoxer, whose https module calls sys.exit without it
 
+from ...driver import Task
 from ...errors import AlreadyExists
 from ...models import (
     VM,
     Snapshot,
 )
-from ...tasks import Task
 from . import _names
 from ._errors import translate
 from ._locks import retry_locked

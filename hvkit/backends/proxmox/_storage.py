@@ -7,7 +7,7 @@ from typing import IO, Any
 
 import requests  # noqa: F401 - imported before proxmoxer, whose https module calls sys.exit without it
 
-from ...backend import DiskImage, ProgressFn
+from ...driver import DiskImage, ProgressFn, Task
 from ...errors import InvalidSpec
 from ...models import (
     DiskFormat,
@@ -15,7 +15,6 @@ from ...models import (
     StoragePool,
     Volume,
 )
-from ...tasks import Task
 from . import _disks
 from ._errors import translate
 from ._session import (

@@ -7,6 +7,7 @@ from typing import Any
 
 import requests  # noqa: F401 - imported before proxmoxer, whose https module calls sys.exit without it
 
+from ...driver import Task
 from ...errors import InvalidState, NotFound, Unsupported
 from ...models import (
     VM,
@@ -18,7 +19,6 @@ from ...models import (
     NicModel,
     PowerState,
 )
-from ...tasks import Task
 from . import _migrate, _names
 from . import _property_strings as ps
 from ._errors import translate

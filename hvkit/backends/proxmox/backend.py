@@ -5,9 +5,8 @@ from __future__ import annotations
 import contextlib
 from typing import IO, Any
 
-from ...backend import Backend, DiskImage, ProgressFn
 from ...capabilities import Capability
-from ...driver import Limits, Traits
+from ...driver import Backend, DiskImage, Limits, ProgressFn, Task, Traits
 from ...models import (
     VM,
     Console,
@@ -22,7 +21,6 @@ from ...models import (
     VMSpec,
     Volume,
 )
-from ...tasks import Task
 from . import _console, _create, _ha, _inventory, _metrics, _migrate, _snapshots, _storage, _vms
 from ._portability import PORTABILITY_NOTES
 from ._session import BUS_LIMIT, ProxmoxSession

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 
-from ...backend import Event
+from ...driver import Event
 from ...models import (
     VM,
     Host,

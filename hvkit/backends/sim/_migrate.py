@@ -6,14 +6,13 @@ import functools
 import uuid
 from typing import Any
 
-from ..._rollback import Rollback
+from ...driver import Rollback, Task
 from ...errors import AlreadyExists, InvalidState
 from ...models import (
     VM,
     DiskFormat,
     PowerState,
 )
-from ...tasks import Task
 from ._session import SimSession, epoch_now
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from ...driver import Task
 from ...errors import InvalidState
 from ...models import VM, PowerState
-from ...tasks import Task
 from ._session import SimSession
 
 __all__ = ["HA_TAG", "ha_policy", "recover_vm", "set_host_down"]

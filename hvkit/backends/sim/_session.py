@@ -10,8 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..._images import _qemuimg as qi
-from ..._rollback import Rollback
+from ...driver import Rollback, Task, qemuimg
 from ...errors import AlreadyExists, InvalidSpec, NotFound
 from ...models import (
     VM,
@@ -25,7 +24,6 @@ from ...models import (
     PowerState,
     Volume,
 )
-from ...tasks import Task
 from ._tasks import start_task
 from ._world import World, world_for
 
@@ -199,9 +197,9 @@ class SimSession:
         path = w.pool_dir(pool) / vol_id.split("/", 1)[1]
         try:
             if backing is not None:
-                qi.create(path, fmt.value, size, backing=Path(backing["path"]), backing_fmt=backing["format"])
+                qemuimg.create(path, fmt.value, size, backing=Path(backing["path"]), backing_fmt=backing["format"])
             else:
-                qi.create(path, fmt.value, size)
+                qemuimg.create(path, fmt.value, size)
         except BaseException:
             path.unlink(missing_ok=True)  # a half-written image is nobody's
             raise
@@ -226,7 +224,7 @@ class SimSession:
         base = name.rsplit(".", 1)[0]
         vol = self.new_volume(pool, base, src["capacity"], fmt)
         undo.push(functools.partial(self.remove_volume, vol), f"delete {vol['id']}")
-        qi.convert(Path(src["path"]), src["format"], Path(vol["path"]), fmt.value)
+        qemuimg.convert(Path(src["path"]), src["format"], Path(vol["path"]), fmt.value)
         return vol
 
     def remove_volume(self, vol: dict[str, Any]) -> None:

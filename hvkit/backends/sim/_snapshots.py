@@ -9,8 +9,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from ..._images import _qemuimg as qi
-from ..._rollback import Rollback
+from ...driver import Rollback, Task, qemuimg
 from ...errors import InvalidState
 from ...models import (
     VM,
@@ -18,7 +17,6 @@ from ...models import (
     PowerState,
     Snapshot,
 )
-from ...tasks import Task
 from . import _vms
 from ._session import EXT, SimSession, epoch_now
 
@@ -63,13 +61,13 @@ def create_snapshot(session: SimSession, vm: VM, name: str, description: str, me
             for d in rec["disks"]:
                 v = w.volumes[d["volume"]]
                 if v["format"] == "qcow2":
-                    qi.qemu_img("snapshot", "-c", snap_id, v["path"])
-                    undo.push(functools.partial(qi.qemu_img, "snapshot", "-d", snap_id, v["path"]))
+                    qemuimg.qemu_img("snapshot", "-c", snap_id, v["path"])
+                    undo.push(functools.partial(qemuimg.qemu_img, "snapshot", "-d", snap_id, v["path"]))
                     files[v["id"]] = ""
                 else:
                     copy = w.root / "snapshots" / f"{snap_id}-{Path(v['path']).name}"
                     copy.parent.mkdir(exist_ok=True)
-                    qi.convert(Path(v["path"]), v["format"], copy, v["format"])
+                    qemuimg.convert(Path(v["path"]), v["format"], copy, v["format"])
                     undo.push(functools.partial(copy.unlink, missing_ok=True))
                     files[v["id"]] = str(copy)
             snap = {
@@ -129,22 +127,22 @@ def _revert_disk(session: SimSession, rec: dict[str, Any], snap: dict[str, Any],
         name = f"{rec['id']}-{disk['name']}-{uuid.uuid4().hex[:6]}"
         if copy:
             target = session.new_volume(v["pool"], name, v["capacity"], DiskFormat(v["format"]))
-            qi.convert(Path(copy), v["format"], Path(target["path"]), v["format"])
+            qemuimg.convert(Path(copy), v["format"], Path(target["path"]), v["format"])
         else:
             ext = EXT.get(v["format"], v["format"])
             path = w.pool_dir(v["pool"]) / f"{name}.{ext}"
             shutil.copyfile(v["path"], path)  # the image with its internal snapshots
             target = {**v, "id": f"{v['pool']}/{path.name}", "name": path.name, "path": str(path)}
             w.volumes[target["id"]] = target
-            qi.qemu_img("snapshot", "-a", snap["id"], str(path))
+            qemuimg.qemu_img("snapshot", "-a", snap["id"], str(path))
         snap["files"] = {(target["id"] if k == vol_id else k): val for k, val in snap["files"].items()}
         snap.setdefault("slots", {})[target["id"]] = disk["name"]
     else:
         target = v
         if copy:
-            qi.convert(Path(copy), v["format"], Path(v["path"]), v["format"])
+            qemuimg.convert(Path(copy), v["format"], Path(v["path"]), v["format"])
         else:
-            qi.qemu_img("snapshot", "-a", snap["id"], v["path"])
+            qemuimg.qemu_img("snapshot", "-a", snap["id"], v["path"])
     previous, disk["volume"] = disk["volume"], target["id"]
     if previous != target["id"]:
         session.drop_if_unused(previous)
@@ -183,4 +181,4 @@ def drop_snapshot_data(session: SimSession, rec: dict[str, Any], snap: dict[str,
         if copy:
             Path(copy).unlink(missing_ok=True)
         elif vol_id in session.world.volumes:
-            qi.qemu_img("snapshot", "-d", snap["id"], session.world.volumes[vol_id]["path"])
+            qemuimg.qemu_img("snapshot", "-d", snap["id"], session.world.volumes[vol_id]["path"])

@@ -7,8 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import IO
 
-from ..._images import _qemuimg as qi
-from ...backend import ProgressFn
+from ...driver import ProgressFn, qemuimg
 from ...errors import InvalidSpec, InvalidState, NotFound
 from ...models import (
     DiskFormat,
@@ -78,7 +77,7 @@ def upload_volume(session: SimSession, volume: Volume, source: IO[bytes], size: 
                 done += len(chunk)
                 progress(done, size)
         with session.world.lock:
-            qi.convert(raw, "raw", Path(v["path"]), v["format"], existing=True)
+            qemuimg.convert(raw, "raw", Path(v["path"]), v["format"], existing=True)
 
 
 def download_volume(session: SimSession, volume: Volume, sink: IO[bytes], progress: ProgressFn) -> int:
@@ -87,7 +86,7 @@ def download_volume(session: SimSession, volume: Volume, sink: IO[bytes], progre
         v = session.world.volumes[volume.id]
     with tempfile.TemporaryDirectory(dir=session.world.root) as tmp:
         raw = Path(tmp) / "download.raw"
-        qi.convert(Path(v["path"]), v["format"], raw, "raw")
+        qemuimg.convert(Path(v["path"]), v["format"], raw, "raw")
         total = raw.stat().st_size
         done = 0
         with raw.open("rb") as src:

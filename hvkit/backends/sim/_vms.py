@@ -8,14 +8,13 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from ..._rollback import Rollback
+from ...driver import Rollback, Task
 from ...errors import AlreadyExists, InvalidSpec, InvalidState, NotFound, Timeout
 from ...models import (
     VM,
     PowerState,
     VMSpec,
 )
-from ...tasks import Task
 from . import _snapshots
 from ._session import SimSession, epoch_now
 

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..._options import ConnectOptions
+from ...driver import ConnectOptions
 from ...errors import InvalidSpec
 from ._faults import Faults
 

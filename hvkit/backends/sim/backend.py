@@ -10,9 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import IO, Any
 
-from ...backend import Backend, Event, ProgressFn
 from ...capabilities import Capability
-from ...driver import Traits
+from ...driver import Backend, Event, ProgressFn, Task, Traits
 from ...models import (
     VM,
     Console,
@@ -26,7 +25,6 @@ from ...models import (
     VMSpec,
     Volume,
 )
-from ...tasks import Task
 from . import _console, _inventory, _metrics, _migrate, _recover, _snapshots, _storage, _vms
 from ._portability import PORTABILITY_NOTES
 from ._session import SimSession

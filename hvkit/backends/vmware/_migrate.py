@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
+from ...driver import Task
 from ...errors import (
     InvalidState,
     Unsupported,
@@ -13,7 +14,6 @@ from ...models import (
     VM,
     PowerState,
 )
-from ...tasks import Task
 from . import _vms
 from ._errors import translating
 from ._session import (

@@ -20,10 +20,10 @@ from xml.etree import ElementTree
 from pyVmomi import vim as _vim
 from pyVmomi import vmodl as _vmodl
 
+from ...driver import TaskInfo, wait_for
 from ...errors import BackendError, InvalidSpec, NotFound
 from ...models.enums import TaskState
 from ...models.spec import check_name
-from ...tasks import TaskInfo, wait_for
 
 if TYPE_CHECKING:
     from ._session import VmwareSession

@@ -16,8 +16,8 @@ from pyVim import connect as _connect
 from pyVmomi import vim as _vim
 from pyVmomi import vmodl as _vmodl
 
-from ..._options import ConnectOptions
 from ...capabilities import Capability
+from ...driver import ConnectOptions, Task
 from ...errors import (
     AuthenticationError,
     BackendError,
@@ -30,7 +30,6 @@ from ...models import (
     Snapshot,
     Volume,
 )
-from ...tasks import Task
 from ._datastore_files import FileTransfer, split_datastore_path
 from ._errors import translating
 from ._property_collector import Collector, Props

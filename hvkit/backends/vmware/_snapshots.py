@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from ...driver import Task
 from ...models import (
     VM,
     Snapshot,
 )
-from ...tasks import Task
 from ._session import (
     VmwareSession,
     snapshot_tree,

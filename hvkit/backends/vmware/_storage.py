@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 from typing import IO, Any
 
-from ...backend import ProgressFn
+from ...driver import ProgressFn, Task
 from ...errors import (
     InvalidSpec,
     NotFound,
@@ -15,7 +15,6 @@ from ...models import (
     StoragePool,
     Volume,
 )
-from ...tasks import Task
 from . import _inventory
 from ._datastore_files import split_datastore_path
 from ._session import (

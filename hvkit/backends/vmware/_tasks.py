@@ -15,9 +15,9 @@ from typing import Any
 from pyVmomi import vim as _vim
 from pyVmomi import vmodl as _vmodl
 
+from ...driver import Task, TaskInfo, wait_for
 from ...errors import HvkitError
 from ...models.enums import TaskState
-from ...tasks import Task, TaskInfo, wait_for
 from ._errors import translate_fault, translating
 from ._property_collector import Collector
 

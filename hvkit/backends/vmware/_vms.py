@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from ...driver import TaskInfo, wait_for
+from ...driver import Task, TaskInfo, wait_for
 from ...errors import (
     AlreadyExists,
     InvalidSpec,
@@ -20,7 +20,6 @@ from ...models import (
     TaskState,
     VMSpec,
 )
-from ...tasks import Task
 from ._datastore_files import split_datastore_path
 from ._devices import GUEST_IDS, build_devices, guest_family, read_disks, read_nics
 from ._errors import translating

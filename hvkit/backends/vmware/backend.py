@@ -10,10 +10,8 @@ from __future__ import annotations
 import contextlib
 from typing import IO, Any, ClassVar
 
-from ..._options import ConnectOptions
-from ...backend import Backend, ProgressFn
 from ...capabilities import Capability
-from ...driver import Limits, MacRange, Traits
+from ...driver import Backend, ConnectOptions, Limits, MacRange, ProgressFn, Task, Traits
 from ...models import (
     VM,
     Console,
@@ -29,7 +27,6 @@ from ...models import (
     VMSpec,
     Volume,
 )
-from ...tasks import Task
 from . import _console, _ha, _inventory, _metrics, _migrate, _snapshots, _storage, _vms
 from ._devices import DISKS_PER_BUS, NIC_MODELS
 from ._portability import PORTABILITY_NOTES
