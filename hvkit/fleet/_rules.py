@@ -58,20 +58,23 @@ class AntiAffinity:
 
 Rule = Affinity | AntiAffinity
 
+# the tag keys that make rules, and the rule each makes
+_RULE_TAGS: dict[str, type[Affinity] | type[AntiAffinity]] = {"affinity": Affinity, "anti-affinity": AntiAffinity}
+
 
 def rules_from_tags(vms: Iterable[VM]) -> list[Rule]:
     """Rules from tags ``affinity=GROUP`` / ``anti-affinity=GROUP`` (per hypervisor; groups of 2+)."""
     groups: dict[tuple[str, str, str | None], set[str]] = {}
     for vm in vms:
         for tag in vm.tags:
-            kind, sep, group = tag.partition("=")
-            if sep and kind in ("affinity", "anti-affinity") and group:
+            key, sep, group = tag.partition("=")
+            if sep and key in _RULE_TAGS and group:
                 ref = f"{vm.hypervisor}:{vm.id}" if vm.hypervisor else vm.id
-                groups.setdefault((kind, group, vm.hypervisor), set()).add(ref)
+                groups.setdefault((key, group, vm.hypervisor), set()).add(ref)
     out: list[Rule] = []
-    for (kind, group, _), refs in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] or "")):
+    for (key, group, _), refs in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] or "")):
         if len(refs) >= 2:
-            out.append(Affinity(refs, name=group) if kind == "affinity" else AntiAffinity(refs, name=group))
+            out.append(_RULE_TAGS[key](refs, name=group))
     return out
 
 
