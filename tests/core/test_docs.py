@@ -109,6 +109,8 @@ def test_docs_block(block: DocBlock, monkeypatch: pytest.MonkeyPatch, tmp_path: 
 
 def _run_on_sim(block: DocBlock, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("HVKIT_SIM_STATE_DIR", str(tmp_path / "sim"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))  # journals, replications, image catalogue
+    monkeypatch.setenv("HVKIT_IMAGE_CATALOG", str(tmp_path / "images.json"))
     monkeypatch.chdir(tmp_path)
     worlds = iter(range(1, 100))
 
