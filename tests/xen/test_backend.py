@@ -274,3 +274,27 @@ def test_a_silent_server_times_out_and_a_closed_port_is_a_connection_error() -> 
         assert time.monotonic() - start < 10
     with pytest.raises(errors.ConnectionError):
         hvkit.connect(f"xen://root@127.0.0.1:{port}", password="pw", verify_tls=False, timeout=1)
+
+
+@pytest.mark.parametrize("linked", [True, False], ids=["linked", "full"])
+def test_clone_of_a_running_vm_goes_through_a_snapshot_that_is_then_removed(
+    hv: Hypervisor, xapi: XapiSimulator, made: list[str], linked: bool
+) -> None:
+    kind = "linked" if linked else "full"
+    made += [f"run-src-{kind}", f"run-clone-{kind}"]
+    vm = hv.vms.start(hv.vms.create(_spec(f"run-src-{kind}")))
+    snap = hv.snapshots.create(vm, "mine")
+    store = xapi.api.store
+    vdis_before, snaps_before = set(store.find("VDI")), set(store.find("VM", is_a_snapshot=True))
+    clone = hv.vms.clone(vm, f"run-clone-{kind}", linked=linked)
+    assert clone.power_state is PowerState.STOPPED
+    assert hv.vms.get(vm.id).power_state is PowerState.RUNNING
+    assert [sn.name for sn in hv.snapshots.list(vm)] == ["mine"]  # the clone's snapshot is no user snapshot
+    assert set(store.find("VM", is_a_snapshot=True)) == snaps_before  # and it is not left behind
+    new_vdis = set(store.find("VDI")) - vdis_before
+    assert {store.get("VDI", v)["VBDs"][0] for v in new_vdis} <= set(store.get("VM", clone.extra["ref"])["VBDs"])
+    assert len(clone.disks) == 1
+    hv.vms.start(clone)
+    hv.vms.stop(clone, force=True)
+    hv.snapshots.revert(snap)  # the VM's snapshot tree is as it was: revert still works
+    assert hv.vms.get(vm.id).power_state is PowerState.RUNNING

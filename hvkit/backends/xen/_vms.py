@@ -319,25 +319,51 @@ def mark_template(s: XapiSession, vm: VM) -> str:
 
 
 def clone(s: XapiSession, vm: VM, name: str, linked: bool, host: str | None, pool: str | None) -> Task:
-    """Fast clone (``VM.clone``: copy-on-write disks on the same SR) or full copy (``VM.copy``)."""
+    """Fast clone (``VM.clone``: copy-on-write disks on the same SR) or full copy (``VM.copy``).
+
+    XAPI clones and copies halted or suspended VMs only; a running VM is cloned from a snapshot, as XAPI's own
+    tools do (see :func:`_clone_running`).
+    """
     ref = ref_of(s, vm)
     if linked and pool is not None:
         raise InvalidSpec("a fast (linked) clone stays on its source's SR; pass no pool")
-    args: tuple[Any, ...]
-    if linked:
-        method, args = "VM.clone", (ref, name)
-    else:
-        method, args = "VM.copy", (ref, name, _find(s, "SR", pool) if pool else NULL)
+    sr = _find(s, "SR", pool) if pool else NULL
     host_ref = _find(s, "host", host) if host else None
+    if s.call("VM.get_power_state", ref) not in ("Halted", "Suspended"):
+        return Task.in_thread("vms.clone", name, lambda: _clone_running(s, ref, name, linked, sr, host_ref))
+    method, args = ("VM.clone", (ref, name)) if linked else ("VM.copy", (ref, name, sr))
 
     def finish(new_ref: Any) -> str:
         new = str(new_ref)
         with Rollback() as undo:  # the clone is removed again if finishing it fails
             undo.push(lambda: destroy_with_disks(s, new), f"destroy clone {new}")
-            if s.call("VM.get_is_a_template", new):
-                s.call("VM.set_is_a_template", new, False)
-            if host_ref is not None:
-                s.call("VM.set_affinity", new, host_ref)
-            return str(s.call("VM.get_uuid", new))
+            return _adopt_clone(s, new, host_ref)
 
     return s.task("vms.clone", name, method, *args, result=finish)
+
+
+def _clone_running(s: XapiSession, ref: str, name: str, linked: bool, sr: str, host_ref: str | None) -> str:
+    """Clone a running VM: ``VM.snapshot``, then ``VM.clone`` (linked) or ``VM.copy`` (full) of the snapshot.
+
+    The snapshot is a means, not a user snapshot: it is destroyed with its VDIs once the clone exists. XAPI
+    allows that (as when a user deletes a snapshot a clone was made from): the storage manager keeps the data
+    a fast clone shares as hidden parents of its disks. A failure midway removes the clone and the snapshot.
+    """
+    with Rollback() as undo:
+        snap = str(s.run("VM.snapshot", ref, f"{name} (clone source)", []))
+        undo.push(lambda: destroy_with_disks(s, snap), f"destroy snapshot {snap}")
+        new = str(s.run("VM.clone", snap, name) if linked else s.run("VM.copy", snap, name, sr))
+        with Rollback() as undo_clone:
+            undo_clone.push(lambda: destroy_with_disks(s, new), f"destroy clone {new}")
+            uuid = _adopt_clone(s, new, host_ref)
+            destroy_with_disks(s, snap)
+        return uuid
+
+
+def _adopt_clone(s: XapiSession, new: str, host_ref: str | None) -> str:
+    """Make a fresh clone an ordinary VM (a clone of a template or snapshot is a template); its uuid."""
+    if s.call("VM.get_is_a_template", new):
+        s.call("VM.set_is_a_template", new, False)
+    if host_ref is not None:
+        s.call("VM.set_affinity", new, host_ref)
+    return str(s.call("VM.get_uuid", new))
