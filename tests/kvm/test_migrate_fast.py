@@ -8,7 +8,7 @@ import hvkit
 from hvkit.errors import InvalidSpec, NotFound, Unsupported
 
 pytest.importorskip("libvirt")
-from hvkit.backends.kvm._migrate import PeerSpec, parse_peers
+from hvkit.backends.kvm._peers import PeerSpec, parse_peers
 
 
 def test_peers_option_forms() -> None:

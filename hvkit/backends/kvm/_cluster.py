@@ -36,7 +36,7 @@ import libvirt
 
 from ...errors import HvkitError, NotFound
 from ...models import VM, Host, HostMetrics, VMMetrics
-from . import _migrate
+from . import _migrate, _peers
 
 if TYPE_CHECKING:
     from .backend import KvmBackend
@@ -107,7 +107,7 @@ class _Targets:
     def __init__(self, backend: KvmBackend) -> None:
         self._backend = backend
 
-    def find(self, host: str) -> tuple[_migrate.PeerSpec, KvmBackend]:
+    def find(self, host: str) -> tuple[_peers.PeerSpec, KvmBackend]:
         local = self._backend
         if host in (local.host_id, local.host_name):
             return self._local_spec(), local
@@ -116,13 +116,13 @@ class _Targets:
             return spec, local
         return spec, peer
 
-    def _local_spec(self) -> _migrate.PeerSpec:
+    def _local_spec(self) -> _peers.PeerSpec:
         local = self._backend
         for spec in local.peers.specs:
             with contextlib.suppress(HvkitError, libvirt.libvirtError):
                 if local.peers.backend(spec).host_id == local.host_id:
                     return spec
-        return _migrate.PeerSpec(uri=local.uri)
+        return _peers.PeerSpec(uri=local.uri)
 
 
 # -- the wrappers ------------------------------------------------------------------------------------------

@@ -17,8 +17,8 @@ import libvirt
 if TYPE_CHECKING:
     from .backend import KvmBackend
 
-from ..._options import ConnectOptions
 from ...capabilities import Capability
+from ...driver import ConnectOptions
 from ...errors import ConnectionError, InvalidSpec, NotFound
 from ...models import (
     VM,
@@ -28,7 +28,7 @@ from ...models import (
     PowerState,
     Volume,
 )
-from . import _domxml, _migrate
+from . import _domxml, _peers
 from ._errors import error_for, translate
 from ._uri import libvirt_uri
 
@@ -176,7 +176,7 @@ class KvmSession:
         self.cpu_sample: tuple[float, int, int] | None = None
         self.subscriptions: set[int] = set()
         self.list_cache: dict[str, tuple[dict[str, Any], bool, VM]] = {}
-        self.peers = _migrate.Peers(backend)  # other libvirt hosts (option "peers"); _cluster routes to them
+        self.peers = _peers.Peers(backend)  # other libvirt hosts (option "peers"); _cluster routes to them
 
     def connect(self) -> None:
         uri = libvirt_uri(self.options)

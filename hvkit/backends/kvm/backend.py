@@ -8,9 +8,7 @@ from typing import IO, Any
 
 import libvirt
 
-from ..._options import ConnectOptions
-from ...backend import Backend, Event, ProgressFn
-from ...driver import Traits
+from ...driver import Backend, ConnectOptions, Event, ProgressFn, Traits
 from ...models import (
     VM,
     Console,
@@ -25,7 +23,7 @@ from ...models import (
     Volume,
 )
 from . import _backup, _clone, _cluster, _console, _domxml, _inventory, _metrics, _snapshots, _storage, _vms
-from ._migrate import Peers
+from ._peers import Peers
 from ._portability import PORTABILITY_NOTES
 from ._session import ALL, KvmSession
 
