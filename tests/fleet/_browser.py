@@ -4,8 +4,11 @@ requests it makes, read values out of the DOM, and take a screenshot."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -75,11 +78,13 @@ class _Cdp:
 def _browser() -> Iterator[str]:
     exe = chromium()
     assert exe is not None
-    with tempfile.TemporaryDirectory(prefix="hvkit-chromium-") as profile:
+    # Chromium's helper processes may still write into the profile after the browser exits
+    with tempfile.TemporaryDirectory(prefix="hvkit-chromium-", ignore_cleanup_errors=True) as profile:
         proc = subprocess.Popen(
             [exe, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            start_new_session=True,  # its own process group: the browser and its helpers end together
         )
         try:
             port_file = Path(profile) / "DevToolsActivePort"
@@ -91,11 +96,13 @@ def _browser() -> Iterator[str]:
             port = int(port_file.read_text().splitlines()[0])
             yield f"http://127.0.0.1:{port}"
         finally:
-            proc.terminate()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
             try:
                 proc.wait(10)
             except subprocess.TimeoutExpired:
-                proc.kill()
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
 
 
