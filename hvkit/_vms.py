@@ -16,6 +16,7 @@ from .backend import Event
 from .capabilities import Capability
 from .errors import AlreadyExists, HvkitError, InvalidSpec, InvalidState, NotFound
 from .models import VM, Console, DiskSpec, PowerState, VMMetrics, VMSpec
+from .models._checks import check_number
 from .models.spec import check_name, check_sizing
 from .tasks import ProgressCallback, Task
 
@@ -202,8 +203,8 @@ class VMManager(Manager):
     def stop(self, vm: VMRef, *, force: bool = False, timeout: float = 120.0, wait: bool = True) -> Any:
         """Shut down through the guest within ``timeout`` s (Timeout if it does not); ``force`` powers off."""
         self._hv.require(Capability.VM_POWER, "vms.stop")
-        if not timeout > 0:
-            raise InvalidSpec(f"stop timeout must be > 0 seconds, got {timeout}")
+        if check_number("stop timeout", timeout, 0.0, 10 * 365 * 86400.0, low_text="0 seconds") == 0:
+            raise InvalidSpec("stop timeout must be > 0 seconds, got 0")
         allowed = {PowerState.RUNNING, PowerState.PAUSED, PowerState.STARTING, PowerState.STOPPING, PowerState.CRASHED}
         if force:
             allowed |= {PowerState.SUSPENDED, PowerState.UNKNOWN}

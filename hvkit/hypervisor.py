@@ -21,6 +21,7 @@ from ._vms import VMManager
 from .backend import Backend
 from .capabilities import Capability
 from .errors import BackendError, HvkitError, Timeout, Unsupported
+from .models._checks import check_number
 from .models.enums import TaskState
 from .tasks import ProgressCallback, Task, TaskInfo
 
@@ -152,6 +153,9 @@ class Hypervisor:
         backend's Task is cancelled; if it finishes anyway, ``undo(result)`` removes what it made, known
         by the identity in its result (see :meth:`_abandon`); so it does when ``then`` fails after the work.
         """
+
+        if timeout is not None:  # checked before anything reaches the backend
+            check_number(f"{operation} timeout", timeout, 0.0, 10 * 365 * 86400.0, low_text="0 seconds")
 
         def submit() -> Any:
             with self.translating(operation):

@@ -56,6 +56,8 @@ class Fleet:
             raise InvalidSpec(f"max_workers must be a whole number >= 1, got {max_workers!r}")
         if isinstance(members, str | Hypervisor):
             raise InvalidSpec("Fleet takes a list of connections, URLs or profile names, not a single one")
+        if not isinstance(members, Iterable | Mapping):
+            raise InvalidSpec(f"Fleet takes a list of connections, URLs or profile names, got {type(members).__name__}")
         pairs: list[tuple[str | None, Source]]
         if isinstance(members, Mapping):
             pairs = [(str(k), v) for k, v in members.items()]
