@@ -104,3 +104,29 @@ def test_showmediuminfo_and_list_hdds_agree(sim: VBoxSim, tmp_path: Path) -> Non
     image = json.loads(subprocess.run(["qemu-img", "info", "--output=json", info["Location"]], capture_output=True,
                                       check=True, text=True).stdout)  # fmt: skip
     assert image["format"] == "vmdk" and image["virtual-size"] == 3 << 20
+
+
+@pytest.mark.parametrize("version", ["7.0", "6.1"])
+def test_natnetwork_add_remove_as_virtualbox(tmp_path: Path, version: str) -> None:
+    """``natnetwork add`` shows in ``list natnets`` (the backend's networks); errors as VBoxManage gives them."""
+    sim = VBoxSim(tmp_path / "vbox", version=version)
+    add = ("natnetwork", "add", "--netname", "default", "--network", "10.0.9.0/24", "--enable")
+    assert vbm(sim, *add).stdout == ""
+    nets = {b["NetworkName"]: b for b in _parse.key_value_blocks(vbm(sim, "list", "natnets").stdout, "NetworkName")}
+    assert nets["default"]["Network"] == "10.0.9.0/24" and nets["default"]["IP"] == "10.0.9.1"
+    again = vbm(sim, *add, ok=False)
+    assert (again.returncode, again.stderr) == (1, "VBoxManage: error: NATNetwork server already exists\n")
+    no_cidr = vbm(sim, "natnetwork", "add", "--netname", "x", ok=False)
+    assert no_cidr.returncode == 2 and no_cidr.stderr.endswith("error: You need to specify the --network option\n")
+    extra = vbm(sim, "natnetwork", "remove", "--netname", "default", "--enable", ok=False)  # remove: 4 options only
+    assert extra.returncode == 2 and extra.stderr.endswith("error: Unknown option: --enable\n")
+    new_spelling = vbm(sim, "natnetwork", "add", "--netname", "y", "--ipv4-prefix", "10.0.8.0/24", ok=version == "7.0")
+    assert new_spelling.returncode == (0 if version == "7.0" else 2)
+    listed = vbm(sim, "natnetwork", "list", "def*", ok=version == "7.0")
+    if version == "7.0":
+        assert "Name:         default\n" in listed.stdout and listed.stdout.endswith("1 network found\n")
+    else:  # 6.1 has no 'natnetwork list'
+        assert listed.returncode == 2 and "Invalid parameter 'list'" in listed.stderr
+    vbm(sim, "natnetwork", "remove", "--netname", "default")
+    gone = vbm(sim, "natnetwork", "remove", "--netname", "default", ok=False)
+    assert (gone.returncode, gone.stderr) == (1, "VBoxManage: error: NATNetwork server does not exist\n")

@@ -25,6 +25,7 @@ from typing import Any
 from ._cli import SimExit, parse
 from ._diskcmds import DISK_COMMANDS
 from ._lists import LISTS, list_vms
+from ._netcmds import NET_COMMANDS
 from ._state import FULL_VERSIONS, STATE_ENV, VERSION_ENV, Sim, locked, new_state
 from ._vmcmds import VM_COMMANDS
 
@@ -117,7 +118,7 @@ def _dispatch(sim: Sim, argv: list[str]) -> str:
         if targets[0] not in LISTS:
             raise SimExit(2, f"VBoxManage: error: Unknown subcommand '{targets[0]}'\n")
         return LISTS[targets[0]](sim)
-    handler = VM_COMMANDS.get(sub) or DISK_COMMANDS.get(sub)
+    handler = VM_COMMANDS.get(sub) or DISK_COMMANDS.get(sub) or NET_COMMANDS.get(sub)
     if handler is None:
         raise SimExit(2, f"VBoxManage: error: Invalid command '{sub}'\n")
     return handler(sim, parsed)

@@ -38,6 +38,38 @@ SUBCOMMANDS = (
 )
 OUT = Path(__file__).with_name("options.json")
 
+# ``natnetwork`` is not in the reference data: its table (g_aNATNetworkIPOptions of VBoxManageNATNetwork.cpp) is
+# kept here. 7.0 added the new spellings (--ipv4-prefix, --ipv6-enable) and --ipv6-default / --ipv6-prefix, and
+# ``natnetwork list``; ``remove`` (and start / stop) accept only the table's first four entries.
+_NATNET_6 = ["--netname", "--network", "--dhcp", "--ipv6", "--enable", "--disable", "--port-forward-4",
+             "--port-forward-6", "--loopback-4", "--loopback-6"]  # fmt: skip
+_NATNET_7 = ["--netname", "--network", "--ipv4-prefix", "--dhcp", "--ipv6", "--ipv6-default", "--ipv6-enable",
+             "--ipv6-prefix", "--enable", "--disable", "--port-forward-4", "--port-forward-6", "--loopback-4",
+             "--loopback-6"]  # fmt: skip
+_NATNET_OPS = {"6.1": ["add", "remove", "modify", "start", "stop"], "7.0": ["add", "list", "modify", "remove", "start",
+               "stop"]}  # fmt: skip
+_NATNET_USAGE = [
+    "VBoxManage natnetwork add [--disable | --enable] --netname=<name> --network=<network> [--dhcp=on|off] "
+    "[--ipv6=on|off] [--loopback-4=<rule>] [--loopback-6=<rule>] [--port-forward-4=<rule>] [--port-forward-6=<rule>]",
+    "VBoxManage natnetwork list [<filter-pattern>]",
+    "VBoxManage natnetwork modify [--dhcp=on|off] [--disable | --enable] --netname=<name> --network=<network> "
+    "[--ipv6=on|off] [--loopback-4=<rule>] [--loopback-6=<rule>] [--port-forward-4=<rule>] [--port-forward-6=<rule>]",
+    "VBoxManage natnetwork remove --netname=<name>",
+    "VBoxManage natnetwork start --netname=<name>",
+    "VBoxManage natnetwork stop --netname=<name>",
+]
+
+
+def _natnetwork(short: str) -> dict[str, Any]:
+    names = _NATNET_6 if short == "6.1" else _NATNET_7
+    value = {"--enable": "-", "--disable": "-"}
+    return {
+        "options": dict(sorted((name, value.get(name, "v")) for name in names)),
+        "remove_options": names[:4],
+        "operations": _NATNET_OPS[short],
+        "usage": [line for line in _NATNET_USAGE if short != "6.1" or " list " not in line],
+    }
+
 
 def _table(entry: dict[str, Any]) -> dict[str, Any]:
     options: dict[str, str] = {}
@@ -59,7 +91,10 @@ def _table(entry: dict[str, Any]) -> dict[str, Any]:
 
 def generate(source: Path) -> dict[str, Any]:
     data = json.loads(source.read_text())
-    return {short: {sub: _table(data[sub][full]) for sub in SUBCOMMANDS} for short, full in VERSIONS.items()}
+    return {
+        short: {**{sub: _table(data[sub][full]) for sub in SUBCOMMANDS}, "natnetwork": _natnetwork(short)}
+        for short, full in VERSIONS.items()
+    }
 
 
 def main(argv: list[str]) -> int:
