@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,41 +20,19 @@ import hvkit
 from hvkit import migration
 from hvkit.backend import DiskImage
 from hvkit.hypervisor import Hypervisor
-from hvkit.migration import convert_image
 from hvkit.migration._plan import can_export, can_import
 from hvkit.migration._verify import checksum_bytes
+
+from ._paths import data_content, kvm_hypervisor, read_back, remove, source_on, vcenter_hypervisor
 
 MIB = 1024 * 1024
 BOOT_TIMEOUT = 180.0
 
+kvm = pytest.fixture(scope="module", name="kvm")(kvm_hypervisor)
+vcenter = pytest.fixture(scope="module", name="vcenter")(vcenter_hypervisor)
+
 
 # -- backends -----------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def kvm() -> Iterator[Hypervisor]:
-    libvirt = pytest.importorskip("libvirt", reason="the kvm backend needs libvirt-python")
-    try:
-        conn = libvirt.open("qemu:///system")
-        conn.storagePoolLookupByName("default")
-        conn.networkLookupByName("default")
-        conn.close()
-    except libvirt.libvirtError as exc:
-        pytest.skip(f"no usable libvirtd at qemu:///system ({exc.get_error_message()}); run scripts/setup.d/20-kvm.sh")
-    with hvkit.connect("kvm:///system", virt_type="qemu") as hv:
-        yield hv
-
-
-@pytest.fixture(scope="module")
-def vcenter() -> Iterator[Hypervisor]:
-    pytest.importorskip("pyVmomi", reason="the vmware backend needs pyvmomi")
-    if shutil.which("go") is None:
-        pytest.skip("vcsim needs the Go compiler: see scripts/setup.d/30-vmware.packages")
-    from hvkit.testing.vcsim import Vcsim, VcsimConfig
-
-    config = VcsimConfig(esx=False, datastores=1, username="admin@vsphere.local", password="Mig-pa55word")
-    with Vcsim(config) as sim, hvkit.connect(sim.url, password=sim.password, ca_file=sim.cert_file) as hv:
-        yield hv
-
-
 def _ssh_dir() -> Path:
     ssh_dir = Path(os.environ.get("HVKIT_MIGRATION_SSH_DIR", "/var/lib/hvkit/migration-ssh"))
     if not (ssh_dir / "known_hosts").is_file() or not os.access(ssh_dir / "client_ed25519", os.R_OK):
@@ -91,12 +68,7 @@ def cleanup() -> Iterator[list[tuple[Hypervisor, str]]]:
     yield made
     for hv, name in reversed(made):
         try:  # listing can race with other tests on a shared libvirtd
-            vms = [vm for vm in hv.vms.list() if vm.name.startswith(name)]
-            for vm in vms:
-                hv.vms.delete(vm, force=True)
-            for vol in hv.volumes.list():
-                if vol.name.startswith(name):
-                    hv.volumes.delete(vol)
+            remove(hv, name)
         except hvkit.errors.HvkitError:
             pass
 
@@ -109,47 +81,6 @@ def guest_image() -> Iterator[Path]:
     if os.geteuid() != 0:
         pytest.skip("building the bootable guest image needs root")
     yield build_guest_image("hvkit-migrated-from-vmware")
-
-
-def _data_file(tmp: Path, size: int, seed: int) -> bytes:
-    rnd = random.Random(seed)
-    content = bytearray(size)
-    for off in (0, size // 3, size - 3 * 65536):
-        content[off : off + 100_000] = rnd.randbytes(min(100_000, size - off))
-    content[:16] = f"mig-marker-{seed:05d}".encode()
-    return bytes(content)
-
-
-def _source_on(hv: Hypervisor, tmp: Path, name: str, content: bytes, pool: str, network: str, bus: str) -> hvkit.VM:
-    """A stopped VM whose one disk holds ``content``, put there through the vendor's API.
-
-    Uses the volume upload stream where the backend has one, else its disk import (Proxmox).
-    """
-    raw = tmp / f"{name}.raw"
-    raw.write_bytes(content)
-    if hvkit.Capability.VOLUME_UPLOAD in hv.capabilities:
-        vol = hv.volumes.create(pool, f"{name}-src", max(len(content) / 1024**3, 0.01))
-        hv.volumes.upload(vol.id, raw)
-    else:
-        target = hv.pools.get(pool)
-        fmt = hvkit.DiskFormat.QCOW2 if hvkit.DiskFormat.QCOW2 in target.formats else hvkit.DiskFormat.RAW
-        image = DiskImage(str(raw), hvkit.DiskFormat.RAW, len(content))
-        with hv.translating("import_disk"):
-            vol = hv.backend.import_disk(target, f"{name}-src", image, fmt, str(tmp), lambda a, b: None)
-    disk = hvkit.DiskSpec(volume=vol.id, bus=bus)
-    vm: hvkit.VM = hv.vms.create(
-        hvkit.VMSpec(name=name, cpus=1, memory_mib=256, disks=[disk], nics=[hvkit.NicSpec(network)])
-    )
-    return vm
-
-
-def _read_back(hv: Hypervisor, volume: str, tmp: Path, size: int) -> bytes:
-    """A volume's content, read through the backend's disk export (any backend in the contract)."""
-    work = tmp / f"back-{uuid.uuid4().hex[:6]}"
-    with hv.translating("export_disk"):
-        image = hv.backend.export_disk(hv.volumes.get(volume), str(work), lambda a, b: None)
-    raw = convert_image(image, hvkit.DiskFormat.RAW, work)
-    return Path(raw.path).read_bytes()[:size]
 
 
 # -- the paths -----------------------------------------------------------------------------------------------
@@ -167,7 +98,7 @@ def test_vmware_to_kvm_boots(
 
     cleanup += [(vcenter, tag), (kvm, tag)]
     pool = vcenter.pools.list()[0].name
-    src = _source_on(vcenter, tmp_path, tag, guest_image.read_bytes(), pool, "VM Network", "scsi")
+    src = source_on(vcenter, tmp_path, tag, guest_image.read_bytes(), pool, "VM Network", "scsi")
     plan = migration.plan(vcenter, src.name, kvm, network_map={"VM Network": "default"},
                           storage_map={pool: "default"}, disk_bus="virtio")  # fmt: skip
     assert plan.ok, plan.problems
@@ -189,8 +120,8 @@ def test_kvm_to_vmware(
     kvm: Hypervisor, vcenter: Hypervisor, tmp_path: Path, tag: str, cleanup: list[tuple[Hypervisor, str]]
 ) -> None:
     cleanup += [(kvm, tag), (vcenter, tag)]
-    content = _data_file(tmp_path, 8 * MIB, 7)
-    src = _source_on(kvm, tmp_path, tag, content, "default", "default", "virtio")
+    content = data_content(8 * MIB, 7)
+    src = source_on(kvm, tmp_path, tag, content, "default", "default", "virtio")
     pool = vcenter.pools.list()[0].name
     plan = migration.plan(kvm, src.name, vcenter, network_map={"default": "VM Network"}, storage_map={"default": pool})
     assert plan.ok, plan.problems
@@ -200,15 +131,15 @@ def test_kvm_to_vmware(
     result = plan.run(journal_dir=tmp_path / "journal")
     assert result.verified
     assert result.disks[0].source_checksum == checksum_bytes(content + bytes(src.disks[0].size_bytes - len(content)))
-    assert _read_back(vcenter, result.vm.disks[0].volume or "", tmp_path, len(content)) == content
+    assert read_back(vcenter, result.vm.disks[0].volume or "", tmp_path, len(content)) == content
 
 
 def test_kvm_to_sim_and_back(kvm: Hypervisor, tmp_path: Path, tag: str, cleanup: list[tuple[Hypervisor, str]]) -> None:
     """libvirt volume streams out and in again; the second leg proves the checksums agree across vendors."""
     kvm = hvkit.connect("kvm:///system", virt_type="qemu", local_files=False)  # streams, not files in place
     cleanup.append((kvm, tag))
-    content = _data_file(tmp_path, 8 * MIB, 11)
-    src = _source_on(kvm, tmp_path, tag, content, "default", "default", "virtio")
+    content = data_content(8 * MIB, 11)
+    src = source_on(kvm, tmp_path, tag, content, "default", "default", "virtio")
     with hvkit.connect(f"sim://{tag}") as sim:
         there = migration.plan(kvm, src.name, sim, name=f"{tag}-x", storage_map={"default": "default"}).run(
             journal_dir=tmp_path / "j1"
@@ -218,7 +149,7 @@ def test_kvm_to_sim_and_back(kvm: Hypervisor, tmp_path: Path, tag: str, cleanup:
         back = migration.plan(sim, there.vm.name, kvm, name=f"{tag}-back").run(journal_dir=tmp_path / "j2")
         assert back.verified
         assert back.disks[0].target_checksum == there.disks[0].source_checksum
-        assert _read_back(kvm, back.vm.disks[0].volume or "", tmp_path, len(content)) == content
+        assert read_back(kvm, back.vm.disks[0].volume or "", tmp_path, len(content)) == content
 
 
 @pytest.mark.parametrize("direction", ["vmware->proxmox", "kvm->proxmox"])
@@ -227,10 +158,10 @@ def test_to_proxmox(request: pytest.FixtureRequest, direction: str, tmp_path: Pa
     source_kind = direction.split("->")[0]
     src: Hypervisor = request.getfixturevalue({"vmware": "vcenter", "kvm": "kvm"}[source_kind])
     dst: Hypervisor = request.getfixturevalue("proxmox")
-    content = _data_file(tmp_path, 8 * MIB, 13)
+    content = data_content(8 * MIB, 13)
     pool = "default" if source_kind == "kvm" else src.pools.list()[0].name
     net = "default" if source_kind == "kvm" else src.networks.list()[0].name
-    vm = _source_on(src, tmp_path, tag, content, pool, net, "scsi")
+    vm = source_on(src, tmp_path, tag, content, pool, net, "scsi")
     try:
         plan = migration.plan(src, vm.name, dst, network_map={net: "vmbr0"}, storage_map={pool: "local-lvm"})
         assert plan.ok, plan.problems
@@ -243,7 +174,7 @@ def test_to_proxmox(request: pytest.FixtureRequest, direction: str, tmp_path: Pa
         assert made.disks[0].pool == "local-lvm" and made.disks[0].bus is hvkit.DiskBus.SCSI
         assert [n.mac for n in made.nics] == [n.mac for n in src.vms.get(vm.id).nics]  # MAC kept
         assert not [v for v in dst.volumes.list() if "import/" in v.id and tag in v.id]  # import file dropped
-        assert _read_back(dst, made.disks[0].volume or "", tmp_path, len(content)) == content
+        assert read_back(dst, made.disks[0].volume or "", tmp_path, len(content)) == content
     finally:
         for hv in (src, dst):
             for v in hv.vms.list():
@@ -265,7 +196,7 @@ def test_proxmox_to_kvm_boots(
 
     cleanup.append((kvm, tag))
     image = guest_image.read_bytes()
-    src = _source_on(proxmox, tmp_path, tag, image, "local", "vmbr0", "scsi")
+    src = source_on(proxmox, tmp_path, tag, image, "local", "vmbr0", "scsi")
     try:
         plan = migration.plan(proxmox, src.name, kvm, network_map={"vmbr0": "default"},
                               storage_map={"local": "default"}, disk_bus="virtio")  # fmt: skip
@@ -338,7 +269,7 @@ def test_loopback_ssh_server_streams_a_disk(tmp_path: Path) -> None:
     port = os.environ.get("HVKIT_MIGRATION_SSH_PORT", "2222")
     if not (ssh_dir / "known_hosts").is_file() or not os.access(ssh_dir / "client_ed25519", os.R_OK):
         pytest.skip(f"no loopback SSH server set up in {ssh_dir}: run scripts/setup.d/60-migration.sh")
-    content = _data_file(tmp_path, 4 * MIB, 17)
+    content = data_content(4 * MIB, 17)
     node_file = tmp_path / "node-disk.raw"
     node_file.write_bytes(content)
     argv = ["ssh", "-i", str(ssh_dir / "client_ed25519"), "-o", f"UserKnownHostsFile={ssh_dir / 'known_hosts'}",
