@@ -20,6 +20,8 @@ only this module, :mod:`hvkit.models`, :mod:`hvkit.errors` and :mod:`hvkit.capab
   backend keeps itself;
 * secrets: :func:`install_redaction` puts a :class:`RedactingFilter` on the vendor SDK's loggers (call it
   once the SDK is imported), :func:`redact` masks secrets in a text.
+* recording: :func:`cassette_recorder` (a vcrpy recorder that drops credential headers and scrubs bodies
+  with the backend's scrubber, in a :data:`RecordMode`), :func:`scrub_body`, :func:`scrub_secrets`.
 
 ``docs/architecture.md`` shows how a backend is put together from these parts.
 """
@@ -43,6 +45,7 @@ from ._images import (
 )
 from ._images import _qemuimg as qemuimg
 from ._options import ConnectOptions
+from ._recording import RecordMode, cassette_recorder, scrub_body, scrub_secrets
 from ._rollback import Rollback
 from ._secrets import RedactingFilter, install_redaction, redact
 from ._traits import Limits, MacRange, Traits
@@ -59,6 +62,7 @@ __all__ = [
     "Limits",
     "MacRange",
     "ProgressFn",
+    "RecordMode",
     "RedactingFilter",
     "RetryHook",
     "Rollback",
@@ -71,6 +75,7 @@ __all__ = [
     "ThreadSource",
     "Traits",
     "allocated_bytes",
+    "cassette_recorder",
     "convert_image",
     "default_export",
     "default_import",
@@ -81,6 +86,8 @@ __all__ = [
     "qemu_img",
     "qemuimg",
     "redact",
+    "scrub_body",
+    "scrub_secrets",
     "ssh_export",
     "wait_for",
     "write_into",

@@ -31,12 +31,13 @@ import re
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Iterator
-from typing import Any, Literal
+from typing import Any
+
+from ...driver import RecordMode as Mode
+from ...driver import cassette_recorder, scrub_secrets
 
 __all__ = ["cassette", "envelope_key", "scrub_text"]
 
-Mode = Literal["record", "replay", "auto"]
-_RECORD_MODES = {"record": "all", "replay": "none", "auto": "once"}
 _NS = {
     "s": "http://www.w3.org/2003/05/soap-envelope",
     "a": "http://schemas.xmlsoap.org/ws/2004/08/addressing",
@@ -48,21 +49,7 @@ _HEADER = re.compile(rb"# hvkit-template: ([\w.]+ v\d+)")
 
 def scrub_text(text: str, secrets: Iterable[str] = ()) -> str:
     """Replace every listed secret (at least 3 characters) with ``***``."""
-    for secret in secrets:
-        if secret and len(secret) >= 3:
-            text = text.replace(secret, "***")
-    return text
-
-
-def _scrub_body(body: Any, secrets: list[str]) -> Any:
-    if isinstance(body, bytes):
-        try:
-            return scrub_text(body.decode("utf-8"), secrets).encode("utf-8")
-        except UnicodeDecodeError:
-            return body
-    if isinstance(body, str):
-        return scrub_text(body, secrets)
-    return body
+    return scrub_secrets(text, secrets)
 
 
 def envelope_key(body: bytes | str | None) -> tuple[Any, ...]:
@@ -116,42 +103,16 @@ def _deterministic_message_ids() -> Iterator[None]:
 @contextlib.contextmanager
 def cassette(path: str, *, mode: Mode = "replay", secrets: Iterable[str] = ()) -> Iterator[Any]:
     """Record (``"record"``), replay (``"replay"``) or record once then replay (``"auto"``) WinRM traffic."""
-    try:
-        import vcr
-    except ImportError as exc:
-        raise ImportError("recording needs vcrpy: pip install 'hvkit[test]' (or pip install vcrpy)") from exc
-    if mode not in _RECORD_MODES:
-        raise ValueError(f"mode must be one of {', '.join(_RECORD_MODES)}, got {mode!r}")
     hidden = [s for s in secrets if s]
-
-    def before_request(request: Any) -> Any:
-        for header in list(request.headers):
-            if header.lower() in ("authorization", "cookie"):
-                request.headers.pop(header)
-        request.body = _scrub_body(request.body, hidden)
-        return request
-
-    def before_response(response: dict[str, Any]) -> dict[str, Any]:
-        headers = response.get("headers", {})
-        for header in list(headers):
-            if header.lower() in ("set-cookie", "authorization"):
-                headers.pop(header)
-        body = response.get("body", {})
-        if "string" in body:
-            body["string"] = _scrub_body(body["string"], hidden)
-        return response
 
     def same_envelope(r1: Any, r2: Any) -> None:
         assert envelope_key(r1.body) == envelope_key(r2.body), "the WS-Management requests differ"
 
-    recorder = vcr.VCR(
-        record_mode=_RECORD_MODES[mode],
+    recorder = cassette_recorder(
+        mode,
+        lambda text: scrub_secrets(text, hidden),
         match_on=["method", "path", "wsman"],
-        before_record_request=before_request,
-        before_record_response=before_response,
-        decode_compressed_response=True,
-        filter_headers=["authorization", "cookie"],
+        matchers={"wsman": same_envelope},
     )
-    recorder.register_matcher("wsman", same_envelope)
     with _deterministic_message_ids(), recorder.use_cassette(path) as tape:
         yield tape

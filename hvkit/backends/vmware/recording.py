@@ -21,12 +21,13 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Iterable, Iterator
-from typing import Any, Literal
+from typing import Any
+
+from ...driver import RecordMode as Mode
+from ...driver import cassette_recorder, scrub_body, scrub_secrets
 
 __all__ = ["cassette", "scrub_text"]
 
-Mode = Literal["record", "replay", "auto"]
-_RECORD_MODES = {"record": "all", "replay": "none", "auto": "once"}
 _SECRET_ELEMENTS = ("userName", "password", "ticket", "sslThumbprint", "sessionId", "token", "key")
 _TICKET_RESPONSES = re.compile(
     r"(<(Acquire(?:Clone|Generic(?:Service)?|Mks|Credentials(?:InGuest)?)?Ticket(?:Response)?)[^>]*>.*?<returnval[^>]*>)(.*?)(</returnval>)",
@@ -45,74 +46,40 @@ def scrub_text(text: str, secrets: Iterable[str] = ()) -> str:
     text = _TICKET_RESPONSES.sub(lambda m: f"{m.group(1)}***{m.group(4)}", text)
     text = _LOGIN_KEY.sub(lambda m: f"{m.group(1)}***{m.group(3)}", text)
     text = _COOKIE.sub('vmware_soap_session="***"', text)
-    for secret in secrets:
-        if secret and len(secret) >= 3:
-            text = text.replace(secret, "***")
-    return text
-
-
-def _scrub_body(body: Any, secrets: list[str]) -> Any:
-    if isinstance(body, bytes):
-        try:
-            return scrub_text(body.decode("utf-8"), secrets).encode("utf-8")
-        except UnicodeDecodeError:
-            return body
-    if isinstance(body, str):
-        return scrub_text(body, secrets)
-    return body
+    return scrub_secrets(text, secrets)
 
 
 @contextlib.contextmanager
 def cassette(path: str, *, mode: Mode = "replay", secrets: Iterable[str] = ()) -> Iterator[Any]:
     """Record (``"record"``), replay (``"replay"``) or record once then replay (``"auto"``) HTTP traffic."""
-    try:
-        import vcr
-    except ImportError as exc:
-        raise ImportError("recording needs vcrpy: pip install 'hvkit[test]' (or pip install vcrpy)") from exc
-    if mode not in _RECORD_MODES:
-        raise ValueError(f"mode must be one of {', '.join(_RECORD_MODES)}, got {mode!r}")
     hidden = [s for s in secrets if s]
 
-    def before_request(request: Any) -> Any:
-        for header in ("Cookie", "cookie", "Authorization", "authorization"):
-            request.headers.pop(header, None)
-        request.body = _scrub_body(request.body, hidden)
-        return request
-
-    def before_response(response: dict[str, Any]) -> dict[str, Any]:
-        headers = response.get("headers", {})
-        for header in list(headers):
-            if header.lower() in ("set-cookie", "authorization"):
-                headers.pop(header)
-        body = response.get("body", {})
-        if "string" in body:
-            body["string"] = _scrub_body(body["string"], hidden)
-        return response
+    def scrub(text: str) -> str:
+        return scrub_text(text, hidden)
 
     def same_body(r1: Any, r2: Any) -> None:
-        b1 = _scrub_body(r1.body or b"", hidden)
-        b2 = _scrub_body(r2.body or b"", hidden)
+        b1 = scrub_body(r1.body or b"", scrub)
+        b2 = scrub_body(r2.body or b"", scrub)
         assert b1 == b2, "request bodies differ"
 
-    from pyVim import connect as pyvim_connect
-    from pyVmomi import SoapAdapter
-    from vcr.stubs import VCRHTTPConnection, VCRHTTPSConnection
+    def patches() -> tuple[tuple[Any, str, Any], ...]:
+        from pyVim import connect as pyvim_connect
+        from pyVmomi import SoapAdapter
+        from vcr.stubs import VCRHTTPConnection, VCRHTTPSConnection
 
-    # pyvmomi binds http.client's classes at import time: patch its names too.
-    patches = (
-        (pyvim_connect, "HTTPSConnection", VCRHTTPSConnection),
-        (SoapAdapter, "HTTPSConnection", VCRHTTPSConnection),
-        (SoapAdapter, "HTTPConnection", VCRHTTPConnection),
-    )
-    recorder = vcr.VCR(
-        custom_patches=patches,
-        record_mode=_RECORD_MODES[mode],
+        # pyvmomi binds http.client's classes at import time: patch its names too.
+        return (
+            (pyvim_connect, "HTTPSConnection", VCRHTTPSConnection),
+            (SoapAdapter, "HTTPSConnection", VCRHTTPSConnection),
+            (SoapAdapter, "HTTPConnection", VCRHTTPConnection),
+        )
+
+    recorder = cassette_recorder(
+        mode,
+        scrub,
         match_on=["method", "path", "query", "soap_body"],
-        before_record_request=before_request,
-        before_record_response=before_response,
-        decode_compressed_response=True,
-        filter_headers=["cookie", "authorization"],
+        matchers={"soap_body": same_body},
+        patches=patches,
     )
-    recorder.register_matcher("soap_body", same_body)
     with recorder.use_cassette(path) as tape:
         yield tape
