@@ -35,6 +35,7 @@ __all__ = [
     "one_line",
     "open_hv",
     "open_url",
+    "pairs",
     "report_error",
     "run_task",
     "to_jsonable",
@@ -108,6 +109,17 @@ def open_hv(args: argparse.Namespace) -> Hypervisor:
     if url is None and not args.profile:  # an empty --url is refused by connect(), not taken as sim://
         url = os.environ.get("HVKIT_URL") or "sim://"
     return open_url(url, args.profile)
+
+
+def pairs(what: str, items: list[str]) -> dict[str, str]:
+    """``SOURCE=TARGET`` options (``--network-map`` and the like) as a mapping; InvalidSpec for any other shape."""
+    out: dict[str, str] = {}
+    for item in items:
+        a, sep, b = item.partition("=")
+        if not sep or not a.strip() or not b.strip():
+            raise errors.InvalidSpec(f"{what} takes SOURCE=TARGET, got {item!r}")
+        out[a.strip()] = b.strip()
+    return out
 
 
 def to_jsonable(value: Any) -> Any:

@@ -15,7 +15,7 @@ from typing import IO, Any
 
 from ..errors import InvalidSpec
 from ..models import DiskBus, DiskFormat, NicModel
-from ._common import EXIT_PLAN_PROBLEMS, ProgressBars, open_url
+from ._common import EXIT_PLAN_PROBLEMS, ProgressBars, open_url, pairs
 
 __all__ = ["main", "register"]
 
@@ -64,16 +64,6 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
-def _pairs(what: str, items: list[str]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for item in items:
-        a, sep, b = item.partition("=")
-        if not sep or not a.strip() or not b.strip():
-            raise InvalidSpec(f"{what} takes SOURCE=TARGET, got {item!r}")
-        out[a.strip()] = b.strip()
-    return out
-
-
 def main(args: argparse.Namespace, out: IO[str] | None = None, err: IO[str] | None = None) -> int:
     """Run ``hvkit migrate`` for parsed ``args``; return the exit code.
 
@@ -86,8 +76,8 @@ def main(args: argparse.Namespace, out: IO[str] | None = None, err: IO[str] | No
     err = err or sys.stderr
     if args.vm is None and not (args.resume or args.rollback):
         raise InvalidSpec("name the VM to move (or pass --resume/--rollback JOURNAL)")
-    networks = _pairs("--network-map", args.network_map)
-    storages = _pairs("--storage-map", args.storage_map)
+    networks = pairs("--network-map", args.network_map)
+    storages = pairs("--storage-map", args.storage_map)
     try:
         with open_url(args.source) as src, open_url(args.target) as dst:
             bars = None if args.no_progress else ProgressBars(err)

@@ -20,7 +20,7 @@ import sys
 from typing import IO, Any
 
 from ..errors import InvalidSpec
-from ._common import open_url
+from ._common import open_url, pairs
 
 __all__ = ["main", "register"]
 
@@ -51,16 +51,6 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--keep-replica", action="store_true", help="remove: keep the replica VM (and its disks)")
     p.set_defaults(func=main)
     return p
-
-
-def _pairs(what: str, items: list[str]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for item in items:
-        a, sep, b = item.partition("=")
-        if not sep or not a.strip() or not b.strip():
-            raise InvalidSpec(f"{what} takes SOURCE=TARGET, got {item!r}")
-        out[a.strip()] = b.strip()
-    return out
 
 
 def _need(args: argparse.Namespace, *which: str) -> None:
@@ -117,8 +107,8 @@ def main(args: argparse.Namespace, out: IO[str] | None = None, err: IO[str] | No
                 raise InvalidSpec("--keep takes a number >= 0")
             replica = replication.create(
                 src, args.name, dst, name=args.replication, replica_name=args.replica_name,
-                network_map=_pairs("--network-map", args.network_map),
-                storage_map=_pairs("--storage-map", args.storage_map), disk_format=args.format,
+                network_map=pairs("--network-map", args.network_map),
+                storage_map=pairs("--storage-map", args.storage_map), disk_format=args.format,
                 keep_macs=not args.new_macs, keep=args.keep, cbt=not args.no_cbt,
             )  # fmt: skip
             d = replica.describe()
