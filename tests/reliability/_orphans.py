@@ -42,6 +42,15 @@ def connect_pve(sim: ProxmoxSimulator) -> hvkit.Hypervisor:
     return hvkit.connect(sim.url, token=sim.token, ca_file=sim.ca_file, timeout=10)
 
 
+def pve_session(sim: ProxmoxSimulator) -> Iterator[hvkit.Hypervisor]:
+    """A connection to ``sim`` for one test; every VM is deleted after it (linked clones before their templates)."""
+    hv = connect_pve(sim)
+    yield hv
+    for vm in sorted(hv.vms.list(), key=lambda v: v.template):
+        hv.vms.delete(vm.id, force=True)
+    hv.close()
+
+
 def sim_orphans(hv: hvkit.Hypervisor, expected_vms: set[str]) -> list[str]:
     """VMs not in ``expected_vms`` (ids), volumes no VM uses, image files no volume stands for."""
     world = hv.backend.world  # type: ignore[attr-defined]

@@ -13,7 +13,7 @@ import hvkit
 from hvkit import errors
 from hvkit.testing.proxmox_sim import ProxmoxSimulator
 
-from ._orphans import connect_pve, fresh_sim, pve_orphans, pve_spec, sim_orphans, spec
+from ._orphans import connect_pve, fresh_sim, pve_orphans, pve_session, pve_spec, sim_orphans, spec
 
 pytest.importorskip("proxmoxer")
 
@@ -56,11 +56,7 @@ def pve() -> Iterator[ProxmoxSimulator]:
 
 @pytest.fixture
 def phv(pve: ProxmoxSimulator) -> Iterator[hvkit.Hypervisor]:
-    hv = connect_pve(pve)
-    yield hv
-    for vm in sorted(hv.vms.list(), key=lambda v: v.template):  # linked clones before their templates
-        hv.vms.delete(vm.id, force=True)
-    hv.close()
+    yield from pve_session(pve)
 
 
 def test_sim_four_creates_of_one_name(sim: hvkit.Hypervisor) -> None:

@@ -11,7 +11,7 @@ from hvkit import CloudInit, errors
 from hvkit.testing.proxmox_sim import ProxmoxSimulator
 from hvkit.testing.proxmox_sim.state import PVEError
 
-from ._orphans import connect_pve, fresh_sim, pve_orphans, pve_spec, sim_orphans, spec
+from ._orphans import fresh_sim, pve_orphans, pve_session, pve_spec, sim_orphans, spec
 
 pytest.importorskip("proxmoxer")
 
@@ -29,11 +29,7 @@ def pve() -> Iterator[ProxmoxSimulator]:
 
 @pytest.fixture
 def phv(pve: ProxmoxSimulator) -> Iterator[hvkit.Hypervisor]:
-    hv = connect_pve(pve)
-    yield hv
-    for vm in sorted(hv.vms.list(), key=lambda v: v.template):  # linked clones before their templates
-        hv.vms.delete(vm.id, force=True)
-    hv.close()
+    yield from pve_session(pve)
 
 
 # -- sim ----------------------------------------------------------------------------------------------
