@@ -87,6 +87,7 @@ class XapiSession:
         self.handle = ""
         self.version = ""
         self.redirected_from: str | None = None
+        self.http_requests = 0  # GETs through the HTTP handlers (``get``)
         self._filter = _RedactSecrets([self._password])
         for name in ("XenAPI", "xmlrpc", "urllib3"):
             logging.getLogger(name).addFilter(self._filter)
@@ -231,6 +232,34 @@ class XapiSession:
                 self.host, self.port, timeout=timeout or self.timeout, context=self.ssl_context()
             )
         return conn, f"{path}?{query}"
+
+    def get(self, path: str, params: dict[str, str], *, host: str | None = None, limit: int = 64 << 20) -> bytes:
+        """The body of ``GET path`` on ``host`` (default: the master), TLS and timeout as for the calls.
+
+        A session that expired (401/403) is renewed through one cheap call and the request sent once more.
+        """
+        for attempt in (1, 2):
+            conn, target = self.http("GET", path, params)
+            if host is not None:
+                conn.host = host.strip("[]")
+            self.http_requests += 1
+            try:
+                conn.request("GET", target)
+                resp = conn.getresponse()
+                body = resp.read(limit + 1)
+            except (OSError, http.client.HTTPException) as exc:
+                raise ConnectionError(f"GET {path} on {conn.host}: {exc}") from exc
+            finally:
+                conn.close()
+            if resp.status in (401, 403) and attempt == 1:
+                self.call("pool.get_all")  # logs in again when the session expired
+                continue
+            if resp.status != 200:
+                raise ConnectionError(f"GET {path} on {conn.host}: HTTP {resp.status} {resp.reason}")
+            if len(body) > limit:
+                raise ConnectionError(f"GET {path} on {conn.host}: the answer exceeds {limit} bytes")
+            return bytes(body)
+        raise ConnectionError(f"GET {path}: refused again after logging in again")
 
 
 def _failure(result: Any) -> list[Any] | None:

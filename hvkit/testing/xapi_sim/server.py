@@ -1,4 +1,5 @@
-"""The XAPI simulator's HTTPS listeners: XML-RPC at /, JSON-RPC at /jsonrpc, /import_raw_vdi, /export_raw_vdi."""
+"""The XAPI simulator's HTTPS listeners: XML-RPC at /, JSON-RPC at /jsonrpc, /import_raw_vdi, /export_raw_vdi,
+/rrd_updates."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from . import vms as _vms  # noqa: F401 - registers the VM handlers
 from .api import API
 from .model import Failure
 from .pool import Pool
+from .rrd import Rrd, RrdError
 from .wire import json_response, parse_json, parse_xml, xml_response
 
 __all__ = ["XapiSimulator"]
@@ -88,6 +90,7 @@ class XapiSimulator:
         self.password = password or secrets.token_urlsafe(12)
         self.pool = Pool(self.root / "sr", hosts, capacity_gib=capacity_gib)
         self.api = API(self.pool, {self.username: self.password}, task_delay=task_delay, session_ttl=session_ttl)
+        self.rrd = Rrd(self.api)  # /rrd_updates; rrd.advance(s) lets time pass for the counters
         self._servers: list[ThreadingHTTPServer] = []
         self.ca_file = ""
         self.port = 0
@@ -283,6 +286,13 @@ class _Handler(BaseHTTPRequestHandler):
             os.truncate(path, size)
 
     def do_GET(self) -> None:
+        if urllib.parse.urlsplit(self.path).path == "/rrd_updates":
+            query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(self.path).query))
+            try:
+                self._send(200, self.sim.rrd.updates(self.host, query), "text/xml")
+            except RrdError as exc:
+                self._send(exc.status, exc.text.encode(), "text/plain")
+            return
         if urllib.parse.urlsplit(self.path).path != "/export_raw_vdi":
             self._send(404, b"", "text/plain")
             return
