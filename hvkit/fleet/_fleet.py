@@ -10,11 +10,10 @@ from typing import Any, TypeVar
 import attrs
 
 from .._connect import connect
-from ..capabilities import Capability
 from ..errors import InvalidSpec, NotFound, Unsupported
 from ..hypervisor import Hypervisor
-from ..models import VM, Host, HostMetrics, Network, PowerState, Snapshot, StoragePool, VMMetrics
-from ._build import Built, host_problem, key, storage_problem
+from ..models import VM, Host, Network, PowerState, StoragePool
+from ._build import Built, host_problem, storage_problem
 from ._capacity import CapacityReport, Finding, capacity, health
 from ._consolidation import consolidate
 from ._execute import check_plan, run_moves
@@ -22,6 +21,7 @@ from ._inventory import Failure, Inventory, Member, Outcome, Step, check_pattern
 from ._placement import balance
 from ._plan import PlacementPlan, check_ratio
 from ._reach import partial_reach, plan_with_disks
+from ._reads import host_metrics, read_vms, snapshots, vm_metrics
 from ._recover import RecoveryResult, Restart, recover
 from ._rules import Rule, rules_from_tags
 
@@ -276,30 +276,10 @@ class Fleet:
         return self._filter_common(self.inventory.networks, name, kind, hypervisor)
 
     # -- capacity and health ----------------------------------------------------------------------
-    def _host_metrics(self, inv: Inventory) -> dict[tuple[str, str], HostMetrics]:
-        labels = [m.label for m in inv.members if Capability.HOST_METRICS in m.capabilities and m.label in self._hvs]
-        out: dict[tuple[str, str], HostMetrics] = {}
-        for label, (res, _exc) in zip(labels, self._map(labels, lambda lb: self._hvs[lb].hosts.metrics()), strict=True):
-            for m in res or []:
-                out[(label, m.host)] = m
-        return out
-
-    def _vm_metrics(self, inv: Inventory) -> dict[str, VMMetrics]:
-        labels = [m.label for m in inv.members if Capability.VM_METRICS in m.capabilities and m.label in self._hvs]
-        running = {
-            lb: [v for v in inv.vms if v.hypervisor == lb and v.power_state is PowerState.RUNNING] for lb in labels
-        }
-        out: dict[str, VMMetrics] = {}
-        results = self._map(labels, lambda lb: self._hvs[lb].vms.metrics(running[lb]) if running[lb] else [])
-        for label, (res, _exc) in zip(labels, results, strict=True):
-            for m in res or []:
-                out[key(label, m.vm)] = m
-        return out
-
     def capacity(self, *, measured: bool = True) -> CapacityReport:
         """Per host and per pool capacity; ``measured`` reads host metrics where members offer them."""
         inv = self.inventory
-        metrics = self._host_metrics(inv) if measured else None
+        metrics = host_metrics(self._hvs, self._map, inv) if measured else None
         return capacity(inv.hosts, inv.vms, inv.pools, inv.kinds, metrics)
 
     def health(
@@ -319,7 +299,7 @@ class Fleet:
                 raise InvalidSpec(f"{what} must be a number of days >= 0, got {value!r}")
         inv = self.inventory
         report = self.capacity()
-        snaps = self._snapshots(inv) if snapshot_days is not None else None
+        snaps = snapshots(self._hvs, self._map, inv) if snapshot_days is not None else None
         return health(
             report,
             inv.vms,
@@ -333,19 +313,6 @@ class Fleet:
             snapshot_days=snapshot_days if snapshot_days is not None else 0.0,
             stopped_days=stopped_days,
         )
-
-    def _snapshots(self, inv: Inventory) -> dict[tuple[str, str], list[Snapshot]]:
-        labels = [m.label for m in inv.members if Capability.SNAPSHOT in m.capabilities and m.label in self._hvs]
-        groups = [(lb, [v for v in inv.vms if v.hypervisor == lb and not v.template]) for lb in labels]
-        out: dict[tuple[str, str], list[Snapshot]] = {}
-        # one bulk read per member (snapshots.list_many), the members read concurrently
-        for (label, _vms), (res, _exc) in zip(
-            groups, self._map(groups, lambda g: self._hvs[g[0]].snapshots.list_many(g[1])), strict=True
-        ):
-            for vm_id, snaps in (res or {}).items():
-                if snaps:
-                    out[(label, vm_id)] = snaps
-        return out
 
     # -- plans ------------------------------------------------------------------------------------
     def _rules(self, rules: Iterable[Rule] | None, use_tags: bool) -> list[Rule]:
@@ -383,7 +350,7 @@ class Fleet:
     ) -> Built:
         """The placement problem of the fleet's hosts (see :func:`hvkit.fleet.host_problem`)."""
         inv = self.inventory
-        metrics = self._vm_metrics(inv) if demand == "measured" else None
+        metrics = vm_metrics(self._hvs, self._map, inv) if demand == "measured" else None
         return host_problem(
             inv.hosts,
             [self._detail.get((str(v.hypervisor), v.id), v) for v in inv.vms] if self._detail else inv.vms,
@@ -431,8 +398,7 @@ class Fleet:
         return plan_with_disks(make, inv.vms, partial_reach(inv.hosts, inv.pools), self._detail, self._read_vms)
 
     def _read_vms(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], VM]:
-        results = self._map(keys, lambda k: attrs.evolve(self._hvs[k[0]].vms.get(k[1]), hypervisor=k[0]))
-        return {k: vm for k, (vm, _exc) in zip(keys, results, strict=True) if vm is not None}
+        return read_vms(self._hvs, self._map, keys)
 
     def balance_storage(
         self,
