@@ -1,7 +1,8 @@
 """The simulator's ``/rrd_updates`` handler: one host's round-robin databases as XAPI exports them.
 
 XAPI (xcp-rrdd) answers ``GET /rrd_updates?session_id=..&start=<unix s>&cf=AVERAGE&interval=5&host=true``
-with an ``<xport>`` document: a ``<meta>`` (start, step, end, rows, columns and a legend of
+with an ``<xport>`` document (Xmlm's XML declaration, then no whitespace; values as ``%0.5g``): a
+``<meta>`` (start, step, end, rows, columns and a legend of
 ``AVERAGE:vm:<uuid>:<name>`` / ``AVERAGE:host:<uuid>:<name>``) and ``<data>`` rows, newest first, each
 ``<t>`` then one ``<v>`` per legend entry. Byte sources (``vbd_xvda_read``, ``vif_0_rx``, ``pif_eth0_tx``)
 are DERIVE sources: a row holds the mean rate in bytes per second over its step, ``NaN`` where nothing
@@ -47,7 +48,12 @@ def _unix(value: Any) -> float | None:
 
 
 def _fmt(value: float) -> str:
-    return "NaN" if math.isnan(value) else f"{value:.4f}".rstrip("0").rstrip(".") or "0"
+    """As xcp-rrdd's ``f_to_s``: ``%0.5g``, ``0.0`` for zero, ``NaN``, ``Infinity``."""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    return "0.0" if value == 0 else f"{value:.5g}"
 
 
 class Rrd:
@@ -82,11 +88,13 @@ class Rrd:
         if query.get("cf", "AVERAGE") != "AVERAGE":
             raise RrdError(400, "only the AVERAGE consolidation is kept")
         now = int(self.now())
+        if start < 0:  # relative to the last update, as XAPI takes it
+            start += now
         step, rows = next(
             ((st, n) for st, n in RRAS if st >= interval and now - start <= st * n), (RRAS[-1][0], RRAS[-1][1])
         )
         end = now // step * step
-        times = [t for t in range(end, end - step * rows, -step) if t > start]
+        times = [t for t in range(end, end - step * rows, -step) if t >= start]
         with self.api.store.lock:
             sources = self._sources(host, query.get("host", "false") == "true", query.get("vm_uuid", ""))
         legend = "".join(f"<entry>AVERAGE:{name}</entry>" for name, _ in sources)
@@ -94,9 +102,10 @@ class Rrd:
             "<row><t>" + str(t) + "</t>" + "".join(f"<v>{_fmt(value(t, step))}</v>" for _, value in sources) + "</row>"
             for t in times
         )
-        first = times[-1] if times else end
+        first = start // step * step + step  # XAPI's first_cdp_time
         return (
-            f"<xport><meta><start>{first}</start><step>{step}</step><end>{end}</end><rows>{len(times)}</rows>"
+            f'<?xml version="1.0" encoding="UTF-8"?>\n<xport><meta><start>{first}</start>'
+            f"<step>{step}</step><end>{end}</end><rows>{len(times)}</rows>"
             f"<columns>{len(sources)}</columns><legend>{legend}</legend></meta><data>{data}</data></xport>"
         ).encode()
 
