@@ -17,10 +17,10 @@ def version(r: Request) -> Any:
 
 @route("/cluster/resources", "GET")
 def resources(r: Request) -> Any:
-    kind = r.p.get("type")
-    if kind == "sdn":
+    rtype = r.p.get("type")
+    if rtype == "sdn":
         return []
-    return r.c.resources(kind)
+    return r.c.resources(rtype)
 
 
 @route("/cluster/nextid", "GET")

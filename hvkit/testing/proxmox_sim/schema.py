@@ -104,23 +104,23 @@ def check_params(path: str, method: str, params: Mapping[str, Any]) -> ParamErro
 
 def check_value(name: str, defn: Mapping[str, Any], value: object) -> str | None:
     """Return PVE's message for a bad value, or None."""
-    kind = defn.get("type", "string")
+    jtype = defn.get("type", "string")
     text = value if isinstance(value, str) else str(value)
-    if kind == "boolean":
+    if jtype == "boolean":
         if parse_bool(text) is None:
             return f"type check ('boolean') failed - got '{text}'"
         return None
-    if kind == "integer":
+    if jtype == "integer":
         if not re.fullmatch(r"[+-]?\d+", text.strip()):
             return f"type check ('integer') failed - got '{text}'"
         return _range(defn, int(text))
-    if kind == "number":
+    if jtype == "number":
         try:
             number = float(text)
         except ValueError:
             return f"type check ('number') failed - got '{text}'"
         return _range(defn, number)
-    if kind == "array":
+    if jtype == "array":
         return None
     if "maxLength" in defn and len(text) > int(defn["maxLength"]):
         return f"value may only be {defn['maxLength']} characters long"

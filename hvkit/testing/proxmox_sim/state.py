@@ -316,10 +316,10 @@ class Cluster:
                     path.parent.rmdir()
 
     # -- inventory ---------------------------------------------------------------------------------
-    def resources(self, kind: str | None) -> list[dict[str, Any]]:
+    def resources(self, rtype: str | None) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         now = time.time()
-        if kind in (None, "node"):
+        if rtype in (None, "node"):
             with self.mu:
                 counts = {
                     n: sum(1 for v in self.vms.values() if v.node == n and v.status == "running") for n in self.nodes
@@ -343,7 +343,7 @@ class Cluster:
                         "cgroup-mode": 2,
                     }
                 )
-        if kind in (None, "vm"):
+        if rtype in (None, "vm"):
             with self.mu:
                 vms = sorted(self.vms.values(), key=lambda v: v.vmid)
                 for vm in vms:
@@ -378,7 +378,7 @@ class Cluster:
                     if cfg.get("lock"):
                         entry["lock"] = cfg["lock"]
                     out.append(entry)
-        if kind in (None, "storage"):
+        if rtype in (None, "storage"):
             for node in self.nodes:
                 for st in self.storages.values():
                     if not st.on(node):
