@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -341,3 +342,54 @@ def test_checkpoints_keep_disk_states_as_hyper_v_does(hv: Hypervisor, host: Hype
     files = sorted(p.name for p in now.parent.iterdir() if p.name.startswith("hvk-chain"))
     hv.vms.delete(vm)
     assert not [p for p in now.parent.iterdir() if p.name.startswith("hvk-chain")], files
+
+
+@pytest.fixture
+def two_hosts() -> Iterator[tuple[HyperVHost, HyperVHost]]:
+    """HV01 and HV02, each reachable from the other by name for Move-VM."""
+    with HyperVHost(name="HV02") as dest, HyperVHost(name="HV01", peers=(dest,)) as src:
+        yield src, dest
+
+
+def test_live_migration_needs_delegation_then_moves_the_vm(two_hosts: tuple[HyperVHost, HyperVHost]) -> None:
+    src, dest = two_hosts
+    url = f"{src.url}?migration_hosts=HV02"
+    with hvkit.connect(url, password=src.password, ca_file=src.ca_file, timeout=20) as hv:
+        assert [h.name for h in hv.hosts.list()] == ["HV01", "HV02"]
+        vm = hv.vms.start(hv.vms.create(_spec("hvk-live")))
+        old_path = vm.disks[0].path or ""
+        # NTLM session, CredSSP migration auth (the default): the source cannot reach HV02 as the user
+        with pytest.raises(errors.BackendError, match="VirtualMachineMigrationAuthenticationType Kerberos") as info:
+            hv.vms.migrate(vm, host="HV02")
+        assert isinstance(info.value.__cause__, HyperVError)
+        assert "0x8009030E" in info.value.__cause__.record.message
+        assert info.value.__cause__.record.activity == "Move-VM"
+        assert vm.id in src.state.vms and not dest.state.vms  # nothing moved
+        with pytest.raises(errors.NotFound, match="HV03"):
+            hv.vms.migrate(vm, host="HV03")
+        src.set_migration(auth="Kerberos")  # delegation configured
+        moved = hv.vms.migrate(vm, host="HV02")
+        assert moved.host == "HV02" and moved.power_state is PowerState.RUNNING
+        new_path = moved.disks[0].path or ""
+        assert new_path.startswith("C:\\Hyper-V\\Virtual Hard Disks\\")
+        assert vm.id not in src.state.vms and not src.state.local(old_path).exists()
+        assert dest.state.local(new_path).is_file()
+        with pytest.raises(errors.NotFound):  # HV01 no longer has it
+            hv.vms.get(vm.id)
+    with hvkit.connect(dest.url, password=dest.password, ca_file=dest.ca_file, timeout=20) as there:
+        again = there.vms.get(vm.id)
+        assert again.host == "HV02" and again.power_state is PowerState.RUNNING
+        assert [d.path for d in again.disks] == [new_path]
+        there.vms.delete(again, force=True)
+
+
+def test_live_migration_refused_when_the_destination_takes_none(two_hosts: tuple[HyperVHost, HyperVHost]) -> None:
+    src, dest = two_hosts
+    src.set_migration(auth="Kerberos")
+    dest.set_migration(auth="Kerberos", enabled=False)
+    with hvkit.connect(f"{src.url}?migration_hosts=HV02", password=src.password, ca_file=src.ca_file) as hv:
+        vm = hv.vms.create(_spec("hvk-nomig"))
+        with pytest.raises(errors.InvalidState, match="not configured to accept migrations"):
+            hv.vms.migrate(vm, host="HV02")
+        assert hv.vms.get(vm.id).host == "HV01"
+        hv.vms.delete(vm)

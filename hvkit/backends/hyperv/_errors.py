@@ -142,7 +142,9 @@ def to_hvkit(record: ErrorRecord, template: str) -> HvkitError:
     ):
         return BackendError(
             f"{record.message} - the host cannot pass your NTLM credentials on to a second machine (the double hop); "
-            "connect with auth=credssp (CredSSP enabled on both sides) or set up Kerberos constrained delegation"
+            "on the source host run Set-VMHost -VirtualMachineMigrationAuthenticationType Kerberos and give it "
+            "Kerberos constrained delegation (cifs and 'Microsoft Virtual System Migration Service') to the "
+            "destination in Active Directory, or set CredSSP on both hosts and connect with auth=credssp"
         )
     cls = _BY_ID.get(head)
     if cls is None and _NOT_FOUND_TEXT.search(record.message):

@@ -96,6 +96,10 @@ class Session:
             _need("requests_credssp", "CredSSP", "pip install 'pywinrm[credssp]'")
         self.timeout = max(1, int(options.timeout))
         self.pool_dirs = _pool_option(str(options.option("pools", "") or ""))  # pool name -> storage path
+        # hosts Move-VM may send this host's VMs to (each set up for migration with this one)
+        self.migration_hosts = [
+            n.strip() for n in str(options.option("migration_hosts", "") or "").split(",") if n.strip()
+        ]
         _REDACT.secrets.add(self.password)
         self.vhd_path = ""  # the host's VirtualHardDiskPath, once read
         self.round_trips = 0  # scripts run (each: Command, Send, Receive, Signal)

@@ -69,6 +69,8 @@ $out = [ordered]@{
         ComputerName = $vmHost.ComputerName; FullyQualifiedDomainName = $vmHost.FullyQualifiedDomainName
         LogicalProcessorCount = $vmHost.LogicalProcessorCount; MemoryCapacity = $vmHost.MemoryCapacity
         VirtualHardDiskPath = $vmHost.VirtualHardDiskPath; VirtualMachinePath = $vmHost.VirtualMachinePath
+        VirtualMachineMigrationEnabled = $vmHost.VirtualMachineMigrationEnabled
+        VirtualMachineMigrationAuthenticationType = $vmHost.VirtualMachineMigrationAuthenticationType
     }
     Switches = @(Get-VMSwitch | ForEach-Object { [ordered]@{ Id = $_.Id.ToString(); Name = $_.Name; SwitchType = $_.SwitchType } })
     Pools = @($pools | Where-Object { $_ } | Select-Object -Unique | ForEach-Object {
@@ -264,9 +266,9 @@ $out = hvkVM (Get-VM -Id $vm.Id)
 _VM_MIGRATE = r"""
 $vm = hvkGetVM $P.Id
 if ($P.DestinationHost) {
-    if ($P.DestinationStoragePath) { Move-VM -VM $vm -DestinationHost $P.DestinationHost -IncludeStorage -DestinationStoragePath $P.DestinationStoragePath }
-    else { Move-VM -VM $vm -DestinationHost $P.DestinationHost -IncludeStorage:$false }
-    $out = [ordered]@{ Id = $P.Id; Host = $P.DestinationHost }
+    if ($P.DestinationStoragePath) { $moved = Move-VM -VM $vm -DestinationHost $P.DestinationHost -IncludeStorage -DestinationStoragePath $P.DestinationStoragePath -Passthru }
+    else { $moved = Move-VM -VM $vm -DestinationHost $P.DestinationHost -IncludeStorage:$false -Passthru }
+    $out = [ordered]@{ Id = $moved.Id.ToString(); ComputerName = $moved.ComputerName; State = $moved.State; StateName = $moved.State.ToString() }
 } else {
     if (-not (Test-Path -LiteralPath $P.DestinationStoragePath)) { hvkFail 'ObjectNotFound' 'hvkit.PoolNotFound' 'The storage path does not exist.' $P.DestinationStoragePath }
     Move-VMStorage -VM $vm -DestinationStoragePath $P.DestinationStoragePath
@@ -345,7 +347,7 @@ TEMPLATES: dict[str, Template] = {
         Template("vm.power", 1, _VM_POWER),
         Template("vm.reconfigure", 1, _VM_RECONFIGURE),
         Template("vm.clone", 1, _VM_CLONE),
-        Template("vm.migrate", 1, _VM_MIGRATE),
+        Template("vm.migrate", 2, _VM_MIGRATE),
         Template("vm.metrics", 1, _VM_METRICS),
         Template("snapshot.list", 1, _SNAPSHOT_LIST),
         Template("snapshot.create", 1, _SNAPSHOT_CREATE),

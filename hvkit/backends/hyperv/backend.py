@@ -33,7 +33,8 @@ class HyperVBackend(Backend):
 
     Options: ``auth`` (``ntlm`` default, ``kerberos``, ``credssp``); ``pools``: more storage paths as pools,
     ``name=D:/VMs,E:/Other`` (a path alone is named by its last part); the host's default virtual hard
-    disk path is always the pool ``default``.
+    disk path is always the pool ``default``; ``migration_hosts``: hosts ``vms.migrate(host=...)`` may move VMs
+    to (``HV02,HV03``).
     """
 
     kind = "hyperv"
@@ -50,6 +51,7 @@ class HyperVBackend(Backend):
             Capability.VM_CONSOLE,
             Capability.VM_METRICS,
             Capability.VM_GUEST_IPS,
+            Capability.VM_MIGRATE,
             Capability.VM_STORAGE_MIGRATE,
             Capability.UEFI,
             Capability.CLOUD_INIT,
@@ -66,6 +68,8 @@ class HyperVBackend(Backend):
         Capability.VM_LINKED_CLONE: "differencing VHDX on the source's disks",
         Capability.VM_GUEST_IPS: "from KVP (integration services in the guest)",
         Capability.VM_CONSOLE: "VMConnect / RDP address (port 2179)",
+        Capability.VM_MIGRATE: "Move-VM to a host named in migration_hosts=; needs Kerberos constrained delegation "
+        "or a CredSSP session (the double hop)",
         Capability.CLOUD_INIT: "NoCloud seed ISO attached as a DVD",
         Capability.VOLUME_UPLOAD: "over SMB (the host's C$ share)",
         Capability.VOLUME_DOWNLOAD: "over SMB (the host's C$ share)",
@@ -120,7 +124,7 @@ class HyperVBackend(Backend):
 
     # -- inventory -------------------------------------------------------------------------------------
     def list_hosts(self) -> list[Host]:
-        return [_vms.inventory(self.session, with_vms=False)[0]]
+        return [_vms.inventory(self.session, with_vms=False)[0], *_migrate.peer_hosts(self.session)]
 
     def list_pools(self) -> list[StoragePool]:
         return _vms.inventory(self.session, with_vms=False)[2]
@@ -136,7 +140,7 @@ class HyperVBackend(Backend):
 
     # -- VMs -------------------------------------------------------------------------------------------
     def create_vm(self, spec: VMSpec) -> VM:
-        if spec.host is not None and spec.host.lower() not in {h.name.lower() for h in self.list_hosts()}:
+        if spec.host is not None and spec.host.lower() != self.list_hosts()[0].name.lower():
             raise NotFound(f"no host {spec.host!r}: this connection is one Hyper-V host")
         pools = {p.name: p for p in self.list_pools()}
         seed = None
@@ -182,9 +186,9 @@ class HyperVBackend(Backend):
         return _vms.clone(self.session, vm, name, linked, pool)
 
     def migrate_vm(self, vm: VM, host: str | None, pool: str | None, live: bool) -> VM:
-        if host is not None:
-            raise self._unsupported("vms.migrate(host)")
-        return _migrate.migrate(self.session, vm, None, pool)
+        if host is not None and not self.session.vhd_path:
+            self.list_pools()  # learns the host's default storage path (the pool 'default')
+        return _migrate.migrate(self.session, vm, host, pool)
 
     def console(self, vm: VM) -> Console:
         return _console.console(self.session, vm)

@@ -94,38 +94,42 @@ def restore_disks(host: HostState, vm: VirtualMachine, frozen: list[str]) -> Non
     prune(host, old)
 
 
-def move_files(host: HostState, vm: VirtualMachine, dest: str) -> None:
-    """Move-VMStorage: every file of the VM's chains into ``dest``, children re-pointed at their moved parents."""
+def move_files(host: HostState, vm: VirtualMachine, dest: str, to: HostState | None = None) -> None:
+    """Every file of the VM's chains into ``dest`` (on host ``to``, default ``host``), children re-pointed at
+    their moved parents: Move-VMStorage, and Move-VM -IncludeStorage to another host."""
+    target = to or host
+    activity = "Move-VMStorage" if to is None else "Move-VM"
     snapshot_disks = [p for s in vm.snapshots.values() for p in s.config.get("disks", [])]
     files = own_files(host, [d.path for d in vm.drives] + snapshot_disks)
     moves = {f.lower(): f"{dest.rstrip(chr(92))}\\{f.rpartition(chr(92))[2]}" for f in files}
     for new in moves.values():
-        if host.exists(new):
+        if target.exists(new):
             raise PSError(
                 f"The file '{new}' already exists.",
                 "ResourceExists",
-                "ResourceExists,Microsoft.HyperV.PowerShell.Commands.MoveVMStorage",
-                activity="Move-VMStorage",
+                f"ResourceExists,Microsoft.HyperV.PowerShell.Commands.{activity.replace('-', '')}",
+                activity=activity,
             )
     parents = {f.lower(): host.vhd(f).parent for f in files}
+    target.local(dest).mkdir(parents=True, exist_ok=True)
     for f in files:
-        shutil.move(host.local(f), host.local(moves[f.lower()]))
+        shutil.move(host.local(f), target.local(moves[f.lower()]))
         host.vhds.pop(f.lower(), None)
     for f in files:
         parent = parents[f.lower()]
         if parent and parent.lower() in moves:
             moved_parent = moves[parent.lower()]
-            info_format = host.vhd(moved_parent).qemu_format
+            info_format = target.vhd(moved_parent).qemu_format
             qemu_img(
                 "rebase",
                 "-u",
                 "-F",
                 info_format,
                 "-b",
-                str(host.local(moved_parent)),
-                str(host.local(moves[f.lower()])),
+                str(target.local(moved_parent)),
+                str(target.local(moves[f.lower()])),
             )
-            host.vhds.pop(moves[f.lower()].lower(), None)
+            target.vhds.pop(moves[f.lower()].lower(), None)
     for drive in vm.drives:
         drive.path = moves.get(drive.path.lower(), drive.path)
     for snap in vm.snapshots.values():

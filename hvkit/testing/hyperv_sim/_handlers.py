@@ -40,7 +40,7 @@ HANDLERS: dict[tuple[str, int], Callable[[HostState, P], Any]] = {
     ("vm.power", 1): vm_power,
     ("vm.reconfigure", 1): vm_reconfigure,
     ("vm.clone", 1): vm_clone,
-    ("vm.migrate", 1): vm_migrate,
+    ("vm.migrate", 2): vm_migrate,
     ("vm.metrics", 1): vm_metrics,
     ("snapshot.list", 1): snapshot_list,
     ("snapshot.create", 1): snapshot_create,

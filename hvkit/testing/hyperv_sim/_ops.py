@@ -173,6 +173,8 @@ def inventory(host: HostState, p: P) -> Any:
             "MemoryCapacity": host.memory,
             "VirtualHardDiskPath": host.vhd_path,
             "VirtualMachinePath": host.vm_path,
+            "VirtualMachineMigrationEnabled": host.migration_enabled,
+            "VirtualMachineMigrationAuthenticationType": host.migration_auth,
         },
         "Switches": [dict(sw) for sw in host.switches],
         "Pools": pools,

@@ -10,7 +10,7 @@ from ...driver import qemu_img
 from ._chains import move_files, own_files
 from ._ops import _MIB, P, _fail, _get_vm, _now, _vhd, _vm
 from ._output import PSError
-from ._state import STATE, Adapter, Drive, HostState, VirtualMachine
+from ._state import MIGRATION_AUTH, STATE, Adapter, Drive, HostState, VirtualMachine
 
 __all__ = [
     "host_metrics",
@@ -27,20 +27,70 @@ __all__ = [
 def vm_migrate(host: HostState, p: P) -> Any:
     vm = _get_vm(host, p["Id"])
     if p.get("DestinationHost"):
-        raise PSError(
-            f"Virtual machine migration operation for '{vm.name}' failed at migration source '{host.name}'.\r\n"
-            f"Failed to establish a connection with host '{p['DestinationHost']}': No credentials are available in the "
-            "security package (0x8009030E).",
-            "ConnectionError",
-            "Unspecified,Microsoft.HyperV.PowerShell.Commands.MoveVM",
-            activity="Move-VM",
-        )
+        return _move_to_host(host, vm, str(p["DestinationHost"]), p.get("DestinationStoragePath"))
     dest = p["DestinationStoragePath"]
     if not host.exists(dest):
         raise _fail("ObjectNotFound", "hvkit.PoolNotFound", "The storage path does not exist.", dest)
     move_files(host, vm, dest)
     vm.path = dest
     return _vm(host, vm)
+
+
+def _move_failed(host: HostState, vm: VirtualMachine, reason: str, category: str = "ConnectionError") -> PSError:
+    return PSError(
+        f"Virtual machine migration operation for '{vm.name}' failed at migration source '{host.name}'.\r\n{reason}",
+        category,
+        "Unspecified,Microsoft.HyperV.PowerShell.Commands.MoveVM",
+        activity="Move-VM",
+    )
+
+
+def _move_to_host(host: HostState, vm: VirtualMachine, name: str, storage: str | None) -> Any:
+    """Move-VM -DestinationHost: the VM leaves this host for a peer, running on if it ran (a live move)."""
+    peer = host.peers.get(name.lower().split(".")[0])
+    if peer is None:
+        raise _move_failed(
+            host, vm, f"Failed to establish a connection with host '{name}': No such host is known. (0x80072AF9)."
+        )
+    if not host.migration_enabled or not peer.migration_enabled:
+        which = host if not host.migration_enabled else peer
+        raise _move_failed(
+            host,
+            vm,
+            f"The Virtual Machine Management Service on host '{which.name}' is not configured to accept "
+            "migrations (VirtualMachineMigrationEnabled is off).",
+            "InvalidOperation",
+        )
+    # the session is NTLM (the endpoint offers no CredSSP): the source host may reach the peer on the user's
+    # behalf only through Kerberos constrained delegation, which the Kerberos migration auth type stands for
+    if host.migration_auth != MIGRATION_AUTH["Kerberos"]:
+        raise _move_failed(
+            host,
+            vm,
+            f"Failed to establish a connection with host '{name}': No credentials are available in the "
+            "security package (0x8009030E).",
+        )
+    if storage is None:  # the destination must reach the VM's files where they are (shared storage)
+        unreachable = [d.path for d in vm.drives if not peer.exists(d.path)]
+        if unreachable:
+            raise _move_failed(
+                host,
+                vm,
+                f"The virtual machine's storage '{unreachable[0]}' is not accessible from host '{peer.name}'; "
+                "move it with -IncludeStorage.",
+                "InvalidOperation",
+            )
+    else:
+        move_files(host, vm, storage, to=peer)
+        vm.path = storage
+    del host.vms[vm.id]
+    vm.host = peer.name
+    peer.vms[vm.id] = vm
+    return {"Id": vm.id, "ComputerName": peer.name, "State": vm.state, "StateName": _state_name(vm.state)}
+
+
+def _state_name(code: int) -> str:
+    return next((k for k, v in STATE.items() if v == code), "Other")
 
 
 def vm_metrics(host: HostState, p: P) -> Any:

@@ -15,12 +15,14 @@ import attrs
 from ...driver import qemu_img
 from ._output import PSError
 
-__all__ = ["ENUMS", "VHD", "HostState", "Snapshot", "VirtualMachine"]
+__all__ = ["ENUMS", "MIGRATION_AUTH", "VHD", "HostState", "Snapshot", "VirtualMachine"]
 
 _DATA = json.loads(Path(__file__).with_name("cmdlets.json").read_text())
 ENUMS: dict[str, dict[str, int]] = _DATA["enums"]
 STATE = ENUMS["VMState"]
 CONTROLLER = ENUMS["ControllerType"]
+# Microsoft.HyperV.PowerShell.MigrationAuthenticationType (not in the reflection dump): CredSSP 0, Kerberos 1
+MIGRATION_AUTH = {"CredSSP": 0, "Kerberos": 1}
 
 
 @attrs.define
@@ -108,6 +110,8 @@ class HostState:
         self.cpus = 16
         self.memory = 64 * 1024**3
         self.peers: dict[str, HostState] = {}  # hosts Move-VM may send VMs to (live migration set up)
+        self.migration_enabled = True  # Get-VMHost VirtualMachineMigrationEnabled
+        self.migration_auth = MIGRATION_AUTH["CredSSP"]  # VirtualMachineMigrationAuthenticationType (the default)
         for drive in ("C", *extra_drives):
             (root / drive).mkdir(parents=True, exist_ok=True)
         self.local(self.vhd_path).mkdir(parents=True, exist_ok=True)

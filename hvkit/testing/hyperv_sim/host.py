@@ -22,7 +22,7 @@ from ._handlers import HANDLERS
 from ._output import PSError, clixml, convert_to_json
 from ._psparse import PSParseError, Token, check_template, invocations, tokenize
 from ._samba import SambaShares
-from ._state import STATE, HostState, VirtualMachine
+from ._state import MIGRATION_AUTH, STATE, HostState, VirtualMachine
 
 __all__ = ["HyperVHost"]
 
@@ -47,6 +47,7 @@ class HyperVHost:
         name: str = "HV01",
         switches: tuple[str, ...] = (),
         smb: bool = False,
+        peers: tuple[HyperVHost, ...] = (),
     ) -> None:
         self._tmp = tempfile.TemporaryDirectory(prefix="hyperv-sim-") if root is None else None
         self.root = Path(self._tmp.name if self._tmp else root)  # type: ignore[arg-type]
@@ -55,6 +56,9 @@ class HyperVHost:
             self.state.switches.append(
                 {"Id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{name}/{switch}")), "Name": switch, "SwitchType": 2}
             )
+        for peer in peers:  # hosts that reach each other by name for Move-VM (both ways)
+            self.state.peers[peer.state.name.lower()] = peer.state
+            peer.state.peers[name.lower()] = self.state
         self.user = f"hvkit-{uuid.uuid4().hex[:6]}"  # NTLM users are process-wide: one per host
         self.password = uuid.uuid4().hex
         self.endpoint = WinRMEndpoint(self.run, tls=tls, users={self.user: self.password})
@@ -116,6 +120,13 @@ class HyperVHost:
                 if running_every and i % running_every == 0:
                     vm.state = STATE["Running"]
                 self.state.vms[vm_id] = vm
+
+    def set_migration(self, *, auth: str = "CredSSP", enabled: bool = True) -> None:
+        """As ``Set-VMHost -VirtualMachineMigrationAuthenticationType <auth>`` (and Enable-/Disable-VMMigration);
+        ``Kerberos`` stands for Kerberos constrained delegation to the peers being set up in AD as well."""
+        with self.state.lock:
+            self.state.migration_auth = MIGRATION_AUTH[auth]
+            self.state.migration_enabled = enabled
 
     # -- the process ----------------------------------------------------------------------------------
     def run(self, user: str, words: list[str], stdin: bytes) -> Process:
