@@ -122,6 +122,13 @@ options:
     description: Seconds to wait for the target VM to run when O(start) is set.
     type: float
     default: 300
+  retries:
+    description:
+      - Times to try again after a C(NotFound) or C(Conflict) error, which a concurrent change on a busy target
+        can cause (other migrations of a wave creating VMs and volumes). Each try starts from the journal, so a
+        failed run is resumed (O(on_error=keep)) or planned afresh (O(on_error=rollback)).
+    type: int
+    default: 2
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
 attributes:
@@ -180,11 +187,17 @@ from ansible_collections.hvkit.hypervisor.plugins.module_utils.hvkit_common impo
     CONNECTION_SPEC,
     close_quietly,
     connect,
+    error_kind,
     fail,
     find_vm,
     require_hvkit,
+    scrub,
+    secrets_of,
     vm_to_dict,
 )
+
+# errors a concurrent change on the target causes (another migration's volume appearing mid-listing, a lock)
+RETRIED = ("NotFound", "Conflict")
 
 try:
     from hvkit import migration
@@ -274,6 +287,7 @@ def main():
             on_error=dict(type="str", default="rollback", choices=["rollback", "keep"]),
             parallel=dict(type="int", default=2),
             timeout=dict(type="float", default=300),
+            retries=dict(type="int", default=2),
         ),
         mutually_exclusive=[("power_off", "snapshot")],
         supports_check_mode=True,
@@ -288,63 +302,73 @@ def main():
         src = connect(module, params["source"])
         action = "connecting to the target"
         dst = connect(module, params["target"])
-        action = "reading the journal in %s" % journal
-        status = journal_status(journal)
-        result = dict(changed=False, journal=journal, action="none")
-        if status == "completed":
-            done = find_vm(dst, name)
-            result["result"] = {"vm": vm_to_dict(done) if done else None, "journal": journal}
-            module.exit_json(**result)
-        if status in ("rolling-back", "rollback-failed"):
-            if module.check_mode:
-                result.update(changed=True, action="rollback and migrate")
+        for attempt in range(params["retries"] + 1):
+            try:
+                action = "reading the journal in %s" % journal
+                status = journal_status(journal)
+                result = dict(changed=False, journal=journal, action="none")
+                if status == "completed":
+                    done = find_vm(dst, name)
+                    result["result"] = {"vm": vm_to_dict(done) if done else None, "journal": journal}
+                    module.exit_json(**result)
+                if status in ("rolling-back", "rollback-failed"):
+                    if module.check_mode:
+                        result.update(changed=True, action="rollback and migrate")
+                        module.exit_json(**result)
+                    action = "rolling back the unfinished migration in %s" % journal
+                    migration.rollback(journal, src, dst)
+                    status = "rolled-back"
+                if status in ("started", "resumed", "failed"):
+                    result.update(changed=True, action="resume")
+                    if module._diff:
+                        result["diff"] = dict(
+                            before={"target_vm": name, "state": "partly migrated"},
+                            after={"target_vm": name, "state": "present"},
+                        )
+                    if module.check_mode:
+                        module.exit_json(**result)
+                    action = "resuming the migration in %s" % journal
+                    res = migration.resume(
+                        journal, src, dst, start=params["start"] or None, parallel=params["parallel"],
+                        on_error=params["on_error"], start_timeout=params["timeout"],
+                    )  # fmt: skip
+                    result["result"] = result_to_dict(res)
+                    module.exit_json(**result)
+                existing = find_vm(dst, name)
+                if existing is not None:
+                    result["result"] = {"vm": vm_to_dict(existing), "journal": None}
+                    module.exit_json(**result)
+                action = "planning the migration of VM %r" % params["vm"]
+                plan = migration.plan(
+                    src, params["vm"], dst, name=params["name"], network_map=params["network_map"],
+                    storage_map=params["storage_map"], disk_format=params["disk_format"], disk_bus=params["disk_bus"],
+                    nic_model=params["nic_model"], keep_macs=params["keep_macs"], power_off=params["power_off"],
+                    snapshot=params["snapshot"], allow_snapshot_loss=params["allow_snapshot_loss"],
+                    verify=params["verify"],
+                )  # fmt: skip
+                result.update(changed=True, action="migrate", plan=plan_to_dict(plan))
+                if module._diff:
+                    result["diff"] = dict(
+                        before={"target_vm": name, "state": "absent"}, after={"target_vm": name, "state": "present"}
+                    )
+                if plan.problems:
+                    problems = "; ".join(plan.problems)
+                    msg = "the migration plan of VM %r has problems: %s" % (params["vm"], problems)
+                    module.fail_json(msg=msg, error="PlanProblems", **result)
+                if module.check_mode:
+                    module.exit_json(**result)
+                if status == "rolled-back":
+                    os.rename(journal, "%s.rolled-back-%d" % (journal, int(time.time())))
+                action = "migrating VM %r" % params["vm"]
+                res = plan.run(start=params["start"], journal_dir=journal, parallel=params["parallel"],
+                               on_error=params["on_error"], start_timeout=params["timeout"])  # fmt: skip
+                result["result"] = result_to_dict(res)
                 module.exit_json(**result)
-            action = "rolling back the unfinished migration in %s" % journal
-            migration.rollback(journal, src, dst)
-            status = "rolled-back"
-        if status in ("started", "resumed", "failed"):
-            result.update(changed=True, action="resume")
-            if module._diff:
-                result["diff"] = dict(
-                    before={"target_vm": name, "state": "partly migrated"},
-                    after={"target_vm": name, "state": "present"},
-                )
-            if module.check_mode:
-                module.exit_json(**result)
-            action = "resuming the migration in %s" % journal
-            res = migration.resume(journal, src, dst, start=params["start"] or None, parallel=params["parallel"],
-                                   on_error=params["on_error"], start_timeout=params["timeout"])  # fmt: skip
-            result["result"] = result_to_dict(res)
-            module.exit_json(**result)
-        existing = find_vm(dst, name)
-        if existing is not None:
-            result["result"] = {"vm": vm_to_dict(existing), "journal": None}
-            module.exit_json(**result)
-        action = "planning the migration of VM %r" % params["vm"]
-        plan = migration.plan(
-            src, params["vm"], dst, name=params["name"], network_map=params["network_map"],
-            storage_map=params["storage_map"], disk_format=params["disk_format"], disk_bus=params["disk_bus"],
-            nic_model=params["nic_model"], keep_macs=params["keep_macs"], power_off=params["power_off"],
-            snapshot=params["snapshot"], allow_snapshot_loss=params["allow_snapshot_loss"], verify=params["verify"],
-        )  # fmt: skip
-        result.update(changed=True, action="migrate", plan=plan_to_dict(plan))
-        if module._diff:
-            result["diff"] = dict(
-                before={"target_vm": name, "state": "absent"}, after={"target_vm": name, "state": "present"}
-            )
-        if plan.problems:
-            problems = "; ".join(plan.problems)
-            msg = "the migration plan of VM %r has problems: %s" % (params["vm"], problems)
-            module.fail_json(msg=msg, error="PlanProblems", **result)
-        if module.check_mode:
-            module.exit_json(**result)
-        if status == "rolled-back":
-            os.rename(journal, "%s.rolled-back-%d" % (journal, int(time.time())))
-        action = "migrating VM %r" % params["vm"]
-        res = plan.run(start=params["start"], journal_dir=journal, parallel=params["parallel"],
-                       on_error=params["on_error"], start_timeout=params["timeout"])  # fmt: skip
-        result["result"] = result_to_dict(res)
-        module.exit_json(**result)
+            except Exception as exc:  # a concurrent change on a busy target: look at the journal again
+                if attempt == params["retries"] or error_kind(exc) not in RETRIED:
+                    raise
+                module.warn("%s: %s: %s; trying again" % (action, error_kind(exc), scrub(str(exc), secrets_of(module))))
+                time.sleep(2 * (attempt + 1))
     except Exception as exc:
         fail(module, exc, action, journal=journal)
     finally:
