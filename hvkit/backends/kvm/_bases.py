@@ -18,6 +18,7 @@ from typing import Any
 import libvirt
 
 from ._domxml import NS
+from ._session import refresh_pool
 
 __all__ = ["forget_bases", "record_bases", "recorded_bases", "release_bases"]
 
@@ -101,7 +102,7 @@ def _backed(conn: Any) -> set[str]:
     found: set[str] = set()
     for pool in conn.listAllStoragePools(libvirt.VIR_CONNECT_LIST_STORAGE_POOLS_ACTIVE):
         with contextlib.suppress(libvirt.libvirtError):
-            pool.refresh(0)
+            refresh_pool(pool)
         for vol in pool.listAllVolumes(0):
             with contextlib.suppress(libvirt.libvirtError):
                 backing = ET.fromstring(vol.XMLDesc(0)).findtext("backingStore/path")

@@ -22,6 +22,7 @@ import libvirt
 from ...errors import Unsupported
 from ...models.enums import DiskFormat
 from . import _domxml
+from ._session import refresh_pool
 
 __all__ = ["freeze_running", "revert_unshared"]
 
@@ -111,7 +112,7 @@ def revert_unshared(conn: Any, dom: Any, snapshot_name: str, local: bool) -> Non
             base = vol.name().rsplit(".", 1)[0]
             copy = pool.createXML(_domxml.volume_xml(f"{base}-{token}.qcow2", vol.info()[1], _format(vol)), 0)
             shutil.copyfile(path, copy.path())  # the image as it is: its internal snapshots and its own backing
-            pool.refresh(0)
+            refresh_pool(pool)
             copies[path] = copy.path()
         for disk, _dev, path in _file_disks(root):
             if path in copies:

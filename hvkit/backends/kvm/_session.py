@@ -432,6 +432,21 @@ _clone_locks_guard = threading.Lock()
 _clone_locks: dict[tuple[str, str], threading.Lock] = {}
 
 
+def refresh_pool(pool: libvirt.virStoragePool, patience: float = 30.0) -> None:
+    """Refresh ``pool``; libvirt refuses while any client's volume job runs in it, so wait for that job."""
+    deadline = time.monotonic() + patience
+    delay = 0.05
+    while True:
+        try:
+            pool.refresh(0)
+            return
+        except libvirt.libvirtError as exc:
+            if "asynchronous jobs running" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 1.0)
+
+
 def clone_lock(uri: str, vm_id: str) -> threading.Lock:
     with _clone_locks_guard:
         return _clone_locks.setdefault((uri, vm_id), threading.Lock())
