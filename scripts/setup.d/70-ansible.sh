@@ -5,9 +5,10 @@
 # the bootstrap needs no download at all. Idempotent.
 .venv/bin/python -m pip install -q 'ansible-core>=2.19,<2.20'
 ANSIBLE_PIP_VERSION=$(.venv/bin/python - <<'PY'
+import sys
 from ansible_test._internal.python_requirements import get_venv_packages
 from ansible_test._internal.host_configs import NativePythonConfig
-print(get_venv_packages(NativePythonConfig(version="3.11"))["pip"])
+print(get_venv_packages(NativePythonConfig(version="%d.%d" % sys.version_info[:2]))["pip"])
 PY
 )
 ANSIBLE_GET_PIP="$HOME/.ansible/test/cache/get_pip_${ANSIBLE_PIP_VERSION//./_}.py"
