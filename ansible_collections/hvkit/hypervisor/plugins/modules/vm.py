@@ -232,7 +232,10 @@ def plan_actions(params, current):
             actions.append("pause")
         after["power_state"] = "paused"
     elif state == "restarted":
-        actions.append("reboot" if power == "running" else "start")
+        if power == "paused":
+            actions += ["resume", "reboot"]
+        else:
+            actions.append("reboot" if power == "running" else "start")
         after["power_state"] = "running"
     return actions, after
 

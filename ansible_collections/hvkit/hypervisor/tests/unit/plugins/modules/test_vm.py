@@ -28,6 +28,8 @@ def test_plan_actions_from_nothing_to_running():
         ("paused", "stopped", ["start", "pause"]),
         ("paused", "paused", []),
         ("restarted", "running", ["reboot"]),
+        ("restarted", "paused", ["resume", "reboot"]),
+        ("restarted", "stopped", ["start"]),
         ("present", "paused", []),
         ("absent", "running", ["delete"]),
     ],
