@@ -249,3 +249,24 @@ def test_undeclared_capabilities_raise_unsupported(test_hv: Hypervisor, prefix: 
     with pytest.raises(hvkit.errors.Unsupported):
         test_hv.vms.guest_ips(vm)
     test_hv.vms.delete(vm)
+
+
+def test_detailed_listing_skips_a_domain_another_client_removed_meanwhile(monkeypatch: pytest.MonkeyPatch) -> None:
+    """listAllDomains, then the domain is undefined by someone else before its XML is read: it is left out."""
+    with hvkit.connect("libvirt://test/default") as hv:
+        kept = hv.vms.create(hvkit.VMSpec(name="race-kept"))
+        doomed = hv.vms.create(hvkit.VMSpec(name="race-doomed"))
+        session = hv.backend.session
+        read = session.vm_from_domain
+
+        def undefined_meanwhile(dom: Any) -> hvkit.VM:
+            if dom.name() == "race-doomed":
+                dom.undefine()  # another client, between the listing and the read
+            return read(dom)
+
+        monkeypatch.setattr(session, "vm_from_domain", undefined_meanwhile)
+        names = {vm.name for vm in hv.vms.list(detail=True)}
+        monkeypatch.undo()
+        assert "race-kept" in names and "race-doomed" not in names
+        assert doomed.name not in {vm.name for vm in hv.vms.list()}
+        hv.vms.delete(kept)

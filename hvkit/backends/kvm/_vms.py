@@ -11,7 +11,7 @@ import xml.etree.ElementTree as ET
 import libvirt
 
 from ...driver import Rollback, TaskInfo, wait_for
-from ...errors import AlreadyExists, InvalidSpec, InvalidState, Timeout
+from ...errors import AlreadyExists, InvalidSpec, InvalidState, NotFound, Timeout
 from ...models import (
     VM,
     DiskBus,
@@ -38,7 +38,7 @@ def list_vms(session: KvmSession, detail: bool = False) -> list[VM]:
     need each domain's XML, read with ``detail=True`` or ``hv.vms.get()`` (``vm.extra["detail"]`` says which).
     """
     if detail:
-        return [session.vm_from_domain(dom) for dom in session.conn.listAllDomains(0)]
+        return [vm for dom in session.conn.listAllDomains(0) if (vm := _detailed(session, dom)) is not None]
 
     stats = (
         libvirt.VIR_DOMAIN_STATS_STATE
@@ -64,6 +64,25 @@ def list_vms(session: KvmSession, detail: bool = False) -> list[VM]:
         result.append(vm)
     session.list_cache = cache
     return result
+
+
+def _detailed(session: KvmSession, dom: libvirt.virDomain) -> VM | None:
+    """``dom`` read in full, or None when another client removed it (or a volume it names) meanwhile."""
+    for attempt in range(2):
+        try:
+            return session.vm_from_domain(dom)
+        except (libvirt.libvirtError, NotFound) as exc:
+            if isinstance(exc, libvirt.libvirtError) and exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
+                raise
+            try:
+                dom = session.conn.lookupByUUIDString(dom.UUIDString())
+            except libvirt.libvirtError as gone:
+                if gone.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                    return None
+                raise
+            if attempt:
+                raise
+    return None
 
 
 def get_vm(session: KvmSession, ref: str) -> VM:
