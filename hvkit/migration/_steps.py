@@ -19,6 +19,17 @@ from ._verify import Checksum, algorithm_of, checksum
 __all__ = ["DiskSteps"]
 
 
+def _exported(d: DiskPlan, data: dict[str, Any]) -> DiskImage:
+    """The exported image as the journal records it, as large as the source disk.
+
+    An export may be shorter than the disk it reads (a vendor that reports no capacity for a disk whose
+    extent is empty or thin, e.g. a new vcsim disk: its download is then 0 bytes); the guest reads zeros
+    past its end, and the target volume is made with the source disk's size, not the file's.
+    """
+    size = max(int(data["size"]), d.size)
+    return DiskImage(data["path"], DiskFormat(data["format"]), size, data["temporary"], data["bytes_moved"])
+
+
 class DiskSteps(Undo):
     """Part of :class:`~._run.Runner`."""
 
@@ -33,9 +44,7 @@ class DiskSteps(Undo):
         step = f"disk{d.index}.export"
         state, data = self.journal.state(step)
         if state == "done" and (not data["temporary"] or Path(data["path"]).is_file()):
-            return DiskImage(
-                data["path"], DiskFormat(data["format"]), data["size"], data["temporary"], data["bytes_moved"]
-            )
+            return _exported(d, data)
 
         def export() -> dict[str, Any]:
             volume = self.src.volumes.get(d.source_volume)
@@ -51,8 +60,7 @@ class DiskSteps(Undo):
             return {"path": img.path, "format": img.format.value, "size": img.size, "temporary": img.temporary,
                     "bytes_moved": moved}  # fmt: skip
 
-        data = self._step(step, export)
-        return DiskImage(data["path"], DiskFormat(data["format"]), data["size"], data["temporary"], data["bytes_moved"])
+        return _exported(d, self._step(step, export))
 
     def _source_checksum(
         self, d: DiskPlan, image: DiskImage, mapped: Callable[[int], None]

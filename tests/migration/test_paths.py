@@ -134,6 +134,61 @@ def test_kvm_to_vmware(
     assert read_back(vcenter, result.vm.disks[0].volume or "", tmp_path, len(content)) == content
 
 
+@pytest.mark.parametrize("content_mib", [0, 8], ids=["new-disk", "with-data"])
+def test_vmware_to_sim_keeps_vmdk(
+    vcenter: Hypervisor, tmp_path: Path, tag: str, cleanup: list[tuple[Hypervisor, str]], content_mib: int
+) -> None:
+    """vcsim -> sim keeping vmdk: the target disk has the source disk's size, even when vcsim reports no
+    capacity for it (a disk vcsim made itself: its extent is empty, so the download is 0 bytes)."""
+    cleanup.append((vcenter, tag))
+    pool = vcenter.pools.list()[0].name
+    if content_mib:
+        content = data_content(content_mib * MIB, 5)
+        src = source_on(vcenter, tmp_path, tag, content, pool, "VM Network", "scsi")
+    else:
+        content = b""
+        disk = hvkit.DiskSpec(size_gib=0.0625, pool=pool)
+        spec = hvkit.VMSpec(name=tag, cpus=1, memory_mib=256, disks=[disk], nics=[hvkit.NicSpec("VM Network")])
+        src = vcenter.vms.create(spec)
+    size = src.disks[0].size_bytes or len(content)
+    with hvkit.connect(f"sim://{tag}?state_dir={tmp_path}/sim&local_files=true") as sim:
+        plan = migration.plan(vcenter, src.name, sim, network_map={"VM Network": "default"},
+                              storage_map={pool: "default"}, disk_format="vmdk")  # fmt: skip
+        assert plan.ok, plan.problems
+        assert plan.disks[0].target_format is hvkit.DiskFormat.VMDK
+        result = plan.run(journal_dir=tmp_path / "journal")
+        assert result.verified
+        source_bytes = content + bytes(plan.disks[0].size - len(content))
+        assert result.disks[0].source_checksum == checksum_bytes(source_bytes)
+        assert result.disks[0].target_checksum == result.disks[0].source_checksum
+        volume = sim.volumes.get(result.vm.disks[0].volume or "")
+        assert volume.format is hvkit.DiskFormat.VMDK
+        assert volume.capacity_bytes == plan.disks[0].size >= size > 0
+        assert read_back(sim, volume.id, tmp_path, plan.disks[0].size) == source_bytes
+
+
+def test_sim_to_sim_keeps_vmdk(tmp_path: Path, tag: str) -> None:
+    """sim -> sim with a vmdk source kept vmdk: the disk moves and verifies as it is."""
+    content = data_content(8 * MIB, 9)
+    with (
+        hvkit.connect(f"sim://{tag}-a?state_dir={tmp_path}/a") as src_hv,
+        hvkit.connect(f"sim://{tag}-b?state_dir={tmp_path}/b") as dst,
+    ):
+        raw = tmp_path / "content.raw"
+        raw.write_bytes(content)
+        vol = src_hv.volumes.create("default", f"{tag}-src", len(content) / 1024**3, format="vmdk")
+        src_hv.volumes.upload(vol.id, raw)
+        spec = hvkit.VMSpec(name=tag, cpus=1, memory_mib=256, disks=[hvkit.DiskSpec(volume=vol.id)],
+                            nics=[hvkit.NicSpec("default")])  # fmt: skip
+        src = src_hv.vms.create(spec)
+        plan = migration.plan(src_hv, src.name, dst, storage_map={"default": "default"})
+        assert plan.disks[0].source_format is plan.disks[0].target_format is hvkit.DiskFormat.VMDK
+        result = plan.run(journal_dir=tmp_path / "journal")
+        assert result.verified
+        assert result.disks[0].source_checksum == checksum_bytes(content)
+        assert read_back(dst, result.vm.disks[0].volume or "", tmp_path, len(content)) == content
+
+
 def test_kvm_to_sim_and_back(kvm: Hypervisor, tmp_path: Path, tag: str, cleanup: list[tuple[Hypervisor, str]]) -> None:
     """libvirt volume streams out and in again; the second leg proves the checksums agree across vendors."""
     kvm = hvkit.connect("kvm:///system", virt_type="qemu", local_files=False)  # streams, not files in place
