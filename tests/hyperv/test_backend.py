@@ -393,3 +393,67 @@ def test_live_migration_refused_when_the_destination_takes_none(two_hosts: tuple
             hv.vms.migrate(vm, host="HV02")
         assert hv.vms.get(vm.id).host == "HV01"
         hv.vms.delete(vm)
+
+
+def _pattern(host: HyperVHost, path: str, byte: int, offset: int = 0, write: bool = False) -> bool:
+    """Write ``byte`` into 64 KiB at ``offset`` of the disk file, or say whether it reads back so."""
+    import subprocess
+
+    op = "write" if write else "read"
+    done = subprocess.run(
+        ["qemu-io", *([] if write else ["-r"]), "-c", f"{op} -P {byte:#x} {offset} 64k", str(host.state.local(path))],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return "Pattern verification failed" not in done.stdout
+
+
+@pytest.mark.parametrize("case", ["revert-then-delete", "delete-keeps-later-writes", "older-of-two"])
+def test_deleting_a_checkpoint_merges_its_disk_as_hyper_v_does(hv: Hypervisor, host: HyperVHost, case: str) -> None:
+    """Remove-VMSnapshot merges the differencing file into its parent: no checkpoints left, the VM is on its base
+    .vhdx again; the content is the VM's latest; every disk is a volume the host lists; a migration plan is clean."""
+    from hvkit import migration
+
+    name = f"hvk-merge-{case[:5]}"
+    vm = hv.vms.create(_spec(name))
+    base = vm.disks[0].path or ""
+    try:
+        _pattern(host, base, 0x11, write=True)
+        first = hv.snapshots.create(vm, "first")
+        _pattern(host, hv.vms.get(vm).disks[0].path or "", 0x22, write=True)
+        if case == "revert-then-delete":
+            hv.snapshots.revert(first)
+            _pattern(host, hv.vms.get(vm).disks[0].path or "", 0x33, 65536, write=True)
+            hv.snapshots.delete(first)
+            expected = [(0x11, 0), (0x33, 65536)]
+        elif case == "delete-keeps-later-writes":
+            hv.snapshots.delete(first)
+            expected = [(0x22, 0)]
+        else:
+            second = hv.snapshots.create(vm, "second")
+            _pattern(host, hv.vms.get(vm).disks[0].path or "", 0x33, write=True)
+            hv.snapshots.delete(first)
+            expected = [(0x33, 0)]
+        now = hv.vms.get(vm).disks[0].path or ""
+        for byte, offset in expected:
+            assert _pattern(host, now, byte, offset), (case, hex(byte))
+        leftovers = sorted(p.name for p in host.state.local(now).parent.iterdir() if p.name.startswith(name))
+        if case == "older-of-two":
+            assert now.endswith(".avhdx") and host.state.vhd(now).parent == base  # the older layer merged away
+            assert leftovers == sorted([base.rpartition("\\")[2], now.rpartition("\\")[2]])
+            hv.snapshots.revert(second)  # the checkpoint that stays still holds its state
+            assert _pattern(host, hv.vms.get(vm).disks[0].path or "", 0x22)
+            hv.snapshots.delete(second)
+            now = hv.vms.get(vm).disks[0].path or ""
+        assert now == base, (case, now)
+        assert [p.name for p in host.state.local(now).parent.iterdir() if p.name.startswith(name)] == [
+            base.rpartition("\\")[2]
+        ]
+        listed = {v.id.lower() for v in hv.volumes.list()}
+        assert all((d.volume or "").lower() in listed for d in hv.vms.get(vm).disks)
+        with hvkit.connect(f"sim://{name}") as sim:
+            plan = migration.plan(hv, vm.name, sim, network_map={"External": sim.networks.list()[0].name})
+            assert not plan.problems, plan.problems
+    finally:
+        hv.vms.delete(vm)

@@ -1,10 +1,12 @@
 """Checkpoint disks as Hyper-V keeps them: each checkpoint puts the VM's disks onto new differencing
 children (``<disk>_<GUID>.avhdx``); a restore starts new children of the checkpoint's files and drops
-the discarded ones; a VM's own files are its disks' ``.avhdx`` chains down to the first ``.vhdx``.
+the discarded ones; a deleted checkpoint's file is merged into its parent once nothing else needs it;
+a VM's own files are its disks' ``.avhdx`` chains down to the first ``.vhdx``.
 """
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import uuid
 
@@ -12,7 +14,7 @@ from ...driver import qemu_img
 from ._output import PSError
 from ._state import HostState, VirtualMachine
 
-__all__ = ["checkpoint_disks", "move_files", "own_files", "prune", "restore_disks"]
+__all__ = ["checkpoint_disks", "merge", "move_files", "own_files", "prune", "restore_disks"]
 
 
 def _is_checkpoint_file(path: str) -> bool:
@@ -74,6 +76,68 @@ def referenced(host: HostState) -> set[str]:
                 except PSError:
                     break
     return seen
+
+
+def _children(host: HostState) -> dict[str, set[str]]:
+    """Each file's children among the files some VM or checkpoint reads (keyed by lower-cased path)."""
+    out: dict[str, set[str]] = {}
+    seen: set[str] = set()
+    for vm in host.vms.values():
+        starts = [d.path for d in vm.drives] + [p for s in vm.snapshots.values() for p in s.config.get("disks", [])]
+        for path in starts:
+            current: str | None = path
+            while current and current.lower() not in seen:
+                seen.add(current.lower())
+                try:
+                    parent = host.vhd(current).parent
+                except PSError:
+                    break
+                if parent:
+                    out.setdefault(parent.lower(), set()).add(current)
+                current = parent
+    return out
+
+
+def _merge_pair(host: HostState, vm: VirtualMachine) -> bool:
+    """Merge one ``.avhdx`` of the VM's current chains into its parent if that parent is kept by no checkpoint,
+    attached to no drive and read by nothing else; True when a merge was done."""
+    frozen = {p.lower() for v in host.vms.values() for s in v.snapshots.values() for p in s.config.get("disks", [])}
+    leaves = {d.path.lower() for v in host.vms.values() for d in v.drives}
+    children = _children(host)
+    for drive in vm.drives:
+        chain = own_files(host, [drive.path])  # leaf first
+        for child, parent in itertools.pairwise(chain):
+            if not _is_checkpoint_file(child):
+                break
+            key = parent.lower()
+            if key in frozen or key in leaves or {c.lower() for c in children.get(key, set())} != {child.lower()}:
+                continue
+            _merge_into(host, child, parent, children.get(child.lower(), set()))
+            return True
+    return False
+
+
+def _merge_into(host: HostState, child: str, parent: str, grandchildren: set[str]) -> None:
+    """The child's blocks written into its parent; the child's own children and users re-pointed at the parent."""
+    qemu_img("commit", "-q", str(host.local(child)))
+    parent_format = host.vhd(parent).qemu_format
+    for below in grandchildren:  # same content through the merged parent: only the backing link changes
+        qemu_img("rebase", "-u", "-F", parent_format, "-b", str(host.local(parent)), str(host.local(below)))
+        host.vhds.pop(below.lower(), None)
+    for vm in host.vms.values():
+        for drive in vm.drives:
+            if drive.path.lower() == child.lower():
+                drive.path = parent
+        for snap in vm.snapshots.values():
+            snap.config["disks"] = [parent if p.lower() == child.lower() else p for p in snap.config.get("disks", [])]
+    host.remove_file(child)
+
+
+def merge(host: HostState, vm: VirtualMachine) -> None:
+    """Remove-VMSnapshot's merge: differencing files no checkpoint needs any more fold into their parents, so a
+    VM with no checkpoints left is back on its base ``.vhdx`` (Hyper-V merges online too)."""
+    while _merge_pair(host, vm):
+        pass
 
 
 def prune(host: HostState, candidates: list[str]) -> None:

@@ -14,7 +14,7 @@ import time
 import uuid
 from typing import Any
 
-from ._chains import checkpoint_disks, own_files, prune, restore_disks
+from ._chains import checkpoint_disks, merge, own_files, prune, restore_disks
 from ._output import PSError
 from ._state import CONTROLLER, ENUMS, STATE, Adapter, Drive, HostState, Snapshot, VirtualMachine
 
@@ -454,5 +454,6 @@ def snapshot_delete(host: HostState, p: P) -> Any:
     for sid in doomed:
         del vm.snapshots[sid]
     vm.current = current
-    prune(host, released)  # Hyper-V merges what no other state reads
+    prune(host, released)  # the files of discarded states nothing reads any more
+    merge(host, vm)  # the rest: differencing files no checkpoint needs fold into their parents
     return {"Id": p["SnapshotId"]}
