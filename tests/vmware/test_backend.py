@@ -318,3 +318,12 @@ def test_attach_an_uploaded_disk_to_a_new_vm(hv: Hypervisor, cleanup: list[tuple
         assert hv.volumes.get(vol.id).capacity_bytes == vol.capacity_bytes
     finally:
         hv.volumes.delete(vol)
+
+
+def test_a_new_empty_disk_has_its_capacity(hv: Hypervisor, cleanup: list[tuple[Hypervisor, str]]) -> None:
+    """vcsim's new thin disk has an empty flat file and no capacity in its files: the VM's disk device gives it."""
+    vm = hv.vms.create(_spec(hv, "hvt-capacity"))
+    cleanup.append((hv, vm.id))
+    disk = hv.vms.get(vm.id).disks[0]
+    volume = hv.volumes.get(disk.volume)
+    assert volume.capacity_bytes == 1024**3

@@ -55,11 +55,15 @@ def list_volumes(session: VmwareSession, pool: StoragePool) -> list[Volume]:
             if not info.path.endswith(SKIP_VMDK):
                 disks.append((path, info))
     out = []
+    attached: dict[str, int] | None = None  # disk path -> capacity the VMs using it give, read once if needed
     for path, info in sorted(disks, key=lambda item: item[0]):
         flat = path[: -len(".vmdk")] + "-flat.vmdk"
         capacity = (
             int(getattr(info, "capacityKb", 0) or 0) * 1024 or _descriptor_capacity(session, path) or sizes.get(flat, 0)
         )
+        if not capacity:  # an empty thin disk whose files say nothing (vcsim): the VM's disk device knows
+            attached = _attached_capacities(session) if attached is None else attached
+            capacity = attached.get(path, 0)
         allocation = sizes.get(flat, 0) + sizes.get(path, 0)
         out.append(
             Volume(
@@ -74,6 +78,17 @@ def list_volumes(session: VmwareSession, pool: StoragePool) -> list[Volume]:
             )
         )
     return out
+
+
+def _attached_capacities(session: VmwareSession) -> dict[str, int]:
+    """Capacity of every disk some VM has attached, by datastore path: one PropertyCollector read."""
+    found: dict[str, int] = {}
+    for _obj, props in session.pc.collect(session.dc, {vim.VirtualMachine: ["config.hardware.device"]}):
+        for device in props.get("config.hardware.device") or []:
+            name = getattr(getattr(device, "backing", None), "fileName", None)
+            if isinstance(device, vim.vm.device.VirtualDisk) and name:
+                found[name] = int(getattr(device, "capacityInBytes", 0) or 0) or int(device.capacityInKB) * 1024
+    return found
 
 
 def _descriptor_capacity(session: VmwareSession, path: str) -> int:
