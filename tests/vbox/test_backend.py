@@ -148,7 +148,99 @@ def test_linked_clone_shares_the_parent(hv: Hypervisor) -> None:
     clone = hv.vms.clone(src, "gold-linked", linked=True)
     vol = hv.volumes.get(clone.disks[0].volume or "")
     assert vol.backing == src.disks[0].volume
-    assert [s.name for s in hv.snapshots.list(src)] == ["linked clone base for gold-linked"]
+    assert hv.snapshots.list(src) == []  # the base hvkit took is not the user's snapshot
+
+
+def _snapshot_names(sim: VBoxSim, name: str) -> list[str]:
+    vm = next(v for v in sim.state()["vms"] if v["name"] == name)
+    return [s["name"] for s in vm["snapshots"]]
+
+
+def test_deleting_a_linked_clone_deletes_its_base(hv: Hypervisor, sim: VBoxSim) -> None:
+    src = _vm(hv, "base-src")
+    mine = hv.snapshots.create(src, "mine")
+    clone = hv.vms.clone(src, "base-clone", linked=True)
+    assert _snapshot_names(sim, "base-src") == ["mine", "linked clone base for base-clone"]
+    assert [s.name for s in hv.snapshots.list(src)] == ["mine"]
+    later = hv.snapshots.create(src, "later")
+    assert later.parent == mine.id  # the hidden base between them is skipped
+    hv.vms.delete(clone)
+    assert _snapshot_names(sim, "base-src") == ["mine", "later"]
+    assert [s.name for s in hv.snapshots.list(src)] == ["mine", "later"]
+    assert not any(k.startswith("hvkit/") for k in sim.state()["vms"][0].get("extradata", {}))
+
+
+def test_two_linked_clones_keep_each_others_base(hv: Hypervisor, sim: VBoxSim) -> None:
+    src = _vm(hv, "two-src")
+    first = hv.vms.clone(src, "two-a", linked=True)
+    second = hv.vms.clone(src, "two-b", linked=True)
+    assert hv.snapshots.list(src) == []
+    hv.vms.delete(first)
+    assert _snapshot_names(sim, "two-src") == ["linked clone base for two-b"]
+    assert hv.snapshots.list(src) == []
+    assert hv.vms.start(second).power_state is hvkit.PowerState.RUNNING  # its base is intact
+    hv.vms.stop(second, force=True)
+    hv.vms.delete(second)
+    assert _snapshot_names(sim, "two-src") == []
+
+
+def test_a_clone_sharing_a_base_keeps_it(hv: Hypervisor, sim: VBoxSim) -> None:
+    """A second VM recording the same base snapshot (by UUID) keeps it when the first clone goes."""
+    src = _vm(hv, "shared-src")
+    first = hv.vms.clone(src, "shared-a", linked=True)
+    other = _vm(hv, "shared-b")
+    base = run(["getextradata", first.id, "hvkit/linked-base"], sim.root)[1].split("Value: ")[1].strip()
+    assert run(["setextradata", other.id, "hvkit/linked-base", base], sim.root)[0] == 0
+    hv.vms.delete(first)
+    assert _snapshot_names(sim, "shared-src") == ["linked clone base for shared-a"]
+    assert hv.snapshots.list(src) == []  # still marked as a base
+    hv.vms.delete(other)
+    assert _snapshot_names(sim, "shared-src") == []
+
+
+def test_a_user_snapshot_named_like_a_base_is_never_touched(hv: Hypervisor, sim: VBoxSim) -> None:
+    src = _vm(hv, "twin-src")
+    user = hv.snapshots.create(
+        src, "linked clone base for twin-clone", description="the state the linked clone 'twin-clone' was"
+    )
+    clone = hv.vms.clone(src, "twin-clone", linked=True)
+    assert [(s.id, s.name) for s in hv.snapshots.list(src)] == [(user.id, user.name)]
+    hv.vms.delete(clone)
+    assert [s.id for s in hv.snapshots.list(src)] == [user.id]
+    assert _snapshot_names(sim, "twin-src") == ["linked clone base for twin-clone"]
+
+
+def test_a_base_that_cannot_be_deleted_never_fails_the_delete(
+    hv: Hypervisor, sim: VBoxSim, caplog: pytest.LogCaptureFixture
+) -> None:
+    src = _vm(hv, "stuck-src")
+    clone = hv.vms.clone(src, "stuck-clone", linked=True)
+    sim.faults(lock={"snapshot": 100})
+    hv.vms.delete(clone)
+    assert not any(v["name"] == "stuck-clone" for v in sim.state()["vms"])
+    assert _snapshot_names(sim, "stuck-src") == ["linked clone base for stuck-clone"]
+    assert "could not delete the linked clone base" in caplog.text
+    assert hv.snapshots.list(src) == []
+
+
+def test_a_source_with_linked_clones_is_not_deleted(hv: Hypervisor, sim: VBoxSim) -> None:
+    src = _vm(hv, "busy-src")
+    clone = hv.vms.clone(src, "busy-clone", linked=True)
+    with pytest.raises(errors.HvkitError):
+        hv.vms.delete(src)
+    assert {v["name"] for v in sim.state()["vms"]} == {"busy-src", "busy-clone"}
+    hv.vms.delete(clone)
+    hv.vms.delete(src)
+    assert sim.state()["vms"] == []
+
+
+def test_a_full_clone_drops_inherited_hvkit_keys(hv: Hypervisor, sim: VBoxSim) -> None:
+    src = _vm(hv, "chain-src")
+    linked = hv.vms.clone(src, "chain-linked", linked=True)
+    full = hv.vms.clone(linked, "chain-full", linked=False)
+    assert run(["getextradata", full.id, "hvkit/linked-base"], sim.root)[1] == "No value set!\n"
+    hv.vms.delete(full)
+    assert _snapshot_names(sim, "chain-src") == ["linked clone base for chain-linked"]
 
 
 def test_memory_snapshot_guest_ips_metrics_console(hv: Hypervisor, sim: VBoxSim) -> None:

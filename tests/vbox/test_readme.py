@@ -22,5 +22,5 @@ def test_readme_example_runs_verbatim(readme_host: VBoxSim) -> None:
     check_output(run_readme_example("vbox:///"), "vbox")
     state = readme_host.state()
     web1 = next(vm for vm in state["vms"] if vm["name"] == "web-1")
-    assert "before-upgrade" in [s["name"] for s in web1["snapshots"]]
+    assert [s["name"] for s in web1["snapshots"]] == ["before-upgrade"]  # no linked clone base left behind
     assert not any(vm["name"] == "web-2" for vm in state["vms"])

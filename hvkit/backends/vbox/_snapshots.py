@@ -7,33 +7,46 @@ import re
 from hvkit import errors
 from hvkit.models import VM, PowerState, Snapshot
 
-from . import _parse
+from . import _linked, _parse
 from ._errors import VBoxManageError
 from ._session import Session
 
 __all__ = ["create_snapshot", "delete_snapshot", "list_snapshots", "revert_snapshot"]
 
 NO_SNAPSHOTS = "does not have any snapshots"
+LINKED_BASE = "the linked clone"  # in the description of a base hvkit takes; only marked ones are hidden
 
 
 def list_snapshots(session: Session, vm: VM) -> list[Snapshot]:
-    """One ``snapshot list --machinereadable``; a VM without snapshots exits with 1 and says so on stdout."""
+    """One ``snapshot list --machinereadable``; a VM without snapshots exits with 1 and says so on stdout.
+
+    Linked clone bases hvkit took are left out (by UUID, marked on the VM; see ``_linked``), their children
+    shown as children of the nearest listed ancestor."""
     status, out, err = session.run_status(["snapshot", vm.id, "list", "--machinereadable"])
     if status != 0:
         if NO_SNAPSHOTS in out or NO_SNAPSHOTS in err:
             return []
         raise VBoxManageError("snapshot", status, err or out)
     snaps, current = _parse.snapshot_tree(_parse.machinereadable(out))
+    hidden = _linked.marked_bases(session, vm.id) if any(LINKED_BASE in s["description"] for s in snaps) else set()
+    parents = {s["uuid"]: s["parent"] for s in snaps}
+
+    def visible_parent(parent: str | None) -> str | None:
+        while parent is not None and parent.lower() in hidden:
+            parent = parents.get(parent)
+        return parent
+
     return [
         Snapshot(
             id=s["uuid"],
             name=s["name"],
             vm=vm.id,
-            parent=s["parent"],
+            parent=visible_parent(s["parent"]),
             description=s["description"],
             current=s["uuid"] == current,
         )
         for s in snaps
+        if s["uuid"].lower() not in hidden
     ]
 
 

@@ -12,7 +12,7 @@ from hvkit import errors
 from hvkit.driver import Rollback, TaskInfo, wait_for
 from hvkit.models import VM, Disk, DiskBus, DiskFormat, Firmware, GuestOS, Nic, NicModel, PowerState, TaskState, VMSpec
 
-from . import _parse, _storage
+from . import _linked, _parse, _storage
 from ._session import Session
 
 __all__ = ["clone_vm", "create_vm", "delete_vm", "get_vm", "list_vms", "power", "reconfigure_vm", "stop_vm"]
@@ -315,7 +315,12 @@ def _attach_disks(session: Session, ident: str, spec: VMSpec, folder: str, undo:
 
 
 def delete_vm(session: Session, vm: VM, keep_disks: bool) -> None:
+    """unregistervm; a linked clone's base snapshot on its source goes too, once no other VM is linked to it
+    (kept disks still need it, so it stays then)."""
+    base = None if keep_disks else _linked.base_of(session, vm.id)
     session.run(["unregistervm", vm.id] + ([] if keep_disks else ["--delete"]), vm=vm.id)
+    if base is not None:
+        _linked.release(session, *base)
 
 
 def power(session: Session, vm: VM, action: str) -> None:
@@ -354,9 +359,11 @@ def reconfigure_vm(session: Session, vm: VM, cpus: int | None, memory_mib: int |
 
 
 def clone_vm(session: Session, vm: VM, name: str, linked: bool) -> VM:
-    """clonevm --register; a linked clone comes from a snapshot taken for it (VirtualBox links to snapshots)."""
+    """clonevm --register; a linked clone comes from a snapshot taken for it (VirtualBox links to snapshots),
+    recorded by UUID on both VMs (see ``_linked``); undone by UUID on failure."""
     with Rollback() as undo, session.serial(vm.id):
         args = ["clonevm", vm.id, "--name", name, "--register"]
+        snap_id = ""
         if linked:
             out = session.run(
                 [
@@ -371,8 +378,14 @@ def clone_vm(session: Session, vm: VM, name: str, linked: bool) -> VM:
             snap = re.search(r"UUID: ([0-9a-fA-F-]{36})", out)
             if not snap:
                 raise errors.BackendError(f"snapshot take did not report a UUID: {out[-200:]!r}")
-            snap_id = snap.group(1)
+            snap_id = snap.group(1).lower()
             undo.push(lambda: session.run(["snapshot", vm.id, "delete", snap_id]), f"delete snapshot {snap_id}")
             args += ["--snapshot", snap_id, "--options", "link"]
         session.run(args)
-        return get_vm(session, name)
+        clone = get_vm(session, name)
+        undo.push(lambda: session.run(["unregistervm", clone.id, "--delete"]), f"remove VM {clone.id}")
+        _linked.forget_inherited(session, clone.id)
+        if snap_id:
+            undo.push(lambda: session.run(["setextradata", vm.id, _linked.MARK_PREFIX + snap_id]), f"unmark {snap_id}")
+            _linked.record(session, vm.id, snap_id, clone.id)
+        return clone

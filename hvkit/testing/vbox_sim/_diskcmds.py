@@ -271,7 +271,7 @@ def clonevm(sim: Sim, args: Args) -> str:
             nic["mac"] = sim.new_mac()
     vm = {**config, "name": name, "uuid": args.get("--uuid") or str(uuid.uuid4()), "cfgfile": cfg,
           "state": "poweroff", "state_time": now_text(), "snapshots": [], "current_snapshot": None,
-          "guestprops": {}}  # fmt: skip
+          "guestprops": {}, "extradata": copy.deepcopy(src.get("extradata", {}))}  # fmt: skip
     if args.has("--register"):
         sim.state["vms"].append(vm)
     return f'{PROGRESS}Machine has been successfully cloned as "{name}"\n'

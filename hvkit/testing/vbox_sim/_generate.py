@@ -60,6 +60,14 @@ _NATNET_USAGE = [
 ]
 
 
+# ``getextradata`` / ``setextradata`` parse their arguments by position (no getopt table in VBoxManageMisc.cpp):
+# the table is empty, so an option-looking argument is refused, and keeps the synopses for the usage text.
+_EXTRADATA = {
+    "getextradata": ["VBoxManage getextradata <global | <uuid | vmname>> <keyword | enumerate>"],
+    "setextradata": ["VBoxManage setextradata <global | <uuid | vmname>> <keyword> [<value>]"],
+}
+
+
 def _natnetwork(short: str) -> dict[str, Any]:
     names = _NATNET_6 if short == "6.1" else _NATNET_7
     value = {"--enable": "-", "--disable": "-"}
@@ -92,7 +100,11 @@ def _table(entry: dict[str, Any]) -> dict[str, Any]:
 def generate(source: Path) -> dict[str, Any]:
     data = json.loads(source.read_text())
     return {
-        short: {**{sub: _table(data[sub][full]) for sub in SUBCOMMANDS}, "natnetwork": _natnetwork(short)}
+        short: {
+            **{sub: _table(data[sub][full]) for sub in SUBCOMMANDS},
+            "natnetwork": _natnetwork(short),
+            **{sub: {"options": {}, "usage": usage} for sub, usage in _EXTRADATA.items()},
+        }
         for short, full in VERSIONS.items()
     }
 

@@ -1,5 +1,5 @@
 """VM commands: createvm, modifyvm, storagectl, storageattach, startvm, controlvm, unregistervm, showvminfo,
-guestproperty, metrics."""
+guestproperty, getextradata, setextradata, metrics."""
 
 from __future__ import annotations
 
@@ -332,6 +332,34 @@ def guestproperty(sim: Sim, args: Args) -> str:
     raise SimExit(2, f"VBoxManage: error: Unknown sub-command '{action}'\n")
 
 
+def getextradata(sim: Sim, args: Args) -> str:
+    """``getextradata <vm> <key>|enumerate``: ``Value: ...`` / ``No value set!``, or ``Key: ..., Value: ...``
+    lines (VBoxManageMisc.cpp); any state, as IMachine::GetExtraData needs no session."""
+    if len(args.positional) != 2:
+        raise syntax_error(sim.version, "getextradata", "Incorrect number of parameters")
+    data: dict[str, str] = need_vm(sim, args.positional[0]).get("extradata", {})
+    key = args.positional[1]
+    if key == "enumerate":
+        return "".join(f"Key: {k}, Value: {v}\n" for k, v in sorted(data.items()))
+    return f"Value: {data[key]}\n" if key in data else "No value set!\n"
+
+
+def setextradata(sim: Sim, args: Args) -> str:
+    """``setextradata <vm> <key> [<value>]``: no value (or an empty one) removes the key; any VM state, no
+    session lock (IMachine::SetExtraData)."""
+    if len(args.positional) < 2:
+        raise syntax_error(sim.version, "setextradata", "Not enough parameters")
+    if len(args.positional) > 3:
+        raise syntax_error(sim.version, "setextradata", "Too many parameters")
+    data = need_vm(sim, args.positional[0]).setdefault("extradata", {})
+    key, value = args.positional[1], args.positional[2] if len(args.positional) == 3 else ""
+    if value:
+        data[key] = value
+    else:
+        data.pop(key, None)
+    return ""
+
+
 def metrics(sim: Sim, args: Args) -> str:
     if not args.positional:
         raise SimExit(2, "VBoxManage: error: Incorrect parameters\n")
@@ -357,5 +385,7 @@ VM_COMMANDS = {
     "discardstate": discardstate,
     "showvminfo": showvminfo,
     "guestproperty": guestproperty,
+    "getextradata": getextradata,
+    "setextradata": setextradata,
     "metrics": metrics,
 }
