@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
+import json
+import os
 import re
 import subprocess
 import sys
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
@@ -103,8 +107,67 @@ def test_docs_block(block: DocBlock, monkeypatch: pytest.MonkeyPatch, tmp_path: 
         tomllib.loads(block.code)
     elif kind == "" and block.lang == "python":
         _run_on_sim(block, monkeypatch, tmp_path)
+    elif kind == "" and block.lang == "yaml":
+        _check_ansible_yaml(block)
+    elif kind == "foreign" and block.lang == "yaml":  # another project's example, shown to compare: valid YAML
+        assert pytest.importorskip("yaml").safe_load(block.code), f"{block.where}: empty example"
+        assert COLLECTION not in block.code, f"{block.where}: an example of this collection is checked, not foreign"
     else:
         pytest.fail(f"{block.where}: a ```{block.lang} block with marker {block.marker!r} is not run by any test")
+
+
+COLLECTION = "hvkit.hypervisor."
+_TASK_LISTS = ("tasks", "pre_tasks", "post_tasks", "handlers", "block", "rescue", "always")
+
+
+@functools.cache
+def _plugin_options(plugin_type: str, name: str) -> frozenset[str]:
+    """The options of a plugin of the collection, as Ansible's own doc loader merges them (fragments included)."""
+    ansible_doc = Path(sys.executable).with_name("ansible-doc")
+    if not ansible_doc.exists():
+        pytest.skip("ansible-core is not installed (the dev extra installs it)")
+    env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(ROOT), "ANSIBLE_NOCOLOR": "1"}
+    found = subprocess.run(
+        [str(ansible_doc), "-t", plugin_type, "--json", name], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert found.returncode == 0, f"ansible-doc {plugin_type} {name}: {found.stderr}"
+    docs = json.loads(found.stdout)
+    assert name in docs, f"no {plugin_type} plugin {name} in the collection"
+    options = docs[name]["doc"].get("options") or {}
+    aliases = {alias for option in options.values() for alias in option.get("aliases") or []}
+    return frozenset(options) | frozenset(aliases)
+
+
+def _check_tasks(where: str, tasks: Any) -> int:
+    """Every task of the collection names a module it has, with options that module takes; the count checked."""
+    checked = 0
+    for task in tasks or []:
+        assert isinstance(task, dict), f"{where}: a task is a mapping, got {task!r}"
+        for key in _TASK_LISTS:
+            checked += _check_tasks(where, task.get(key))
+        for key, args in task.items():
+            if isinstance(key, str) and key.startswith(COLLECTION):
+                known = _plugin_options("module", key)
+                unknown = set(args or {}) - known if isinstance(args, dict) else set()
+                assert not unknown, f"{where}: {key} takes no option {sorted(unknown)}"
+                checked += 1
+    return checked
+
+
+def _check_ansible_yaml(block: DocBlock) -> None:
+    """A YAML example of the collection: plays, task lists or an inventory source, checked against the plugins."""
+    yaml = pytest.importorskip("yaml")
+    data = yaml.safe_load(block.code)
+    if isinstance(data, dict) and str(data.get("plugin", "")).startswith(COLLECTION):
+        unknown = set(data) - _plugin_options("inventory", data["plugin"])
+        assert not unknown, f"{block.where}: the {data['plugin']} inventory takes no option {sorted(unknown)}"
+        return
+    assert isinstance(data, list), f"{block.where}: a YAML example is a playbook, a task list or an inventory source"
+    plays = [item for item in data if isinstance(item, dict) and "hosts" in item]
+    checked = sum(_check_tasks(block.where, [{key: play.get(key) for key in _TASK_LISTS}]) for play in plays)
+    if not plays:
+        checked = _check_tasks(block.where, data)
+    assert checked, f"{block.where}: the example uses no module of the collection"
 
 
 def _run_on_sim(block: DocBlock, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
