@@ -3,6 +3,10 @@ bulk inventory, clones, snapshots with memory, metrics, guest IPs, console."""
 
 from __future__ import annotations
 
+import io
+import tarfile
+from pathlib import Path
+
 import pytest
 
 import hvkit
@@ -309,3 +313,94 @@ def test_graceful_stop_of_a_paused_vm_resumes_it_first(hv: Hypervisor) -> None:
     before = _calls(hv)
     assert hv.vms.stop(vm, timeout=30).power_state is hvkit.PowerState.STOPPED
     assert _calls(hv) - before >= 3  # resume, acpipowerbutton, at least one look at the state
+
+
+# -- OVA export / import (backend methods, VirtualBox only) ----------------------------------------------------
+def _disk_vm(hv: Hypervisor, tmp_path: Path, name: str, contents: list[bytes]) -> hvkit.VM:
+    """A VM whose SATA disks hold ``contents`` (written through clonemedium --existing)."""
+    disks = []
+    for n, content in enumerate(contents, 1):
+        vol = hv.volumes.create("default", f"{name}-d{n}", 4 / 1024)
+        raw = tmp_path / f"{name}-d{n}.raw"
+        raw.write_bytes(content)
+        hv.volumes.upload(vol, raw)
+        disks.append(hvkit.DiskSpec(volume=vol.id, bus="sata"))
+    vm: hvkit.VM = hv.vms.create(hvkit.VMSpec(name=name, disks=disks, **SPEC))  # type: ignore[arg-type]
+    return vm
+
+
+def _bytes(seed: int) -> bytes:
+    data = bytearray(4 * 1024 * 1024)
+    for off in (0, 1_500_000, 4 * 1024 * 1024 - 70_000):
+        data[off : off + 64] = f"ova-{seed}-{off}".encode().ljust(64, b"#")
+    return bytes(data)
+
+
+def _read_disk(hv: Hypervisor, volume: str | None, tmp_path: Path, tag: str) -> bytes:
+    out = tmp_path / f"{tag}.read"
+    hv.volumes.download(volume or "", out)
+    return out.read_bytes()
+
+
+def test_ova_export_and_import_copies_the_disks(hv: Hypervisor, sim: VBoxSim, tmp_path: Path) -> None:
+    content = _bytes(1)
+    src = _disk_vm(hv, tmp_path, "ova-src", [content])
+    ova = str(tmp_path / "appliance.ova")
+    hv.backend.export_ova(src, ova)  # type: ignore[attr-defined]
+    assert tarfile.is_tarfile(ova)
+    with pytest.raises(errors.InvalidSpec, match="exists already"):
+        hv.backend.export_ova(src, ova)  # type: ignore[attr-defined]
+    copy: hvkit.VM = hv.backend.import_ova(ova, "ova-copy")  # type: ignore[attr-defined]
+    assert copy.name == "ova-copy" and copy.id != src.id and copy.power_state is hvkit.PowerState.STOPPED
+    assert (copy.cpus, copy.memory_mib, len(copy.disks)) == (1, 128, 1)
+    assert copy.disks[0].volume not in {d.volume for d in src.disks}
+    assert _read_disk(hv, copy.disks[0].volume, tmp_path, "copy") == content
+    assert _read_disk(hv, src.disks[0].volume, tmp_path, "src") == content
+    assert sorted(v.name for v in hv.vms.list()) == ["ova-copy", "ova-src"]
+    hv.vms.delete(copy)
+    assert _read_disk(hv, src.disks[0].volume, tmp_path, "src-after") == content  # the source's disk is its own
+
+
+def test_ova_export_of_a_running_vm_is_refused(hv: Hypervisor, tmp_path: Path) -> None:
+    vm = hv.vms.start(_vm(hv, "ova-running"))
+    ova = tmp_path / "running.ova"
+    with pytest.raises(errors.InvalidState, match="stop it"):
+        hv.backend.export_ova(vm, str(ova))  # type: ignore[attr-defined]
+    assert not ova.exists()
+    with pytest.raises(errors.InvalidSpec, match=r"\.ova"):
+        hv.backend.export_ova(hv.vms.stop(vm, force=True), str(tmp_path / "x.ovf"))  # type: ignore[attr-defined]
+
+
+def test_ova_import_onto_a_taken_name_changes_nothing(hv: Hypervisor, tmp_path: Path) -> None:
+    src = _disk_vm(hv, tmp_path, "ova-taken", [_bytes(2)])
+    ova = str(tmp_path / "taken.ova")
+    hv.backend.export_ova(src, ova)  # type: ignore[attr-defined]
+    vms, volumes = hv.vms.list(), hv.volumes.list()
+    with pytest.raises(errors.AlreadyExists):
+        hv.backend.import_ova(ova, "ova-taken")  # type: ignore[attr-defined]
+    assert hv.vms.list() == vms and hv.volumes.list() == volumes
+    with pytest.raises(errors.NotFound):
+        hv.backend.import_ova(str(tmp_path / "missing.ova"), "ova-new")  # type: ignore[attr-defined]
+
+
+def test_failed_ova_import_leaves_no_vm_or_disk(hv: Hypervisor, sim: VBoxSim, tmp_path: Path) -> None:
+    src = _disk_vm(hv, tmp_path, "ova-two", [_bytes(3), _bytes(4)])
+    good = tmp_path / "good.ova"
+    hv.backend.export_ova(src, str(good))  # type: ignore[attr-defined]
+    bad = tmp_path / "bad.ova"  # the second disk is garbage: the first is imported and attached before it fails
+    with tarfile.open(good) as old, tarfile.open(bad, "w") as new:
+        members = old.getmembers()
+        assert [m.name.endswith(".vmdk") for m in members] == [False, True, True]
+        for member in members:
+            data = old.extractfile(member)
+            body = data.read() if data is not None else b""
+            if member is members[-1]:
+                body = b"not a vmdk " * 1000
+            member.size = len(body)
+            new.addfile(member, io.BytesIO(body))
+    vms, volumes = hv.vms.list(), hv.volumes.list()
+    with pytest.raises(errors.HvkitError):
+        hv.backend.import_ova(str(bad), "ova-broken")  # type: ignore[attr-defined]
+    assert hv.vms.list() == vms and hv.volumes.list() == volumes
+    assert not (Path(sim.state()["machine_folder"]) / "ova-broken").exists()
+    assert hv.backend.import_ova(str(good), "ova-broken").name == "ova-broken"  # type: ignore[attr-defined]

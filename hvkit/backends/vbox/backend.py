@@ -28,7 +28,7 @@ from hvkit.models import (
     Volume,
 )
 
-from . import _console, _inventory, _metrics, _migrate, _snapshots, _storage, _vms
+from . import _console, _inventory, _metrics, _migrate, _ova, _snapshots, _storage, _vms
 from ._errors import VBoxManageError, translate
 from ._session import Session
 
@@ -214,6 +214,24 @@ class VBoxBackend(Backend):
         self, pool: StoragePool, name: str, image: DiskImage, fmt: DiskFormat, workdir: str, progress: ProgressFn
     ) -> Volume:
         return _migrate.import_disk(self.session, name, image, fmt, workdir, progress)
+
+    # -- appliances (VirtualBox only: not part of the common API) -----------------------------------------------
+    def export_ova(self, vm: VM, path: str) -> None:
+        """Export the stopped ``vm`` as one OVA file (``VBoxManage export --output``); the VM is untouched.
+
+        ``path`` ends in ``.ova`` and is on the VirtualBox host: the remote workstation over ``vbox+ssh://``.
+        A VM that is not stopped is InvalidState; an existing file is InvalidSpec (never overwritten); a
+        failed export removes the partial file."""
+        with self.errors():
+            _ova.export_ova(self.session, vm, path)
+
+    def import_ova(self, path: str, name: str) -> VM:
+        """Import the first virtual system of the OVA at ``path`` as a new, stopped VM ``name``; return it.
+
+        ``path`` is on the VirtualBox host (the remote workstation over ``vbox+ssh://``). A taken name is
+        AlreadyExists before anything runs; a failed import removes the VM and disks it registered, by UUID."""
+        with self.errors():
+            return _ova.import_ova(self.session, path, name)
 
     def stats(self) -> dict[str, Any]:
         """How many VBoxManage processes this connection started (what the inventory benchmark counts)."""
