@@ -42,6 +42,8 @@ def _check_fields(url: URL) -> None:
         raise InvalidSpec("URL port must be a whole number from 1 to 65535 or None")
     if not isinstance(url.path, str):
         raise InvalidSpec("URL path must be a string")
+    if url.path and not url.path.startswith("/"):  # as parsed: what follows the host starts with '/'
+        raise InvalidSpec(f"URL path must be empty or start with '/', got {url.path!r}")
 
 
 @attrs.frozen(repr=False)
