@@ -70,7 +70,7 @@ def test_records_have_exactly_the_model_fields(xapi: XapiSimulator) -> None:
         for rec in records.values():
             assert set(rec) == set(fields), cls
             for name, (type_text, _q, _d) in fields.items():
-                kind = parse_type(type_text).kind
+                kind = parse_type(type_text).form
                 python = {"int": int, "float": float, "bool": bool, "set": list, "map": dict}.get(kind, str)
                 assert isinstance(rec[name], python), (cls, name, rec[name])
 

@@ -90,7 +90,7 @@ class API:
 
     def _arg(self, xt: XType, value: Any, name: str) -> Any:
         out = coerce(xt, value, name)
-        if xt.kind == "ref" and xt.name != "session" and out != NULL and not self.store.exists(xt.name, out):
+        if xt.form == "ref" and xt.name != "session" and out != NULL and not self.store.exists(xt.name, out):
             raise Failure("HANDLE_INVALID", xt.name, out)
         return out
 
@@ -241,7 +241,7 @@ def _create(store: Any, cls: str, args: dict[str, Any]) -> str:
             continue  # XAPI ignores unknown and runtime fields in a create record
         xt = parse_type(spec[0])
         record[key] = coerce(xt, value, f"{cls}.{key}")
-        if xt.kind == "ref" and record[key] != NULL and not store.exists(xt.name, record[key]):
+        if xt.form == "ref" and record[key] != NULL and not store.exists(xt.name, record[key]):
             raise Failure("HANDLE_INVALID", xt.name, record[key])
     record.pop("uuid", None)
     return str(store.new(cls, record))

@@ -47,7 +47,7 @@ class XDate(str):
 
 @attrs.frozen
 class XType:
-    kind: str  # int float bool string datetime ref record enum set map
+    form: str  # int float bool string datetime ref record enum set map
     name: str = ""  # class of a ref/record, name of an enum
     item: XType | None = None  # set element, map value
     key: XType | None = None  # map key
@@ -90,17 +90,17 @@ def default_for(type_text: str, literal: str | None) -> Any:
     xt = parse_type(type_text)
     if literal is not None:
         text = literal.strip()
-        if xt.kind in ("set", "map"):
-            return [] if xt.kind == "set" else {}
-        if xt.kind == "ref":
+        if xt.form in ("set", "map"):
+            return [] if xt.form == "set" else {}
+        if xt.form == "ref":
             return NULL
-        if xt.kind == "bool":
+        if xt.form == "bool":
             return text == "true"
-        if xt.kind == "int":
+        if xt.form == "int":
             return int(text)
-        if xt.kind == "float":
+        if xt.form == "float":
             return float(text)
-        if xt.kind == "datetime":
+        if xt.form == "datetime":
             return XDate(text)
         if text.startswith('"') and text.endswith('"'):
             return text[1:-1]
@@ -109,37 +109,37 @@ def default_for(type_text: str, literal: str | None) -> Any:
 
 
 def zero(xt: XType) -> Any:
-    if xt.kind == "int":
+    if xt.form == "int":
         return 0
-    if xt.kind == "float":
+    if xt.form == "float":
         return 0.0
-    if xt.kind == "bool":
+    if xt.form == "bool":
         return False
-    if xt.kind == "datetime":
+    if xt.form == "datetime":
         return XDate("19700101T00:00:00Z")
-    if xt.kind == "ref":
+    if xt.form == "ref":
         return NULL
-    if xt.kind == "set":
+    if xt.form == "set":
         return []
-    if xt.kind in ("map", "record"):
+    if xt.form in ("map", "record"):
         return {}
-    if xt.kind == "enum":
+    if xt.form == "enum":
         return model()["enums"].get(xt.name, [""])[0]
     return ""
 
 
 def coerce(xt: XType, value: Any, field: str) -> Any:
     """Check and convert one wire value to its model type (ints come as strings over XML-RPC)."""
-    kind = xt.kind
-    if kind == "string":
+    form = xt.form
+    if form == "string":
         if isinstance(value, str):
             return value
-    elif kind == "int":
+    elif form == "int":
         if isinstance(value, int) and not isinstance(value, bool):
             return value
         if isinstance(value, str) and re.fullmatch(r"-?\d+", value.strip()):
             return int(value)
-    elif kind == "float":
+    elif form == "float":
         if isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
         if isinstance(value, str):
@@ -147,30 +147,30 @@ def coerce(xt: XType, value: Any, field: str) -> Any:
                 return float(value)
             except ValueError:
                 pass
-    elif kind == "bool":
+    elif form == "bool":
         if isinstance(value, bool):
             return value
         if isinstance(value, str) and value.lower() in ("true", "false"):
             return value.lower() == "true"
-    elif kind in ("ref", "datetime"):
+    elif form in ("ref", "datetime"):
         if isinstance(value, str):
-            return XDate(value) if kind == "datetime" else value
-        if kind == "datetime" and hasattr(value, "value"):
+            return XDate(value) if form == "datetime" else value
+        if form == "datetime" and hasattr(value, "value"):
             return XDate(str(value.value))
-    elif kind == "enum":
+    elif form == "enum":
         values = model()["enums"].get(xt.name)
         if isinstance(value, str) and (values is None or value in values):
             return value
         if isinstance(value, str):
             raise Failure("INVALID_VALUE", field, value)
-    elif kind == "set":
+    elif form == "set":
         if isinstance(value, list | tuple):
             assert xt.item is not None
             return [coerce(xt.item, v, field) for v in value]
-    elif kind == "map":
+    elif form == "map":
         if isinstance(value, dict):
             assert xt.item is not None
             return {str(k): coerce(xt.item, v, field) for k, v in value.items()}
-    elif kind == "record" and isinstance(value, dict):
+    elif form == "record" and isinstance(value, dict):
         return dict(value)
     raise Failure("FIELD_TYPE_ERROR", field)
