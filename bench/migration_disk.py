@@ -78,7 +78,7 @@ class Timings:
 
         self._wrap(migration, "plan")
         for attr, _ in STEPS[1:]:
-            self._wrap(_run._Runner, attr)
+            self._wrap(_run.Runner, attr)
         return self
 
     def __exit__(self, *exc: object) -> None:
