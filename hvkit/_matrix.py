@@ -117,6 +117,14 @@ PORTABILITY_ROWS: tuple[PortabilityRow, ...] = (
         (Capability.VM_LINKED_CLONE,),
     ),
     PortabilityRow(
+        "images.linked",
+        "`DiskSpec(image=name, linked=True)` in `hv.vms.create`",
+        "the disk is a new copy-on-write volume over the image's volume (the image never changes; it cannot be "
+        "deleted while linked disks use it); without `volume.linked`, `Unsupported` before anything is made "
+        "(no silent full copy: `linked=False` asks for one)",
+        (Capability.VOLUME_LINKED,),
+    ),
+    PortabilityRow(
         "snapshots.revert",
         "`hv.snapshots.revert(snap)` after a linked clone of the VM",
         "works; the clone does not change",

@@ -253,6 +253,13 @@ class Backend:
     def delete_volume(self, volume: Volume) -> Result:
         raise self._unsupported("volumes.delete")
 
+    def create_linked_volume(self, pool: StoragePool, name: str, base: Volume) -> Result:
+        """Create volume ``name`` in ``pool`` that reads ``base`` and writes only into itself (copy-on-write).
+
+        Its size is the base's. ``base`` must never change or be deleted through it: deleting the new
+        volume (or the VM it is a disk of) leaves the base as it is. VOLUME_LINKED."""
+        raise self._unsupported("volumes.create_linked")
+
     def upload_volume(self, volume: Volume, source: IO[bytes], size: int, progress: ProgressFn) -> Result:
         """Write ``size`` bytes of raw guest-visible content from ``source`` into ``volume``."""
         raise self._unsupported("volumes.upload")

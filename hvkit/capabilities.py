@@ -39,6 +39,7 @@ class Capability(enum.Enum):
     VOLUME_DELETE = "volume.delete"
     VOLUME_UPLOAD = "volume.upload"
     VOLUME_DOWNLOAD = "volume.download"
+    VOLUME_LINKED = "volume.linked"  # a copy-on-write volume over a base volume (linked disks from images)
 
 
 DESCRIPTIONS: dict[Capability, str] = {
@@ -67,4 +68,5 @@ DESCRIPTIONS: dict[Capability, str] = {
     Capability.VOLUME_DELETE: "delete volumes",
     Capability.VOLUME_UPLOAD: "upload a volume's content as a stream",
     Capability.VOLUME_DOWNLOAD: "download a volume's content as a stream",
+    Capability.VOLUME_LINKED: "copy-on-write volume over a base volume (linked disks from images)",
 }

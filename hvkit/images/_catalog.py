@@ -15,7 +15,7 @@ import fcntl
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,10 +44,13 @@ class Image:
     content_checksum: str  # the migration engine's format-independent checksum of the guest-visible content
     signed_by: str | None = None  # fingerprint of the key that signed the checksum file, when one did
     imported_at: str = ""  # ISO 8601, UTC
+    # ids of the linked (copy-on-write) volumes made over this image's volume: a delete is refused while any exists
+    linked: tuple[str, ...] = attrs.field(default=(), converter=tuple)
 
     def to_json(self) -> dict[str, Any]:
         data = attrs.asdict(self)
         data["format"] = self.format.value
+        data["linked"] = list(self.linked)
         return data
 
     @classmethod
@@ -94,6 +97,23 @@ class Catalog:
             if image.name in entries:
                 raise AlreadyExists(f"image {image.name!r} is in the catalogue of {self.key} already")
             entries[image.name] = image.to_json()
+
+    def link(self, name: str, volume: str, user: str) -> None:
+        """Record volume ``user`` as a linked volume over image ``name`` (still the one on ``volume``)."""
+        with self._locked() as data:
+            entry = data.get("hypervisors", {}).get(self.key, {}).get(name)
+            if entry is None or entry.get("volume") != volume:
+                raise NotFound(f"image {name!r} on volume {volume} is gone from the catalogue of {self.key}")
+            if user not in entry.setdefault("linked", []):
+                entry["linked"].append(user)
+
+    def unlink(self, name: str, volume: str, users: Iterable[str]) -> None:
+        """Forget the linked volumes ``users`` of image ``name`` (when it is still the one on ``volume``)."""
+        gone = set(users)
+        with self._locked() as data:
+            entry = data.get("hypervisors", {}).get(self.key, {}).get(name)
+            if entry is not None and entry.get("volume") == volume:
+                entry["linked"] = [u for u in entry.get("linked", []) if u not in gone]
 
     def remove(self, name: str, volume: str) -> None:
         """Forget image ``name`` if it is still the one on ``volume`` (by identity, never by name alone)."""

@@ -25,7 +25,7 @@ from ..migration import ALGORITHM, checksum
 from ..models import DiskFormat, DiskSpec, VMSpec, Volume
 from ..models.spec import check_name
 from ..tasks import Task
-from . import _fetch, _ova
+from . import _fetch, _linked, _ova
 from ._catalog import Catalog, Image, default_catalog_path, now
 from ._errors import ImageChecksumMismatch, ImageError
 
@@ -225,12 +225,15 @@ class Images:
         return Verified(image, got.value, got.data_bytes, time.monotonic() - started)
 
     def delete(self, name: str) -> None:
-        """Delete image ``name``'s volume and its catalogue record."""
+        """Delete image ``name``'s volume and its catalogue record; refused (InvalidState) while linked disks use it."""
         image = self.get(name)
         try:
             volume = self._volume_of(image)
         except NotFound:
             volume = None
+        gone = _linked.refuse_if_used(self._hv, image, volume)
+        if gone:
+            self.catalog.unlink(name, image.volume, gone)
         if volume is not None:
             self._delete_volume(volume)
         self.catalog.remove(name, image.volume)
@@ -243,11 +246,24 @@ class Images:
 
     # -- VMs from images ------------------------------------------------------------------------------------
     def create_vm(self, spec: VMSpec, *, wait: bool = True, timeout: float | None = None, progress: Any = None) -> Any:
-        """Create a VM whose ``DiskSpec(image=...)`` disks are full copies of those images (``hv.vms.create``)."""
+        """Create a VM whose ``DiskSpec(image=...)`` disks are copies of those images (``hv.vms.create``).
+
+        A disk with ``linked=True`` is a copy-on-write volume over the image's volume (VOLUME_LINKED, else
+        Unsupported before anything is made); the others are full copies. A failure removes what this call
+        made, by id: the copies, the linked volumes and their catalogue records.
+        """
         if not wait:
             return Task.in_thread("vms.create", spec.name, lambda: self.create_vm(spec, timeout=timeout))
         hv = self._hv
         images = [self.get(d.image) if d.image is not None else None for d in spec.disks]
+        linkable = Capability.VOLUME_LINKED in hv.capabilities and not hv.backend.create_copies_volumes
+        if any(d.linked for d in spec.disks) and not linkable:
+            raise Unsupported(
+                hv.kind,
+                "images.linked",
+                "no copy-on-write volumes over an image's here (volume.linked); "
+                "DiskSpec(image=..., linked=False) makes a full copy",
+            )
         volumes = [self._volume_of(i) if i is not None else None for i in images]
         if hv.backend.create_copies_volumes:  # the backend copies DiskSpec(volume=...) itself
             disks = [_attach(d, v) if v is not None else d for d, v in zip(spec.disks, volumes, strict=True)]
@@ -257,14 +273,23 @@ class Images:
             raise AlreadyExists(f"a VM named {spec.name!r} exists already on {hv.kind}")
         with Rollback() as undo, tempfile.TemporaryDirectory(prefix="hvkit-image-clone-") as tmp:
             disks = []
-            for index, (disk, volume) in enumerate(zip(spec.disks, volumes, strict=True)):
-                if volume is None:
+            for index, (disk, image, volume) in enumerate(zip(spec.disks, images, volumes, strict=True)):
+                if image is None or volume is None:
                     disks.append(disk)
                     continue
                 pool = find(pools, disk.pool or volume.pool, "storage pool")
-                fmt = pick_format(pool, disk.format)
-                copy = self._clone_volume(volume, pool, disk.name or f"{spec.name}-disk{index}", fmt, tmp)
-                undo.push(functools.partial(self._delete_volume, copy), f"delete volume {copy.id}")
+                name = disk.name or f"{spec.name}-disk{index}"
+                if disk.linked:
+                    copy = _linked.create_linked(hv, pool, name, volume)
+                    undo.push(functools.partial(self._delete_volume, copy), f"delete linked volume {copy.id}")
+                    self.catalog.link(image.name, image.volume, copy.id)
+                    undo.push(
+                        functools.partial(self.catalog.unlink, image.name, image.volume, [copy.id]),
+                        f"forget linked volume {copy.id} of image {image.name!r}",
+                    )
+                else:
+                    copy = self._clone_volume(volume, pool, name, pick_format(pool, disk.format), tmp)
+                    undo.push(functools.partial(self._delete_volume, copy), f"delete volume {copy.id}")
                 disks.append(_attach(disk, copy))
             return hv.vms.create(attrs.evolve(spec, disks=disks), timeout=timeout, progress=progress)
 
@@ -280,7 +305,7 @@ class Images:
 
 
 def _attach(disk: DiskSpec, volume: Volume) -> DiskSpec:
-    return attrs.evolve(disk, image=None, volume=volume.id)
+    return attrs.evolve(disk, image=None, linked=False, volume=volume.id)
 
 
 def _algorithm_of(value: str) -> str:

@@ -98,7 +98,8 @@ def _to_guest_os(value: GuestOS | str) -> GuestOS:
 @attrs.frozen
 class DiskSpec:
     """A disk to create (``size_gib`` in ``pool``), an existing volume to attach (``volume``) or a copy of an
-    image (``image``, see :mod:`hvkit.images`)."""
+    image (``image``, see :mod:`hvkit.images`): a full copy, or with ``linked=True`` a copy-on-write volume over
+    the image's own (the backend's overlay format, so no ``format``; Unsupported without ``volume.linked``)."""
 
     size_gib: float | None = None
     pool: str | None = None
@@ -107,6 +108,7 @@ class DiskSpec:
     name: str | None = None
     volume: str | None = None  # id of an existing volume to attach instead of creating one
     image: str | None = None  # name of an image (hv.images) the disk is a copy of
+    linked: bool = False  # with image: a linked (copy-on-write) copy instead of a full one
 
     def __attrs_post_init__(self) -> None:
         given = [k for k in ("size_gib", "volume", "image") if getattr(self, k) is not None]
@@ -118,6 +120,12 @@ class DiskSpec:
             if not isinstance(self.image, str):
                 raise InvalidSpec(f"disk image must be an image name, got {shown(self.image)}")
             check_name("disk image", self.image)
+        if not isinstance(self.linked, bool):
+            raise InvalidSpec(f"disk linked must be True or False, got {shown(self.linked)}")
+        if self.linked and self.image is None:
+            raise InvalidSpec("a linked disk (linked=True) is a copy of an image: give image=")
+        if self.linked and self.format is not None:
+            raise InvalidSpec("a linked disk is in the backend's copy-on-write format: leave format unset")
         if self.size_gib is not None:
             check_number("disk size_gib", self.size_gib, MIN_DISK_GIB, MAX_DISK_GIB, low_text="1 MiB (1/1024)")
         if self.volume is not None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import hvkit
-from hvkit.errors import AlreadyExists, InvalidSpec, NotFound
+from hvkit.errors import AlreadyExists, InvalidSpec, InvalidState, NotFound
 from hvkit.hypervisor import Hypervisor
 from hvkit.images import ImageChecksumMismatch, ImageError, Images, SignatureError
 from hvkit.migration._verify import checksum_bytes
@@ -235,3 +235,103 @@ def test_vm_from_image_without_waiting(hv: Hypervisor, images: Images, tmp_path:
     assert isinstance(task, hvkit.Task)
     vm = task.wait(60)
     assert vm.name == "later" and _content_of(hv, str(vm.disks[0].volume), tmp_path) == content
+
+
+# -- linked disks ---------------------------------------------------------------------------------------------
+def _write_into(path: str, offset: int, pattern: int) -> None:
+    """Write 64 KiB of ``pattern`` at ``offset`` into a qcow2 file through QEMU's block layer, as a guest would."""
+    import subprocess
+
+    subprocess.run(["qemu-io", "-f", "qcow2", "-c", f"write -P {pattern} {offset} 64k", path], check=True,
+                   capture_output=True)  # fmt: skip
+
+
+def test_linked_vm_reads_the_image_and_never_writes_it(hv: Hypervisor, images: Images, tmp_path: Path) -> None:
+    content = disk_content(4 * MIB, 11)
+    path = tmp_path / "base.raw"
+    path.write_bytes(content)
+    before = _state(hv, images)
+    image = images.import_("base", path, sha256=sha256(content))
+    spec = hvkit.VMSpec(
+        name="linked-vm", disks=[hvkit.DiskSpec(image="base", linked=True), hvkit.DiskSpec(image="base")]
+    )
+    vm = hv.vms.create(spec)
+    linked, full = (hv.volumes.get(str(d.volume)) for d in vm.disks)
+    assert linked.backing == image.volume and linked.format is hvkit.DiskFormat.QCOW2  # copy-on-write over it
+    assert full.backing is None and full.id != image.volume  # the other disk is a full copy
+    assert images.get("base").linked == (linked.id,)
+    assert _content_of(hv, linked.id, tmp_path) == content
+
+    assert linked.path is not None
+    _write_into(linked.path, 0, 0xAB)  # the VM writes: into its overlay only
+    written = _content_of(hv, linked.id, tmp_path)
+    assert written[: 64 * 1024] == b"\xab" * 64 * 1024 and written[64 * 1024 :] == content[64 * 1024 :]
+    assert _content_of(hv, image.volume, tmp_path) == content
+    assert images.verify("base").checksum == image.content_checksum
+
+    with pytest.raises(InvalidState, match=r"'base' is the base of linked disks of VMs linked-vm"):
+        images.delete("base")
+    images.catalog.unlink("base", image.volume, [linked.id])  # the hypervisor still says who uses it
+    with pytest.raises(InvalidState, match="linked-vm"):
+        images.delete("base")
+    assert [i.name for i in images.list()] == ["base"] and hv.volumes.get(image.volume).id == image.volume
+
+    hv.vms.delete(vm)
+    assert hv.volumes.get(image.volume).id == image.volume  # the VM delete took its overlay, not the image
+    images.delete("base")
+    assert _state(hv, images) == before
+
+
+def test_linked_record_of_a_deleted_vm_is_pruned(hv: Hypervisor, images: Images, tmp_path: Path) -> None:
+    content = disk_content(MIB, 12)
+    path = tmp_path / "p.raw"
+    path.write_bytes(content)
+    images.import_("pruned", path, sha256=sha256(content))
+    vm = hv.vms.create(hvkit.VMSpec(name="gone", disks=[hvkit.DiskSpec(image="pruned", linked=True, name="root")]))
+    overlay = str(vm.disks[0].volume)
+    hv.vms.delete(vm)
+    assert images.get("pruned").linked == (overlay,)  # recorded until the image is deleted
+    images.delete("pruned")
+    assert images.list() == []
+
+
+def test_linked_failure_midway_removes_only_what_the_call_made(hv: Hypervisor, images: Images, tmp_path: Path) -> None:
+    content = disk_content(MIB, 13)
+    path = tmp_path / "f.raw"
+    path.write_bytes(content)
+    image = images.import_("midway", path, sha256=sha256(content))
+    other = hv.vms.create(hvkit.VMSpec(name="keeper", disks=[hvkit.DiskSpec(image="midway", linked=True)]))
+    before = _state(hv, images)
+    hv.backend.session.world.faults.fail("create_vm")  # type: ignore[attr-defined]
+    disks = [hvkit.DiskSpec(image="midway", linked=True), hvkit.DiskSpec(size_gib=0.01)]
+    spec = hvkit.VMSpec(name="fails", disks=disks)
+    with pytest.raises(hvkit.errors.BackendError, match="injected"):
+        hv.vms.create(spec)
+    assert _state(hv, images) == before
+    assert images.get("midway").linked == (str(other.disks[0].volume),)  # the keeper's record stays
+    hv.backend.session.world.faults.fail("create_linked_volume")  # type: ignore[attr-defined]
+    with pytest.raises(hvkit.errors.BackendError, match="injected"):
+        hv.vms.create(spec)
+    assert _state(hv, images) == before
+    assert hv.volumes.get(image.volume).id == image.volume
+
+
+def test_linked_needs_the_capability_and_checks_its_spec(
+    hv: Hypervisor, images: Images, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(InvalidSpec, match="give image="):
+        hvkit.DiskSpec(size_gib=1, linked=True)
+    with pytest.raises(InvalidSpec, match="leave format unset"):
+        hvkit.DiskSpec(image="x", linked=True, format="raw")
+    with pytest.raises(InvalidSpec, match="True or False"):
+        hvkit.DiskSpec(image="x", linked="yes")  # type: ignore[arg-type]
+    content = disk_content(MIB, 14)
+    path = tmp_path / "c.raw"
+    path.write_bytes(content)
+    images.import_("nolink", path, sha256=sha256(content))
+    before = _state(hv, images)
+    monkeypatch.setattr(hv.backend, "capabilities", hv.backend.capabilities - {hvkit.Capability.VOLUME_LINKED})
+    spec = hvkit.VMSpec(name="n", disks=[hvkit.DiskSpec(size_gib=0.01), hvkit.DiskSpec(image="nolink", linked=True)])
+    with pytest.raises(hvkit.errors.Unsupported, match=r"images.linked .*linked=False\) makes a full copy"):
+        hv.vms.create(spec)
+    assert _state(hv, images) == before

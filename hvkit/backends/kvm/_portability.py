@@ -13,6 +13,8 @@ PORTABILITY_NOTES = {
     "vms.clone(linked=True)": "qcow2 overlays over the source's images; a running source first moves live onto new "
     "overlays (an external disk-only snapshot), so the clone links to frozen images (crash-consistent). A stopped "
     "source moves onto new overlays too. Refused: a suspended (managed-save) source, `pool=` for a running one",
+    "images.linked": "a qcow2 volume in a file pool whose backing file is the image's volume (QEMU opens it "
+    "read-only); a VM delete removes the overlay, never the image",
     "snapshots.revert": "works: a snapshot taken before the clone lives in the image the clone links to, so that "
     "image is first copied (with its snapshots) into a volume of the VM's own; needs the image files on this "
     "machine (a remote libvirtd: `Unsupported`)",

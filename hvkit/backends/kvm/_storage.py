@@ -11,7 +11,7 @@ from typing import IO
 import libvirt
 
 from ...driver import ProgressFn
-from ...errors import InvalidState, NotFound
+from ...errors import InvalidState, NotFound, Unsupported
 from ...models import (
     DiskFormat,
     StoragePool,
@@ -39,6 +39,21 @@ def get_volume(session: KvmSession, ref: str) -> Volume:
 def create_volume(session: KvmSession, pool: StoragePool, name: str, size_bytes: int, fmt: DiskFormat) -> Volume:
     p = session.conn.storagePoolLookupByName(pool.name)
     vol = p.createXML(_domxml.volume_xml(name, size_bytes, fmt), 0)
+    return session.volume(vol, pool.name)
+
+
+def create_linked_volume(session: KvmSession, pool: StoragePool, name: str, base: Volume) -> Volume:
+    """A qcow2 volume in ``pool`` whose backing file is ``base`` (read-only to QEMU, never written or deleted
+    through the overlay: a VM delete removes its overlays and only bases it recorded, see ``_bases``)."""
+    base_vol = session.vol(base.id)
+    p = session.conn.storagePoolLookupByName(pool.name)
+    pool_type = ET.fromstring(p.XMLDesc(0)).get("type", "")
+    if pool_type not in FILE_POOLS:
+        raise Unsupported("kvm", "volumes.create_linked", f"pool {pool.name!r} is a {pool_type} pool; qcow2 overlays "
+                          "need a file pool (dir, fs, netfs)")  # fmt: skip
+    backing = (base_vol.path(), volume_format(base_vol) or DiskFormat.RAW)
+    name = name if name.endswith(".qcow2") else f"{name}.qcow2"
+    vol = p.createXML(_domxml.volume_xml(name, base_vol.info()[1], DiskFormat.QCOW2, backing), 0)
     return session.volume(vol, pool.name)
 
 

@@ -183,6 +183,9 @@ class KvmBackend(Backend):
     def delete_volume(self, volume: Volume) -> None:
         return _storage.delete_volume(self.session, volume)
 
+    def create_linked_volume(self, pool: StoragePool, name: str, base: Volume) -> Volume:
+        return _storage.create_linked_volume(self.session, pool, name, base)
+
     def upload_volume(self, volume: Volume, source: IO[bytes], size: int, progress: ProgressFn) -> Volume:
         return _storage.upload_volume(self.session, volume, source, size, progress)
 

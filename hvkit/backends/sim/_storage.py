@@ -49,6 +49,18 @@ def create_volume(session: SimSession, pool: StoragePool, name: str, size_bytes:
         return session.volume_model(session.new_volume(pool.id, base, size_bytes, fmt))
 
 
+def create_linked_volume(session: SimSession, pool: StoragePool, name: str, base: Volume) -> Volume:
+    """A qcow2 overlay over ``base`` (its backing file), as KVM makes one."""
+    session.enter("create_linked_volume")
+    with session.world.lock:
+        backing = session.world.volumes.get(base.id)
+        if backing is None:
+            raise NotFound(f"no volume {base.id!r}")
+        stem = name[: -len(".qcow2")] if name.endswith(".qcow2") else name
+        made = session.new_volume(pool.id, stem, backing["capacity"], DiskFormat.QCOW2, backing=backing)
+        return session.volume_model(made)
+
+
 def delete_volume(session: SimSession, volume: Volume) -> None:
     session.enter("delete_volume")
     with session.world.lock:
