@@ -48,7 +48,7 @@ from .models import (
 )
 from .models.enums import DiskFormat
 
-__all__ = ["Backend", "DiskImage", "Event", "ProgressFn"]
+__all__ = ["Backend", "DiskImage", "Event", "ProgressFn", "VolumeScan"]
 
 ProgressFn = Callable[[int, int], None]  # (bytes done, bytes total)
 Event = dict[str, Any]  # {"vm": id, "name": ..., "event": "started" | "stopped" | ..., "detail": ...}
@@ -71,6 +71,16 @@ class DiskImage:
     def allocated(self) -> int | None:
         """``data_bytes``, waiting for it when it is still being counted."""
         return self.data_bytes() if callable(self.data_bytes) else self.data_bytes
+
+
+@attrs.frozen
+class VolumeScan:
+    """A volume's content summed up where it lies (:meth:`Backend.scan_volume`), nothing of it copied here."""
+
+    size: int  # guest-visible bytes
+    checksum: str  # hvkit-disk-v1 (hvkit.migration.checksum(..., algorithm="hvkit-disk-v1")) of the content
+    digests: dict[int, bytes] | None  # BLAKE2b-128 of each non-zero 64 KiB block, by block index (when asked)
+    bytes_moved: int = 0  # bytes that crossed the wire, both ways, to make this
 
 
 class Backend:
@@ -327,3 +337,20 @@ class Backend:
     def untrack_changes(self, vm: VM, checkpoint: str) -> None:
         """Forget ``checkpoint`` (checkpoints made after it keep recording)."""
         raise self._unsupported("changed-block tracking")
+
+    # -- in-place patches (replication into volumes that are not files on this machine) ------------------
+    def scan_volume(self, volume: Volume, digests: bool) -> VolumeScan:
+        """Sum up ``volume``'s guest-visible content where it lies, without copying it here (:class:`VolumeScan`:
+        its hvkit-disk-v1 checksum; with ``digests``, the BLAKE2b-128 digest of each non-zero 64 KiB block).
+
+        Optional: replication into volumes that are not files on this machine needs it and :meth:`patch_volume`."""
+        raise self._unsupported("volume scans (a checksum and block digests computed where the volume lies)")
+
+    def patch_volume(self, volume: Volume, patch: DiskImage) -> int:
+        """Write ``patch`` into ``volume`` in place; return the bytes sent to do it.
+
+        ``patch`` is a qcow2 image (64 KiB clusters, no backing file) of the volume's guest size: its data
+        clusters are written into the volume, its zero clusters make their ranges zero, and the rest of the
+        volume stays as it is, whatever the volume's format. Applying a patch twice changes nothing more. The
+        VM using the volume is stopped. Optional, as :meth:`scan_volume`."""
+        raise self._unsupported("in-place volume patches (writing changed blocks into an existing volume)")

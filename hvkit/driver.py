@@ -49,7 +49,7 @@ from ._recording import RecordMode, cassette_recorder, scrub_body, scrub_secrets
 from ._rollback import Rollback
 from ._secrets import RedactingFilter, install_redaction, redact
 from ._traits import Limits, MacRange, Traits
-from .backend import Backend, DiskImage, Event, ProgressFn
+from .backend import Backend, DiskImage, Event, ProgressFn, VolumeScan
 from .tasks import DoneSource, RetryHook, Task, TaskControl, TaskInfo, TaskSource, ThreadSource, wait_for
 
 __all__ = [
@@ -74,6 +74,7 @@ __all__ = [
     "TaskSource",
     "ThreadSource",
     "Traits",
+    "VolumeScan",
     "allocated_bytes",
     "cassette_recorder",
     "convert_image",

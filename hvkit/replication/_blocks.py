@@ -10,20 +10,33 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import hashlib
 import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import attrs
 
-from ..driver import DiskImage, convert_image, image_map
+from ..driver import DiskImage, convert_image, image_map, qemu_img
 from ..errors import BackendError
 from ..models import DiskFormat
 
-__all__ = ["BLOCK", "DIGEST_BYTES", "Applied", "BlockMap", "ImageReader", "apply_blocks", "block_map", "changed_blocks"]
+__all__ = [
+    "BLOCK",
+    "DIGEST_BYTES",
+    "Applied",
+    "BlockMap",
+    "ImageReader",
+    "apply_blocks",
+    "block_map",
+    "build_patch",
+    "changed_blocks",
+    "read_pieces",
+]
 
 BLOCK = 64 * 1024
 DIGEST_BYTES = 16
@@ -107,15 +120,22 @@ class ImageReader:
         return out
 
 
-def _hasher() -> object:
+def _hasher(kind: str = "xxh3") -> Callable[[bytes | memoryview], bytes]:
+    """The block digest: XXH3-128 (``xxh3``, maps compared here) or BLAKE2b-128 (``blake2b``, what
+    :meth:`hvkit.driver.Backend.scan_volume` computes where a volume lies)."""
+    if kind == "blake2b":
+        return lambda data: hashlib.blake2b(data, digest_size=16).digest()
     import xxhash
 
-    return xxhash.xxh3_128_digest
+    return xxhash.xxh3_128_digest  # type: ignore[no-any-return]
 
 
-def block_map(reader: ImageReader, block: int = BLOCK, only: Iterable[int] | None = None) -> BlockMap:
-    """The block map of ``reader``'s content; ``only``: just those block indices (changed-block tracking)."""
-    digest = _hasher()
+def block_map(
+    reader: ImageReader, block: int = BLOCK, only: Iterable[int] | None = None, hasher: str = "xxh3"
+) -> BlockMap:
+    """The block map of ``reader``'s content; ``only``: just those block indices (changed-block tracking);
+    ``hasher``: ``xxh3`` or ``blake2b`` (see :func:`_hasher`)."""
+    digest = _hasher(hasher)
     digests: dict[int, bytes] = {}
     indices = list(reader.blocks_with_data(block)) if only is None else sorted(set(only))
     for first, count in runs(indices, max(1, _READ // block)):  # one read per run of up to 4 MiB
@@ -123,7 +143,7 @@ def block_map(reader: ImageReader, block: int = BLOCK, only: Iterable[int] | Non
         for n in range(count):
             data = view[n * block : (n + 1) * block]
             if len(data) and data != _ZERO[: len(data)]:
-                digests[first + n] = digest(data)  # type: ignore[operator]
+                digests[first + n] = digest(data)
     return BlockMap(reader.size, block, digests)
 
 
@@ -162,11 +182,7 @@ def apply_blocks(
     block: int = BLOCK,
 ) -> Applied:
     """Write the source's content of ``blocks`` into the image file ``target`` (in ``fmt``)."""
-    pieces: list[Piece] = []
-    for first, count in runs(blocks):
-        start, end = first * block, min((first + count) * block, reader.size)
-        data = reader.read(start, end)
-        pieces.append((start, end - start, None if data == bytes(len(data)) else data))
+    pieces = read_pieces(reader, blocks, block)
     data_bytes = sum(n for _, n, d in pieces if d is not None)
     zero_bytes = sum(n for _, n, d in pieces if d is None)
     if fmt is DiskFormat.RAW:
@@ -174,6 +190,42 @@ def apply_blocks(
     else:
         _apply_qemu_io(pieces, target, fmt, workdir)
     return Applied(data_bytes, zero_bytes, len(pieces))
+
+
+def read_pieces(reader: ImageReader, blocks: Sequence[int], block: int = BLOCK) -> list[Piece]:
+    """The source's content of ``blocks``, as runs: ``(offset, length, data)``, data None for a run of zeros."""
+    pieces: list[Piece] = []
+    for first, count in runs(blocks):
+        start, end = first * block, min((first + count) * block, reader.size)
+        data = reader.read(start, end)
+        pieces.append((start, end - start, None if data == bytes(len(data)) else data))
+    return pieces
+
+
+def build_patch(pieces: list[Piece], size: int, workdir: str | os.PathLike[str]) -> DiskImage:
+    """A qcow2 image of ``size`` guest bytes, no backing file, holding only ``pieces``: data as data clusters,
+    zero runs as zero clusters, the rest unallocated (see :meth:`hvkit.driver.Backend.patch_volume`).
+
+    Written through qemu-io while a sparse placeholder of the disk's size is its backing file (so zero
+    writes become zero clusters, not holes), which is then dropped from the header (``rebase -u``)."""
+    Path(workdir).mkdir(parents=True, exist_ok=True)
+    stem = f"patch-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    placeholder = Path(workdir) / f"{stem}.base"
+    out = Path(workdir) / f"{stem}.qcow2"
+    with placeholder.open("wb") as f:
+        f.truncate(size)
+    try:
+        qemu_img("create", "-q", "-f", "qcow2", "-o", "cluster_size=65536", "-b", os.fspath(placeholder),
+                 "-F", "raw", os.fspath(out), str(size))  # fmt: skip
+        if pieces:
+            _apply_qemu_io(pieces, os.fspath(out), DiskFormat.QCOW2, workdir)
+        qemu_img("rebase", "-u", "-f", "qcow2", "-b", "", os.fspath(out))
+    except BaseException:
+        out.unlink(missing_ok=True)
+        raise
+    finally:
+        placeholder.unlink(missing_ok=True)
+    return DiskImage(os.fspath(out), DiskFormat.QCOW2, size, temporary=True)
 
 
 def _apply_raw(pieces: list[Piece], target: str) -> None:

@@ -26,7 +26,7 @@ from typing import Any
 import attrs
 
 from ..driver import DiskImage, probe_format
-from ..errors import InvalidState, NotFound, Unsupported
+from ..errors import InvalidState, NotFound
 from ..hypervisor import Hypervisor
 from ..migration import ChecksumMismatch, Journal, checksum
 from ..models import DiskFormat, PowerState, Snapshot
@@ -108,13 +108,13 @@ def crash_point(name: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _writable_path(hv: Hypervisor, volume_id: str) -> tuple[str, DiskFormat]:
+def _writable_path(hv: Hypervisor, volume_id: str) -> tuple[str, DiskFormat] | None:
+    """The replica volume's image file on this machine and its format; None when it lies elsewhere."""
     vol = hv.volumes.get(volume_id)
     with hv.translating("local_path"):
         path = hv.backend.local_path(vol)
     if not path:
-        reason = "the replica's volumes must be files on this machine (connection option local_files=true)"
-        raise Unsupported(hv.kind, "replication into this volume", reason)
+        return None
     fmt = vol.format if isinstance(vol.format, DiskFormat) else probe_format(path)
     return path, fmt
 
@@ -204,7 +204,12 @@ def _sync_one(
 ) -> DiskSync:
     staging = journal.staging
     staging.mkdir(exist_ok=True)
-    target, target_fmt = _writable_path(dst, pair.replica_volume)
+    local = _writable_path(dst, pair.replica_volume)
+    if local is None:  # written in place where it lies, by the target's backend (scan_volume, patch_volume)
+        from ._remote import sync_remote
+
+        return sync_remote(src, dst, pair, snap, changed, report, maps, staging)
+    target, target_fmt = local
     replica_image = DiskImage(target, target_fmt, pair.size, False)
     report(pair.name, "export")
     with src.translating("export_disk"):
@@ -275,7 +280,7 @@ class MapStore:
     def _path(self, pair: DiskPair) -> Path:
         return self.directory / (hashlib.sha256(pair.replica_volume.encode()).hexdigest()[:24] + ".map")
 
-    def load(self, pair: DiskPair) -> BlockMap | None:
+    def load(self, pair: DiskPair, hasher: str = "xxh3") -> BlockMap | None:
         path = self._path(pair)
         if not path.is_file():
             return None
@@ -283,14 +288,16 @@ class MapStore:
         meta = json.loads(head)
         if meta.get("checksum") != self.expected.get(pair.replica_volume) or meta.get("size") != pair.size:
             return None
+        if meta.get("hash", "xxh3") != hasher:  # digests of another kind compare with nothing here
+            return None
         record = struct.Struct(">Q16s")
         digests = {i: d for i, d in record.iter_unpack(body)}
         return BlockMap(pair.size, int(meta["block"]), digests)
 
-    def save(self, pair: DiskPair, blocks: BlockMap, value: str) -> None:
+    def save(self, pair: DiskPair, blocks: BlockMap, value: str, hasher: str = "xxh3") -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         record = struct.Struct(">Q16s")
-        head = json.dumps({"checksum": value, "size": blocks.size, "block": blocks.block}).encode()
+        head = json.dumps({"checksum": value, "size": blocks.size, "block": blocks.block, "hash": hasher}).encode()
         body = b"".join(record.pack(i, d) for i, d in sorted(blocks.digests.items()))
         tmp = self._path(pair).with_suffix(".tmp")
         tmp.write_bytes(head + b"\n" + body)

@@ -6,7 +6,7 @@ import contextlib
 from typing import IO, Any
 
 from ...capabilities import Capability
-from ...driver import Backend, DiskImage, Limits, ProgressFn, Task, Traits
+from ...driver import Backend, DiskImage, Limits, ProgressFn, Task, Traits, VolumeScan
 from ...models import (
     VM,
     Console,
@@ -193,6 +193,16 @@ class ProxmoxBackend(Backend):
         self, pool: StoragePool, name: str, image: DiskImage, fmt: DiskFormat, workdir: str, progress: ProgressFn
     ) -> Volume:
         return _storage.import_disk(self.session, pool, name, image, fmt, workdir, progress)
+
+    def scan_volume(self, volume: Volume, digests: bool) -> VolumeScan:
+        from . import _patch
+
+        return _patch.scan_volume(self.session, volume, digests)
+
+    def patch_volume(self, volume: Volume, patch: DiskImage) -> int:
+        from . import _patch
+
+        return _patch.patch_volume(self.session, volume, patch)
 
     def upload_image(
         self,
