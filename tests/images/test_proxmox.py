@@ -83,3 +83,24 @@ def test_proxmox_mismatch_leaves_nothing(
     with pytest.raises(ImageChecksumMismatch):
         images.import_("pve-bad", url, sha256="cd" * 32)
     assert {v.id for v in hv.volumes.list()} == before and images.list() == []
+
+
+def test_proxmox_linked_disk_is_unsupported_before_anything(
+    proxmox: tuple[Hypervisor, bool], served: Served, catalog: Path, tmp_path: Path
+) -> None:
+    hv, _ = proxmox
+    images = Images(hv, catalog)
+    content = disk_content(MIB, 23)
+    path = tmp_path / "pve-linked.raw"
+    path.write_bytes(content)
+    image = images.import_("pve-linked", path, sha256=sha256(content))
+    try:
+        before = ({v.id for v in hv.volumes.list()}, [vm.id for vm in hv.vms.list()])
+        spec = hvkit.VMSpec(name="pve-linked-vm", disks=[hvkit.DiskSpec(image="pve-linked", linked=True)])
+        with pytest.raises(hvkit.errors.Unsupported, match=r"images.linked is not supported by the proxmox backend"):
+            images.create_vm(spec)
+        assert ({v.id for v in hv.volumes.list()}, [vm.id for vm in hv.vms.list()]) == before
+        assert images.get("pve-linked").linked == ()
+    finally:
+        images.delete("pve-linked")
+    assert image.volume not in {v.id for v in hv.volumes.list()}
