@@ -202,9 +202,8 @@ def test_proxmox_ha_resources_are_left_to_proxmox_ha() -> None:
 
 def test_vsphere_ha_off_in_vcsim_leaves_the_vms_to_hvkit(vc: tuple[Hypervisor, list[str]]) -> None:  # noqa: F811
     """vcsim's cluster has HA off (vcsim does not apply dasConfig): ha_policy reports nothing, hvkit plans
-    both VMs, and the run says Unsupported (the vmware backend has no recover_vm)."""
-    from hvkit.errors import Unsupported
-
+    both VMs; the run, with the host still connected to vCenter, restarts none (each says so).
+    The restart itself is in test_recover_vmware.py."""
     hv, made = vc
     host = sorted(hv.hosts.list(), key=lambda h: h.name)[0].name
     started(hv, made, "ha-a", host, 1, 256)
@@ -213,8 +212,10 @@ def test_vsphere_ha_off_in_vcsim_leaves_the_vms_to_hvkit(vc: tuple[Hypervisor, l
     plan = fleet.recover(host, assume_down=True, dry_run=True).plan
     assert plan.vendor_ha == () and sorted(r.vm_name for r in plan.restarts) == ["ha-a", "ha-b"]
     assert all(r.target_name != host for r in plan.restarts)
-    with pytest.raises(Unsupported):
-        fleet.recover(host, assume_down=True)
+    result = fleet.recover(host, assume_down=True)
+    assert result.restarted == () and len(result.failed) == 2
+    assert all("is connected; migrate the VM instead" in x.reason for x in result.failed)
+    assert {v.name: v.host for v in hv.vms.list() if v.name in ("ha-a", "ha-b")} == {"ha-a": host, "ha-b": host}
 
 
 def test_vsphere_ha_policy_reads_cluster_settings() -> None:

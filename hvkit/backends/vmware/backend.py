@@ -27,7 +27,7 @@ from ...models import (
     VMSpec,
     Volume,
 )
-from . import _console, _ha, _inventory, _metrics, _migrate, _snapshots, _storage, _vms
+from . import _console, _ha, _inventory, _metrics, _migrate, _recover, _snapshots, _storage, _vms
 from ._devices import DISKS_PER_BUS, NIC_MODELS
 from ._portability import PORTABILITY_NOTES
 from ._session import VCENTER_ONLY, VM_PROPS, VmwareSession
@@ -151,6 +151,9 @@ class VmwareBackend(Backend):
 
     def migrate_vm(self, vm: VM, host: str | None, pool: str | None, live: bool) -> Task:
         return _migrate.migrate_vm(self.session, vm, host, pool, live)
+
+    def recover_vm(self, vm: VM, host: str) -> VM:
+        return _recover.recover_vm(self.session, vm, host)
 
     def ha_policy(self, vms: list[VM]) -> dict[str, str]:
         return _ha.ha_policy(self.session, vms)

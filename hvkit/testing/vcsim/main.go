@@ -7,6 +7,9 @@
 //
 // It prints one JSON line on stdout once the server listens ({"url": ..., "cert": ...}) and runs
 // until stdin closes or it gets SIGINT/SIGTERM, then removes the simulator's temporary datastores.
+//
+// vcsim 0.24 has no call that takes a host down (no DisconnectHost_Task), so the launcher adds one test
+// hook: POST /hvkit/host-state?host=<moref>&state=notResponding|disconnected|connected (see hostState).
 package main
 
 import (
@@ -24,6 +27,7 @@ import (
 	"io/ioutil"
 	"math/big"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"os/signal"
@@ -31,6 +35,7 @@ import (
 	"time"
 
 	"github.com/vmware/govmomi/simulator"
+	"github.com/vmware/govmomi/vim25/types"
 )
 
 func main() {
@@ -86,6 +91,7 @@ func main() {
 		certPEM = pemBytes
 		model.Service.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
 	}
+	model.Service.HandleFunc("/hvkit/host-state", hostState)
 	server := model.Service.NewServer()
 	defer server.Close()
 
@@ -111,6 +117,49 @@ func main() {
 		}
 	}()
 	<-done
+}
+
+// hostState sets a host's runtime.connectionState as vCenter does when it loses (or regains) the host:
+// while not connected the host's power state is unknown and its VMs' connectionState is disconnected;
+// the VMs keep their last known power state. Nothing else changes (no VM moves or stops).
+func hostState(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		http.Error(w, "POST only", http.StatusMethodNotAllowed)
+		return
+	}
+	ref := types.ManagedObjectReference{Type: "HostSystem", Value: r.URL.Query().Get("host")}
+	host, ok := simulator.Map.Get(ref).(*simulator.HostSystem)
+	if !ok {
+		http.Error(w, "no such host", http.StatusNotFound)
+		return
+	}
+	state := types.HostSystemConnectionState(r.URL.Query().Get("state"))
+	vmState := types.VirtualMachineConnectionStateDisconnected
+	power := types.HostSystemPowerStateUnknown
+	switch state {
+	case types.HostSystemConnectionStateConnected:
+		vmState = types.VirtualMachineConnectionStateConnected
+		power = types.HostSystemPowerStatePoweredOn
+	case types.HostSystemConnectionStateNotResponding, types.HostSystemConnectionStateDisconnected:
+	default:
+		http.Error(w, "state is connected, notResponding or disconnected", http.StatusBadRequest)
+		return
+	}
+	var vms []types.ManagedObjectReference
+	simulator.Map.WithLock(host, func() {
+		host.Runtime.ConnectionState = state
+		host.Runtime.PowerState = power
+		vms = append(vms, host.Vm...)
+	})
+	for _, vmRef := range vms {
+		if vm, ok := simulator.Map.Get(vmRef).(*simulator.VirtualMachine); ok {
+			simulator.Map.WithLock(vm, func() {
+				vm.Runtime.ConnectionState = vmState
+				vm.Summary.Runtime.ConnectionState = vmState
+			})
+		}
+	}
+	w.WriteHeader(http.StatusNoContent)
 }
 
 // selfSigned makes a CA-flagged certificate for 127.0.0.1 and localhost, usable as its own trust anchor.
