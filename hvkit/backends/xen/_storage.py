@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from pathlib import Path
@@ -70,6 +71,25 @@ def create_volume(s: XapiSession, pool: StoragePool, name: str, size: int, fmt: 
     sr = str(pool.extra.get("ref") or s.call("SR.get_by_uuid", pool.id))
     ref = new_vdi(s, sr, name, size)
     return cv.volume(ref, s.call("VDI.get_record", ref), pool.name)
+
+
+def create_linked_volume(s: XapiSession, pool: StoragePool, name: str, base: Volume) -> Volume:
+    """VDI.clone of ``base``: copy-on-write on VHD SRs, in the base's SR, named ``name``. XAPI lets the base be
+    destroyed under its clones (the SR keeps the shared parent), so hvkit.images keeps the record that refuses it."""
+    sr = str(pool.extra.get("ref") or s.call("SR.get_by_uuid", pool.id))
+    base_ref = _ref(s, base)
+    if s.call("VDI.get_SR", base_ref) != sr:
+        raise InvalidSpec(f"a linked disk is a VDI.clone, made in its base's SR ({base.pool!r}), not {pool.name!r}")
+    if any(v.name == name for v in list_volumes(s, pool)):
+        raise AlreadyExists(f"a volume named {name!r} exists already in {pool.name!r}")
+    ref = str(s.call("VDI.clone", base_ref, {}))
+    try:
+        s.call("VDI.set_name_label", ref, name)
+        return cv.volume(ref, s.call("VDI.get_record", ref), pool.name)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            s.call("VDI.destroy", ref)  # the clone this call made, by its reference
+        raise
 
 
 def delete_volume(s: XapiSession, volume: Volume) -> None:

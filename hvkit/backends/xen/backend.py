@@ -62,6 +62,7 @@ class XenBackend(Backend):
             Capability.VOLUME_DELETE,
             Capability.VOLUME_UPLOAD,
             Capability.VOLUME_DOWNLOAD,
+            Capability.VOLUME_LINKED,
         }
     )
     capability_notes = {Capability.VM_STORAGE_MIGRATE: "within the pool", Capability.VM_MIGRATE: "within the pool"}
@@ -220,6 +221,9 @@ class XenBackend(Backend):
 
     def delete_volume(self, volume: Volume) -> None:
         _storage.delete_volume(self.session, volume)
+
+    def create_linked_volume(self, pool: StoragePool, name: str, base: Volume) -> Volume:
+        return _storage.create_linked_volume(self.session, pool, name, base)
 
     def upload_volume(self, volume: Volume, source: IO[bytes], size: int, progress: ProgressFn) -> None:
         _storage.upload(self.session, volume, source, size, progress)
