@@ -119,6 +119,8 @@ def _pool_of(ref: str, pools: Sequence[StoragePool], host_names: Collection[str]
     own = [p for p in named if p.host in host_names or not p.hosts.isdisjoint(host_names)]
     if own:
         return own[0]
+    # a pool local to another host cannot hold this VM's disks (a KVM peer's "default" is not this one's)
+    named = [p for p in named if p.shared or p.hosts or p.host is None]
     return named[0] if len(named) == 1 else None
 
 
@@ -200,7 +202,10 @@ def plan_recovery(
         pools_of = [_pool_of(d.pool or "", member_pools, failed_names) for d in vm.disks]
         if any(p is None for p in pools_of) and vm.disks:
             unknown = sorted({d.pool or "?" for d, p in zip(vm.disks, pools_of, strict=True) if p is None})
-            leave(vm, f"its disks are in unknown pool(s) {', '.join(unknown)}")
+            if all(any(p.name == n for p in member_pools) for n in unknown):  # other hosts' local pools
+                leave(vm, f"its disks are on storage no surviving host reaches ({', '.join(unknown)}: host-local)")
+            else:
+                leave(vm, f"its disks are in unknown pool(s) {', '.join(unknown)}")
             continue
         reach = [h for h in survivors if all(p is not None and reaches(p, names_of[h.id]) for p in pools_of)]
         if not reach:

@@ -36,7 +36,7 @@ import libvirt
 
 from ...errors import HvkitError, NotFound
 from ...models import VM, Host, HostMetrics, VMMetrics
-from . import _migrate, _peers
+from . import _definitions, _migrate, _peers
 
 if TYPE_CHECKING:
     from .backend import KvmBackend
@@ -141,15 +141,52 @@ def _list_vms(method: Callable[[KvmBackend, bool], list[VM]]) -> Callable[[KvmBa
     @functools.wraps(method)
     def list_vms(self: KvmBackend, detail: bool = False) -> list[VM]:
         result = method(self, detail)
+        store = _definitions.store_of(self)
+        if store is not None:
+            result = store.keep(self, result)
         if _active(self):
-            for peer in peer_members(self):
+            seen = {self.host_id}
+            down: list[_peers.PeerSpec] = []
+            for spec in self.peers.specs:
                 try:
-                    result.extend(_on_peer(peer, vm) for vm in peer.list_vms(detail))
+                    peer = self.peers.backend(spec)
+                    if peer.host_id in seen:
+                        continue
+                    vms = peer.list_vms(detail)
+                    if store is not None:  # the peer kept its own definitions while listing
+                        store.alias(peer, spec)
                 except (HvkitError, libvirt.libvirtError) as exc:
-                    log.warning("cannot list the VMs of kvm peer %s: %s", peer.uri, exc)
+                    log.warning("cannot list the VMs of kvm peer %s: %s", spec.name or spec.uri, exc)
+                    down.append(spec)
+                    continue
+                seen.add(peer.host_id)
+                result.extend(_on_peer(peer, vm) for vm in vms)
+            if store is not None:
+                result.extend(_kept_vms(store, down, seen))
         return result
 
     return list_vms
+
+
+def _kept_vms(store: _definitions.Store, down: list[_peers.PeerSpec], seen: set[str]) -> list[VM]:
+    """The kept VMs of the peers in ``down`` (daemons that do not answer), once per host."""
+    out: list[VM] = []
+    for spec in down:
+        data = store.find_member(spec)
+        if data is not None and data.get("id") not in seen:
+            seen.add(str(data.get("id")))
+            out.extend(store.vms(data, spec.uri))
+    return out
+
+
+def _down_peers(backend: KvmBackend) -> list[_peers.PeerSpec]:
+    down = []
+    for spec in backend.peers.specs:
+        try:
+            backend.peers.backend(spec)
+        except (HvkitError, libvirt.libvirtError):
+            down.append(spec)
+    return down
 
 
 def _get_vm(method: Callable[[KvmBackend, str], VM]) -> Callable[[KvmBackend, str], VM]:
@@ -163,6 +200,11 @@ def _get_vm(method: Callable[[KvmBackend, str], VM]) -> Callable[[KvmBackend, st
         for peer in peer_members(self):
             with contextlib.suppress(NotFound):
                 return _on_peer(peer, peer.get_vm(ref))
+        store = _definitions.store_of(self)
+        if store is not None:  # a VM of a daemon that does not answer, from its kept definition
+            for vm in _kept_vms(store, _down_peers(self), {self.host_id}):
+                if ref in (vm.id, vm.name):
+                    return vm
         raise NotFound(f"no VM {ref!r} on {self.uri} or its peers")
 
     return get_vm

@@ -13,6 +13,7 @@ import libvirt
 
 from ...errors import HvkitError, InvalidSpec, NotFound
 from ...models import Host
+from . import _definitions
 from ._errors import translate
 
 if TYPE_CHECKING:
@@ -67,6 +68,13 @@ def parse_peers(value: object) -> list[PeerSpec]:
     return specs
 
 
+def _alive(peer: KvmBackend) -> bool:
+    try:
+        return bool(peer.conn.isAlive())
+    except (HvkitError, libvirt.libvirtError):
+        return False
+
+
 class Peers:
     """The peers of one KvmBackend: connected on first use, closed with it."""
 
@@ -79,6 +87,11 @@ class Peers:
     def backend(self, spec: PeerSpec) -> KvmBackend:
         with self._lock:
             peer = self._open.get(spec.uri)
+            if peer is not None and not _alive(peer):  # its daemon went away: connect again (or fail)
+                self._open.pop(spec.uri)
+                with contextlib.suppress(Exception):
+                    peer.close()
+                peer = None
             if peer is None:
                 opts = dict(self._backend.options.options)
                 opts.pop("peers", None)
@@ -97,14 +110,23 @@ class Peers:
                 with translate():
                     host = self.backend(spec).list_hosts()[0]
             except HvkitError as exc:
-                label = spec.name or spec.uri
-                extra = {"uri": spec.uri, "error": str(exc)}
-                host = Host(label, label, 0, 0, 0, 0, "kvm", connected=False, extra=extra)
+                host = self._down_host(spec, exc)
             if host.id in seen:
                 continue
             seen.add(host.id)
             hosts.append(attrs.evolve(host, extra={**host.extra, "peer": spec.name or spec.uri}))
         return hosts
+
+    def _down_host(self, spec: PeerSpec, exc: HvkitError) -> Host:
+        """A peer that does not answer: known by its kept record (option ``definitions``) when there is one."""
+        label = spec.name or spec.uri
+        extra = {"uri": spec.uri, "error": str(exc)}
+        store = _definitions.store_of(self._backend)
+        kept = store.find_member(spec) if store is not None else None
+        if kept is not None and kept.get("id"):
+            name = str(kept.get("name") or label)
+            return Host(str(kept["id"]), name, 0, 0, 0, 0, "kvm", connected=False, extra=extra)
+        return Host(label, label, 0, 0, 0, 0, "kvm", connected=False, extra=extra)
 
     def find(self, host: str) -> tuple[PeerSpec, KvmBackend]:
         for spec in self.specs:

@@ -22,7 +22,20 @@ from ...models import (
     VMSpec,
     Volume,
 )
-from . import _backup, _clone, _cluster, _console, _domxml, _inventory, _metrics, _snapshots, _storage, _vms
+from . import (
+    _backup,
+    _clone,
+    _cluster,
+    _console,
+    _definitions,
+    _domxml,
+    _inventory,
+    _metrics,
+    _recover,
+    _snapshots,
+    _storage,
+    _vms,
+)
 from ._peers import Peers
 from ._portability import PORTABILITY_NOTES
 from ._session import ALL, KvmSession
@@ -97,7 +110,7 @@ class KvmBackend(Backend):
         return _inventory.list_hosts(self.session)
 
     def list_pools(self) -> list[StoragePool]:
-        return _inventory.list_pools(self.session)
+        return _recover.mark_shared(self, _inventory.list_pools(self.session))
 
     def list_networks(self) -> list[Network]:
         return _inventory.list_networks(self.session)
@@ -133,7 +146,11 @@ class KvmBackend(Backend):
         return _vms.suspend_vm(self.session, vm)
 
     def reconfigure_vm(self, vm: VM, cpus: int | None, memory_mib: int | None) -> None:
-        return _vms.reconfigure_vm(self.session, vm, cpus, memory_mib)
+        _vms.reconfigure_vm(self.session, vm, cpus, memory_mib)
+        _definitions.touched(self, vm)  # with the option definitions: its kept XML is read again
+
+    def recover_vm(self, vm: VM, host: str) -> VM:
+        return _recover.recover_vm(self, vm, host)
 
     def clone_vm(self, vm: VM, name: str, linked: bool, host: str | None, pool: str | None) -> VM:
         return _clone.clone_vm(self.session, vm, name, linked, host, pool)
