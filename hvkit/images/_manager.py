@@ -252,10 +252,7 @@ class Images:
         Unsupported before anything is made); the others are full copies. A failure removes what this call
         made, by id: the copies, the linked volumes and their catalogue records.
         """
-        if not wait:
-            return Task.in_thread("vms.create", spec.name, lambda: self.create_vm(spec, timeout=timeout))
         hv = self._hv
-        images = [self.get(d.image) if d.image is not None else None for d in spec.disks]
         linkable = Capability.VOLUME_LINKED in hv.capabilities and not hv.backend.create_copies_volumes
         if any(d.linked for d in spec.disks) and not linkable:
             raise Unsupported(
@@ -264,6 +261,9 @@ class Images:
                 "no copy-on-write volumes over an image's here (volume.linked); "
                 "DiskSpec(image=..., linked=False) makes a full copy",
             )
+        if not wait:
+            return Task.in_thread("vms.create", spec.name, lambda: self.create_vm(spec, timeout=timeout))
+        images = [self.get(d.image) if d.image is not None else None for d in spec.disks]
         volumes = [self._volume_of(i) if i is not None else None for i in images]
         if hv.backend.create_copies_volumes:  # the backend copies DiskSpec(volume=...) itself
             disks = [_attach(d, v) if v is not None else d for d, v in zip(spec.disks, volumes, strict=True)]

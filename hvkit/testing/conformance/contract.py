@@ -11,7 +11,7 @@ import pytest
 from ... import errors
 from ...capabilities import Capability
 from ...hypervisor import Hypervisor
-from ...models import Firmware, Snapshot, VMSpec
+from ...models import DiskSpec, Firmware, Snapshot, VMSpec
 from ._base import ConformanceBase
 
 _VM = "hvkit-no-such-vm"
@@ -54,6 +54,9 @@ CALLS: dict[Capability, Callable[[Hypervisor], Any]] = {
     Capability.VOLUME_DELETE: lambda hv: hv.volumes.delete("v"),
     Capability.VOLUME_UPLOAD: lambda hv: hv.volumes.upload("v", io.BytesIO(b"")),
     Capability.VOLUME_DOWNLOAD: lambda hv: hv.volumes.download("v", io.BytesIO()),
+    Capability.VOLUME_LINKED: lambda hv: hv.vms.create(
+        VMSpec(name="hvkit-probe", disks=[DiskSpec(image="hvkit-probe-image", linked=True)])
+    ),
 }
 
 
