@@ -14,6 +14,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -118,8 +119,9 @@ def test_a_vm_of_a_killed_daemon_restarts_on_the_survivor_and_not_twice(
 
     peer, shared, kept = failing_peer
     pool = f"{prefix}shared"
-    options = {"virt_type": "qemu", "definitions": str(kept), "shared_pools": pool}
+    options: dict[str, Any] = {"virt_type": "qemu", "definitions": str(kept), "shared_pools": pool}
     with hvkit.connect("kvm:///system", peers=[{"name": peer.name, "uri": peer.uri}], **options) as hv:
+        here: str = hv.backend.host_id  # type: ignore[attr-defined]
         with hvkit.connect("kvm:///system", uri=peer.uri, **options) as on_peer:
             vol = on_peer.volumes.create(pool, f"{prefix}r.qcow2", guest_image.stat().st_size / 1024**3, format="qcow2")
             vol = on_peer.volumes.upload(vol, guest_image)
@@ -132,7 +134,7 @@ def test_a_vm_of_a_killed_daemon_restarts_on_the_survivor_and_not_twice(
         assert listed.host == peer.host_uuid and listed.power_state is PowerState.RUNNING
         assert (kept / peer.host_uuid / f"{vm.id}.xml").exists()
         with pytest.raises(InvalidState, match="answers"):  # its daemon is up: no restart elsewhere
-            hv.backend.recover_vm(listed, hv.backend.host_id)
+            hv.backend.recover_vm(listed, here)
 
         peer.kill()
         [host] = [h for h in hv.hosts.list() if h.id == peer.host_uuid]
@@ -143,16 +145,16 @@ def test_a_vm_of_a_killed_daemon_restarts_on_the_survivor_and_not_twice(
 
         with Fleet({"kvm": hv}) as fleet:
             plan = fleet.recover(peer.name, dry_run=True).plan
-            assert [(r.vm_name, r.target) for r in plan.restarts] == [(vm.name, hv.backend.host_id)], str(plan)
+            assert [(r.vm_name, r.target) for r in plan.restarts] == [(vm.name, here)], str(plan)
             t0 = time.monotonic()
             result = fleet.recover(peer.name)
         print(f"recovery of one VM: {time.monotonic() - t0:.1f} s")
         assert result.ok and [r.vm_name for r in result.restarted] == [vm.name], [x.reason for x in result.failed]
         back = hv.vms.get(vm.id)
-        assert back.host == hv.backend.host_id and back.power_state is PowerState.RUNNING
+        assert back.host == here and back.power_state is PowerState.RUNNING
         assert back.disks[0].path == vol.path
         assert wait_for_marker(Path(back.extra["serial_log"]), MARKER, BOOT_TIMEOUT) == MARKER  # boots from its disk
-        assert [v.host for v in hv.vms.list() if v.id == vm.id] == [hv.backend.host_id]
+        assert [v.host for v in hv.vms.list() if v.id == vm.id] == [here]
 
         # the failed host comes back with the VM still defined there (shut off): hvkit undefines it, by UUID
         peer.restart()
@@ -160,11 +162,11 @@ def test_a_vm_of_a_killed_daemon_restarts_on_the_survivor_and_not_twice(
         try:
             assert not conn.lookupByUUIDString(vm.id).isActive()
             listing = [v for v in hv.vms.list() if v.id == vm.id]
-            assert [(v.host, v.power_state) for v in listing] == [(hv.backend.host_id, PowerState.RUNNING)]
+            assert [(v.host, v.power_state) for v in listing] == [(here, PowerState.RUNNING)]
             with pytest.raises(libvirt.libvirtError):
                 conn.lookupByUUIDString(vm.id)
         finally:
             conn.close()
         assert not (kept / peer.host_uuid / f"{vm.id}.xml").exists()
-        assert (kept / hv.backend.host_id / f"{vm.id}.xml").exists()
+        assert (kept / here / f"{vm.id}.xml").exists()
         hv.vms.delete(vm.id, force=True)

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from ._peers import PeerSpec
     from .backend import KvmBackend
 
-__all__ = ["Store", "store_of", "touched"]
+__all__ = ["Store", "store_of", "touched", "undefine"]
 
 log = logging.getLogger("hvkit.kvm")
 _SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -50,6 +50,23 @@ _locks_guard = threading.Lock()
 def flag(name: str) -> int:
     value: int = getattr(libvirt, name, 0)
     return value
+
+
+def undefine(dom: libvirt.virDomain) -> None:
+    """Undefine ``dom`` with its managed-save image and snapshot metadata, keeping its NVRAM file (which may be
+    on storage the host it moved to uses); plainly where the driver takes no flags."""
+    flags = (
+        flag("VIR_DOMAIN_UNDEFINE_MANAGED_SAVE")
+        | flag("VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA")
+        | flag("VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA")
+        | flag("VIR_DOMAIN_UNDEFINE_KEEP_NVRAM")
+    )
+    try:
+        dom.undefineFlags(flags)
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() not in (libvirt.VIR_ERR_NO_SUPPORT, libvirt.VIR_ERR_INVALID_ARG):
+            raise
+        dom.undefine()
 
 
 def _name(text: str, what: str) -> str:
@@ -233,14 +250,8 @@ class Store:
                         member.host_name,
                         member.host_name,
                     )
-                    done.add(uuid)  # not listed here: its restarted copy is the VM
-                    continue
-                dom.undefineFlags(
-                    flag("VIR_DOMAIN_UNDEFINE_MANAGED_SAVE")
-                    | flag("VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA")
-                    | flag("VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA")
-                    | flag("VIR_DOMAIN_UNDEFINE_KEEP_NVRAM")
-                )
+                    continue  # listed on both hosts, as it runs
+                undefine(dom)
             except libvirt.libvirtError as exc:
                 log.warning("kept definitions: cannot undefine moved domain %s: %s", uuid, exc)
                 continue

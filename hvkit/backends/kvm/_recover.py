@@ -84,7 +84,7 @@ def recover_vm(backend: KvmBackend, vm: VM, host: str) -> VM:
             dom.create()
         except BaseException:
             with contextlib.suppress(libvirt.libvirtError):  # only what this call defined, by its UUID
-                target.conn.lookupByUUIDString(info.uuid).undefineFlags(flag("VIR_DOMAIN_UNDEFINE_KEEP_NVRAM"))
+                _definitions.undefine(target.conn.lookupByUUIDString(info.uuid))
             raise
     try:
         store.moved(vm.host, info.uuid, target, xml)
