@@ -269,15 +269,19 @@ class Images:
             disks = [_attach(d, v) if v is not None else d for d, v in zip(spec.disks, volumes, strict=True)]
             return hv.vms.create(attrs.evolve(spec, disks=disks), timeout=timeout, progress=progress)
         pools = hv.pools.list()
+        pairs = zip(spec.disks, volumes, strict=True)
+        targets = [find(pools, d.pool or v.pool, "storage pool") if v else None for d, v in pairs]
+        for disk, target in zip(spec.disks, targets, strict=True):
+            if target is not None and not disk.linked:
+                pick_format(target, disk.format)  # a pool or format it cannot be: refused before anything is made
         if any(v.name == spec.name for v in hv.vms.list()):
             raise AlreadyExists(f"a VM named {spec.name!r} exists already on {hv.kind}")
         with Rollback() as undo, tempfile.TemporaryDirectory(prefix="hvkit-image-clone-") as tmp:
             disks = []
-            for index, (disk, image, volume) in enumerate(zip(spec.disks, images, volumes, strict=True)):
-                if image is None or volume is None:
+            for index, (disk, image, volume, pool) in enumerate(zip(spec.disks, images, volumes, targets, strict=True)):
+                if image is None or volume is None or pool is None:
                     disks.append(disk)
                     continue
-                pool = find(pools, disk.pool or volume.pool, "storage pool")
                 name = disk.name or f"{spec.name}-disk{index}"
                 if disk.linked:
                     copy = _linked.create_linked(hv, pool, name, volume)

@@ -112,3 +112,24 @@ def test_kvm_linked_disk_boots_the_image_and_never_writes_it(
     assert kvm.volumes.get(image.volume).id == image.volume  # the VM's delete took its overlay only
     images.delete(name)
     assert _made_since(kvm, before) == [] and images.list() == []
+
+
+def test_kvm_linked_failure_midway_removes_only_this_calls_overlays(
+    kvm: Hypervisor, catalog: Path, tmp_path: Path
+) -> None:
+    images = Images(kvm, catalog)
+    content = disk_content(2 * MIB, 42)
+    path = tmp_path / "mid.raw"
+    path.write_bytes(content)
+    name = f"{TAG}-mid"
+    image = images.import_(name, path, sha256=sha256(content))
+    theirs = kvm.volumes.create(image.pool, f"{TAG}-m-disk1.qcow2", 0.01, format="qcow2")  # the name disk 1 gets
+    before = {v.id for v in kvm.volumes.list()}
+    disks = [hvkit.DiskSpec(image=name, linked=True), hvkit.DiskSpec(image=name, linked=True)]
+    with pytest.raises(hvkit.errors.HvkitError, match="exists"):
+        images.create_vm(hvkit.VMSpec(name=f"{TAG}-m", memory_mib=128, disks=disks))  # disk 0 made, disk 1 clashes
+    assert _made_since(kvm, before) == [] and images.get(name).linked == ()
+    assert kvm.volumes.get(theirs.id).id == theirs.id  # removed by id: the volume of the same name stays
+    assert not [vm for vm in kvm.vms.list() if vm.name == f"{TAG}-m"]
+    kvm.volumes.delete(theirs)
+    images.delete(name)

@@ -335,3 +335,21 @@ def test_linked_needs_the_capability_and_checks_its_spec(
     with pytest.raises(hvkit.errors.Unsupported, match=r"images.linked .*linked=False\) makes a full copy"):
         hv.vms.create(spec)
     assert _state(hv, images) == before
+
+
+def test_linked_name_clash_midway_removes_only_this_calls_volumes(
+    hv: Hypervisor, images: Images, tmp_path: Path
+) -> None:
+    content = disk_content(MIB, 15)
+    path = tmp_path / "n.raw"
+    path.write_bytes(content)
+    image = images.import_("clash", path, sha256=sha256(content))
+    with pytest.raises(NotFound, match="nope"):  # a pool that does not exist: refused before anything is made
+        hv.vms.create(hvkit.VMSpec(name="c", disks=[hvkit.DiskSpec(image="clash", linked=True, pool="nope")]))
+    theirs = hv.volumes.create(image.pool, "c-disk1.qcow2", 0.01, format="qcow2")  # the name disk 1 would get
+    before = _state(hv, images)
+    disks = [hvkit.DiskSpec(image="clash", linked=True), hvkit.DiskSpec(image="clash", linked=True)]
+    with pytest.raises(AlreadyExists):
+        hv.vms.create(hvkit.VMSpec(name="c", disks=disks))  # disk 0 is made, disk 1 clashes
+    assert _state(hv, images) == before and images.get("clash").linked == ()
+    assert hv.volumes.get(theirs.id).id == theirs.id  # removed by id: the volume of the same name stays
