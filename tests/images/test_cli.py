@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+import hvkit
 from hvkit.cli import main
 
 from .conftest import MIB, Served, disk_content, qcow2_of, sha256
@@ -29,5 +30,10 @@ def test_cli_round_trip(served: Served, tmp_path: Path, capsys: pytest.CaptureFi
     assert main(["image", "import", "bad", source, "--sha256", "0" * 64, "--catalog", catalog, *base]) == 1
     assert "checksum mismatch" in capsys.readouterr().err
     assert main(["image", "import", "bad", source, "--sha256", "xyz", "--catalog", catalog, *base]) == 2
+    with hvkit.connect(url, image_catalog=catalog) as hv:  # a VM with a linked disk over the image
+        vm = hv.vms.create(hvkit.VMSpec(name="cli-vm", disks=[hvkit.DiskSpec(image="cli-img", linked=True)]))
+        assert main(["image", "delete", "cli-img", "--catalog", catalog, *base]) != 0
+        assert "'cli-img' is the base of linked disks of VMs cli-vm" in capsys.readouterr().err
+        hv.vms.delete(vm)
     assert main(["image", "delete", "cli-img", "--catalog", catalog, *base]) == 0
     assert main(["image", "verify", "cli-img", "--catalog", catalog, *base]) == 3
