@@ -61,6 +61,7 @@ _POWER_BY_NAME = {
     "Hibernated": PowerState.SUSPENDED,
 }
 _SWITCH_TYPES = {0: "private", 1: "internal", 2: "external"}
+_DIFFERENCING = 4  # Microsoft.Vhd.PowerShell.VhdType
 _DATE = re.compile(r"^/Date\((-?\d+)(?:[+-]\d{4})?\)/$")
 
 
@@ -84,7 +85,7 @@ def mac(value: str | None) -> str:
 
 
 def vhd_format(path: str, code: Any) -> DiskFormat:
-    if code == 2 or path.lower().endswith(".vhd"):
+    if code == 2 or path.lower().endswith((".vhd", ".avhd")):
         return DiskFormat.VHD
     return DiskFormat.VHDX
 
@@ -198,8 +199,14 @@ def volume(rec: dict[str, Any], pool_of: Callable[[str], str | None]) -> Volume:
         allocation_bytes=int(rec.get("FileSize") or 0),
         format=vhd_format(path, rec.get("VhdFormat")),
         path=path,
-        backing=rec.get("ParentPath"),
-        extra={"attached_to": rec.get("AttachedTo"), "vhd_type": rec.get("VhdType")},
+        backing=rec.get("ParentPath") or None,
+        extra={
+            "attached_to": rec.get("AttachedTo"),
+            "read_by": tuple(rec.get("ReadBy") or ()),  # VMs whose disks or checkpoints read it (chains too)
+            "vhd_type": rec.get("VhdType"),
+            "differencing": rec.get("VhdType") == _DIFFERENCING or bool(rec.get("ParentPath")),
+            "checkpoint_disk": path.lower().endswith((".avhdx", ".avhd")),
+        },
     )
 
 

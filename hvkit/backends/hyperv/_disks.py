@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import IO
 
 from ...driver import DiskImage, ProgressFn, SparseWriter, convert_image, probe_format, qemu_img
-from ...errors import AlreadyExists, InvalidSpec, NotFound
+from ...errors import AlreadyExists, InvalidSpec, InvalidState, NotFound
 from ...models import DiskFormat, StoragePool, Volume
 from ._session import Session
 from ._smb import SmbFiles
@@ -102,9 +102,12 @@ def upload_volume(
     s: Session, smb: SmbFiles, volume: Volume, source: IO[bytes], size: int, progress: ProgressFn
 ) -> None:
     if volume.extra.get("attached_to"):
-        from ...errors import InvalidState
-
         raise InvalidState(f"volume {volume.name!r} is attached to a VM; detach it (or delete the VM) first")
+    if volume.extra.get("read_by"):  # the parent of a checkpoint's or linked clone's differencing disk
+        raise InvalidState(
+            f"volume {volume.name!r} is read by differencing disks (checkpoints or linked clones) of VM(s) "
+            f"{', '.join(volume.extra['read_by'])}; writing it would corrupt them"
+        )
     with tempfile.TemporaryDirectory(prefix="hvkit-hyperv-") as tmp:
         raw = Path(tmp) / "disk.raw"
         with raw.open("wb") as out:

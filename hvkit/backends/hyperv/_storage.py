@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import re
+
 from ...errors import InvalidSpec, NotFound
 from ...models import DiskFormat, StoragePool, Volume
 from . import _convert
 from ._session import Session
 from ._vms import file_name
 
-__all__ = ["create", "delete", "get", "list_in"]
+__all__ = ["create", "delete", "get", "list_in", "volume_path"]
+
+_WINDOWS_PATH = re.compile(r"^(?:[A-Za-z]:|\\\\[^\\]+\\[^\\]+)\\")  # C:\... or \\server\share\...
 
 
 def list_in(s: Session, dirs: list[str]) -> list[Volume]:
@@ -16,9 +20,21 @@ def list_in(s: Session, dirs: list[str]) -> list[Volume]:
     return [_convert.volume(v, s.pool_name) for v in doc.get("Volumes") or []]
 
 
+def volume_path(ref: str) -> str:
+    """The Windows path a volume id names; NotFound (before any call) for what cannot be one."""
+    path = ref.replace("/", "\\")
+    if not _WINDOWS_PATH.match(path) or not path.rpartition("\\")[2]:
+        raise NotFound(f"no volume {ref!r} on this Hyper-V host (a volume's id is its file's full path)")
+    return path
+
+
 def get(s: Session, ref: str) -> Volume:
-    for vol in list_in(s, list(s.pool_dirs.values())):
-        if vol.id.lower() == ref.lower():
+    """A volume by its id (its file's path): one listing of that file's folder, a pool or not (a VM's disk may
+    lie in a pool's subfolder, as a linked clone's do, and a checkpoint's ``.avhdx`` beside its parent)."""
+    path = volume_path(ref)
+    folder = path.rpartition("\\")[0]
+    for vol in list_in(s, [folder + "\\" if folder.endswith(":") else folder]):
+        if vol.id.lower() == path.lower():
             return vol
     raise NotFound(f"no volume {ref!r} on this Hyper-V host")
 

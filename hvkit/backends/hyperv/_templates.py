@@ -289,15 +289,31 @@ $out = [ordered]@{ VMs = @($P.Ids | ForEach-Object {
 """
 
 _VOLUME_LIST = r"""
+# the VHD files in each folder: disks, and the differencing disks checkpoints leave beside their parents (.avhdx,
+# .avhd before 2012 R2); for each file the VM whose drive uses it now and every VM whose disks or checkpoints read it
 $attached = @{}
-foreach ($d in @(Get-VM | Get-VMHardDiskDrive)) { $attached[$d.Path] = $d.VMId.ToString() }
+$readBy = @{}
+foreach ($vm in @(Get-VM)) {
+    $id = $vm.Id.ToString()
+    $starts = @(Get-VMHardDiskDrive -VM $vm | ForEach-Object { $attached[$_.Path] = $id; $_.Path }) + @(Get-VMSnapshot -VM $vm | Get-VMHardDiskDrive | ForEach-Object { $_.Path })
+    foreach ($path in $starts) {
+        $next = $path
+        while ($next -and $readBy[$next] -notcontains $id) {
+            if (-not $readBy.ContainsKey($next)) { $readBy[$next] = @() }
+            $readBy[$next] += $id
+            $next = (Get-VHD -Path $next -ErrorAction SilentlyContinue).ParentPath
+        }
+    }
+}
 $out = [ordered]@{ Volumes = @($P.Dirs | ForEach-Object {
     $dir = $_
     if (Test-Path -LiteralPath $dir) {
-        Get-ChildItem -LiteralPath $dir -File | Where-Object { $_.Extension -in @('.vhdx', '.vhd') } | ForEach-Object {
+        Get-ChildItem -LiteralPath $dir -File | Where-Object { $_.Extension -in @('.vhdx', '.vhd', '.avhdx', '.avhd') } | ForEach-Object {
             $v = hvkVhd $_.FullName
             $v.Dir = $dir
             $v.AttachedTo = $attached[$_.FullName]
+            $v.ReadBy = @()
+            if ($readBy.ContainsKey($_.FullName)) { $v.ReadBy = @($readBy[$_.FullName]) }
             $v
         }
     }
@@ -313,10 +329,11 @@ $out = hvkVhd $P.Path
 
 _VOLUME_DELETE = r"""
 if (-not (Test-Path -LiteralPath $P.Path)) { hvkFail 'ObjectNotFound' 'hvkit.VolumeNotFound' 'The virtual hard disk does not exist.' $P.Path }
-foreach ($d in @(Get-VM | Get-VMHardDiskDrive)) {
-    $next = $d.Path
-    while ($next) {  # the disk itself, or a parent of it (checkpoints, linked clones)
-        if ($next -eq $P.Path) { hvkFail 'ResourceBusy' 'hvkit.InUse' 'The virtual hard disk is in use by a virtual machine.' $P.Path }
+$starts = @(Get-VM | Get-VMHardDiskDrive | ForEach-Object { $_.Path }) + @(Get-VM | Get-VMSnapshot | Get-VMHardDiskDrive | ForEach-Object { $_.Path })
+foreach ($path in $starts) {
+    $next = $path
+    while ($next) {  # a disk or checkpoint disk itself, or a parent of it (checkpoints, linked clones)
+        if ($next -eq $P.Path) { hvkFail 'ResourceBusy' 'hvkit.InUse' 'The virtual hard disk is in use by a virtual machine or one of its checkpoints.' $P.Path }
         $next = (Get-VHD -Path $next -ErrorAction SilentlyContinue).ParentPath
     }
 }
@@ -353,9 +370,9 @@ TEMPLATES: dict[str, Template] = {
         Template("snapshot.create", 1, _SNAPSHOT_CREATE),
         Template("snapshot.revert", 1, _SNAPSHOT_REVERT),
         Template("snapshot.delete", 1, _SNAPSHOT_DELETE),
-        Template("volume.list", 1, _VOLUME_LIST),
+        Template("volume.list", 2, _VOLUME_LIST),
         Template("volume.create", 1, _VOLUME_CREATE),
-        Template("volume.delete", 1, _VOLUME_DELETE),
+        Template("volume.delete", 2, _VOLUME_DELETE),
         Template("volume.export", 1, _VOLUME_EXPORT),
         Template("host.metrics", 1, _HOST_METRICS),
     )

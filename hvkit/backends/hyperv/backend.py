@@ -223,6 +223,7 @@ class HyperVBackend(Backend):
         return _storage.list_in(self.session, [self.session.pool_dir(pool.name)])
 
     def get_volume(self, ref: str) -> Volume:
+        _storage.volume_path(ref)  # a full path, or NotFound before any call
         if not self.session.vhd_path:
             self.list_pools()  # learns the host's default storage path
         return _storage.get(self.session, ref)

@@ -46,9 +46,9 @@ HANDLERS: dict[tuple[str, int], Callable[[HostState, P], Any]] = {
     ("snapshot.create", 1): snapshot_create,
     ("snapshot.revert", 1): snapshot_revert,
     ("snapshot.delete", 1): snapshot_delete,
-    ("volume.list", 1): volume_list,
+    ("volume.list", 2): volume_list,
     ("volume.create", 1): volume_create,
-    ("volume.delete", 1): volume_delete,
+    ("volume.delete", 2): volume_delete,
     ("volume.export", 1): volume_export,
     ("host.metrics", 1): host_metrics,
 }

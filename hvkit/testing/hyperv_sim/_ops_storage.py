@@ -118,17 +118,25 @@ def vm_metrics(host: HostState, p: P) -> Any:
 
 
 def volume_list(host: HostState, p: P) -> Any:
-    attached = {path: vm.id for path, vm in ((k, v) for k, v in host.attached().items())}
+    """The VHD files of each folder, checkpoints' differencing disks (``.avhdx``, beside their parents) included;
+    each with the VM whose drive uses it and the VMs whose disks or checkpoints read it down their chains."""
+    attached = {path: vm.id for path, vm in host.attached().items()}
+    read_by: dict[str, list[str]] = {}
+    for vm in host.vms.values():
+        starts = [d.path for d in vm.drives] + [f for s in vm.snapshots.values() for f in s.config.get("disks", [])]
+        for path in _chain(host, starts):
+            read_by.setdefault(path, []).append(vm.id)
     out = []
     for directory in p.get("Dirs") or []:
         if not host.exists(directory):
             continue
         for f in sorted(host.local(directory).iterdir()):
-            if f.is_file() and f.suffix.lower() in (".vhdx", ".vhd"):
+            if f.is_file() and f.suffix.lower() in (".vhdx", ".vhd", ".avhdx", ".avhd"):
                 path = f"{directory.rstrip(chr(92))}\\{f.name}"
                 rec = _vhd(host, path)
                 rec["Dir"] = directory
                 rec["AttachedTo"] = attached.get(path.lower())
+                rec["ReadBy"] = read_by.get(path.lower(), [])
                 out.append(rec)
     return {"Volumes": out}
 
@@ -147,9 +155,18 @@ def volume_create(host: HostState, p: P) -> Any:
 def volume_delete(host: HostState, p: P) -> Any:
     if not host.exists(p["Path"]):
         raise _fail("ObjectNotFound", "hvkit.VolumeNotFound", "The virtual hard disk does not exist.", p["Path"])
-    in_use = {f for vm in host.vms.values() for f in _chain(host, [d.path for d in vm.drives])}
+    in_use = _chain(
+        host,
+        [d.path for vm in host.vms.values() for d in vm.drives]
+        + [f for vm in host.vms.values() for s in vm.snapshots.values() for f in s.config.get("disks", [])],
+    )
     if p["Path"].lower() in in_use:
-        raise _fail("ResourceBusy", "hvkit.InUse", "The virtual hard disk is in use by a virtual machine.", p["Path"])
+        raise _fail(
+            "ResourceBusy",
+            "hvkit.InUse",
+            "The virtual hard disk is in use by a virtual machine or one of its checkpoints.",
+            p["Path"],
+        )
     host.remove_file(p["Path"])
     return {"Path": p["Path"]}
 
