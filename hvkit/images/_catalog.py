@@ -21,7 +21,7 @@ from typing import Any
 
 import attrs
 
-from ..errors import AlreadyExists, NotFound
+from ..errors import AlreadyExists, InvalidState, NotFound
 from ..models import DiskFormat
 
 __all__ = ["Catalog", "Image", "default_catalog_path"]
@@ -104,8 +104,20 @@ class Catalog:
             entry = data.get("hypervisors", {}).get(self.key, {}).get(name)
             if entry is None or entry.get("volume") != volume:
                 raise NotFound(f"image {name!r} on volume {volume} is gone from the catalogue of {self.key}")
+            if entry.get("deleting"):
+                raise InvalidState(f"image {name!r} is being deleted; no linked disks over it")
             if user not in entry.setdefault("linked", []):
                 entry["linked"].append(user)
+
+    def deleting(self, name: str, volume: str, on: bool) -> None:
+        """Mark image ``name`` (on ``volume``) as being deleted, or no more: while marked, :meth:`link` refuses."""
+        with self._locked() as data:
+            entry = data.get("hypervisors", {}).get(self.key, {}).get(name)
+            if entry is not None and entry.get("volume") == volume:
+                if on:
+                    entry["deleting"] = True
+                else:
+                    entry.pop("deleting", None)
 
     def unlink(self, name: str, volume: str, users: Iterable[str]) -> None:
         """Forget the linked volumes ``users`` of image ``name`` (when it is still the one on ``volume``)."""

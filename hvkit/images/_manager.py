@@ -231,11 +231,16 @@ class Images:
             volume = self._volume_of(image)
         except NotFound:
             volume = None
-        gone = _linked.refuse_if_used(self._hv, image, volume)
-        if gone:
-            self.catalog.unlink(name, image.volume, gone)
-        if volume is not None:
-            self._delete_volume(volume)
+        self.catalog.deleting(name, image.volume, True)  # from here no new linked disk is recorded over it
+        try:
+            gone = _linked.refuse_if_used(self._hv, self.get(name), volume)  # its records as of the mark
+            if gone:
+                self.catalog.unlink(name, image.volume, gone)
+            if volume is not None:
+                self._delete_volume(volume)
+        except BaseException:
+            self.catalog.deleting(name, image.volume, False)
+            raise
         self.catalog.remove(name, image.volume)
 
     def _volume_of(self, image: Image) -> Volume:

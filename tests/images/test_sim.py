@@ -353,3 +353,20 @@ def test_linked_name_clash_midway_removes_only_this_calls_volumes(
         hv.vms.create(hvkit.VMSpec(name="c", disks=disks))  # disk 0 is made, disk 1 clashes
     assert _state(hv, images) == before and images.get("clash").linked == ()
     assert hv.volumes.get(theirs.id).id == theirs.id  # removed by id: the volume of the same name stays
+
+
+def test_no_linked_disk_is_made_over_an_image_being_deleted(hv: Hypervisor, images: Images, tmp_path: Path) -> None:
+    content = disk_content(MIB, 16)
+    path = tmp_path / "d.raw"
+    path.write_bytes(content)
+    image = images.import_("going", path, sha256=sha256(content))
+    first = hv.vms.create(hvkit.VMSpec(name="first", disks=[hvkit.DiskSpec(image="going", linked=True)]))
+    with pytest.raises(InvalidState, match="linked disks of VMs first"):
+        images.delete("going")  # refused: the mark is taken off again
+    second = hv.vms.create(hvkit.VMSpec(name="second", disks=[hvkit.DiskSpec(image="going", linked=True)]))
+    before = _state(hv, images)
+    images.catalog.deleting("going", image.volume, True)  # a delete in another process got this far
+    with pytest.raises(InvalidState, match="being deleted"):
+        hv.vms.create(hvkit.VMSpec(name="third", disks=[hvkit.DiskSpec(image="going", linked=True)]))
+    assert _state(hv, images) == before
+    assert set(images.get("going").linked) == {str(first.disks[0].volume), str(second.disks[0].volume)}
