@@ -292,6 +292,18 @@ class Backend:
             return volume.path
         return None
 
+    def local_folder(self, pool: StoragePool) -> str | None:
+        """The directory on this machine that holds ``pool``'s volume files, when they are here; else None.
+
+        Where an import writes files before the pool registers them (a kill in between leaves a file no
+        volume names), a journal records their paths in this folder and removes them on rollback.
+        Default: the pool's ``extra["path"]`` when ``traits.pools_are_local`` or ``local_files=true``.
+        """
+        folder = str(pool.extra.get("path") or "")
+        if folder and (self.traits.pools_are_local or self.options.bool_option("local_files", False)):
+            return folder
+        return None
+
     def export_disk(
         self, volume: Volume, workdir: str, progress: ProgressFn, snapshot: Snapshot | None = None
     ) -> DiskImage:

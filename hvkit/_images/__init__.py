@@ -11,6 +11,7 @@ from ._disk import (
     default_import,
     image_info,
     image_map,
+    partial_path,
     probe_format,
     write_into,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "default_import",
     "image_info",
     "image_map",
+    "partial_path",
     "probe_format",
     "qemu_img",
     "ssh_export",

@@ -32,6 +32,7 @@ __all__ = [
     "default_import",
     "image_info",
     "image_map",
+    "partial_path",
     "qemu_img",
     "write_into",
 ]
@@ -117,6 +118,15 @@ def convert_image(
     dest = Path(workdir) / (name or f"{Path(image.path).stem}-{uuid.uuid4().hex[:8]}.{fmt.value}")
     qemu_img("convert", "-U", "-f", image.format.value, "-O", fmt.value, image.path, os.fspath(dest))
     return DiskImage(os.fspath(dest), fmt, image.size, temporary=True)
+
+
+PARTIAL_SUFFIX = ".hvkit-part"
+
+
+def partial_path(folder: str | os.PathLike[str], name: str) -> Path:
+    """The hidden file a backend's import of volume ``name`` into the directory ``folder`` writes before the
+    file becomes the volume (``.NAME.hvkit-part``): one name, so a journal can record it and remove it."""
+    return Path(folder) / f".{name}{PARTIAL_SUFFIX}"
 
 
 def write_into(image: DiskImage, path: str | os.PathLike[str], fmt: DiskFormat, *, fresh: bool = True) -> int:

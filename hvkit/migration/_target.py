@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..driver import partial_path
+from ..errors import NotFound
 from ..hypervisor import Hypervisor
 from ..models import StoragePool, Volume
 from ._plan import DiskPlan
@@ -24,7 +26,10 @@ def target_of(hv: Hypervisor, pool: StoragePool | None, d: DiskPlan, *, probe: b
     ext = _EXTENSIONS.get(d.target_format.value, d.target_format.value)
     names = sorted({name, f"{name}.{ext}", f"{name}.qcow2"})
     folder = str(pool.extra.get("path") or "") if pool is not None else ""
-    paths = sorted({str(Path(folder) / n) for n in (name, f"{name}.{ext}")}) if folder else []
+    files = (name, f"{name}.{ext}")
+    # the volume's files, and the partial files a backend's import writes before they become the volume
+    paths = sorted({str(Path(folder) / n) for n in files} | {str(partial_path(folder, n)) for n in files})
+    paths = paths if folder else []
     target: dict[str, Any] = {"pool": d.target_pool, "names": names, "paths": paths, "present": []}
     if probe:
         present = [v.id for v in hv.volumes.list(d.target_pool) if is_target(v, target)]
@@ -40,8 +45,12 @@ def is_target(vol: Volume, target: dict[str, Any]) -> bool:
     return vol.name in target["names"] or vol.name.rsplit("/", 1)[-1] in target["names"]
 
 
-def files_here(hv: Hypervisor) -> bool:
-    """Whether the target's pool directories are on this machine, so a file it never registered can be found
-    there: where the backend declares its pools local (``traits.pools_are_local``), or the connection says
-    ``local_files=true``."""
-    return hv.backend.traits.pools_are_local or hv.backend.options.bool_option("local_files", False)
+def files_here(hv: Hypervisor, pool: str) -> bool:
+    """Whether the target pool's directory is on this machine (:meth:`hvkit.backend.Backend.local_folder`), so a
+    file it never registered can be found there."""
+    try:
+        found = hv.pools.get(pool)
+    except NotFound:
+        return False
+    with hv.translating("local_folder"):
+        return hv.backend.local_folder(found) is not None

@@ -56,7 +56,7 @@ class Undo(RunnerBase):
                     self.dst.volumes.delete(vol)
                 except NotFound:
                     pass
-        if not files_here(self.dst):
+        if not files_here(self.dst, target["pool"]):
             return
         registered = {v.path for v in self.dst.volumes.list(target["pool"]) if v.path}
         for path in target.get("paths", ()):

@@ -29,7 +29,14 @@ def list_volumes(session: KvmSession, pool: StoragePool) -> list[Volume]:
     p = session.conn.storagePoolLookupByName(pool.name)
     if not p.isActive():
         return []
-    return [session.volume(v, pool.name) for v in p.listAllVolumes(0)]
+    out = []
+    for v in p.listAllVolumes(0):
+        try:
+            out.append(session.volume(v, pool.name))
+        except libvirt.libvirtError as exc:  # deleted since the listing (another client): not a volume any more
+            if exc.get_error_code() != libvirt.VIR_ERR_NO_STORAGE_VOL:
+                raise
+    return out
 
 
 def get_volume(session: KvmSession, ref: str) -> Volume:

@@ -8,7 +8,7 @@ from typing import IO, Any
 
 import libvirt
 
-from ...driver import Backend, ConnectOptions, Event, ProgressFn, Traits
+from ...driver import Backend, ConnectOptions, DiskImage, Event, ProgressFn, Traits
 from ...models import (
     VM,
     Console,
@@ -29,6 +29,7 @@ from . import (
     _console,
     _definitions,
     _domxml,
+    _imports,
     _inventory,
     _metrics,
     _recover,
@@ -47,7 +48,6 @@ __all__ = ["KvmBackend"]
 class KvmBackend(Backend):
     """KVM/QEMU through libvirt. Options: ``virt_type`` (kvm | qemu), ``vnc_listen``, ``uri``."""
 
-    """KVM/QEMU through libvirt. Options: ``virt_type`` (kvm | qemu), ``vnc_listen``, ``uri``."""
     kind = "kvm"
     capabilities = ALL
     portability_notes = PORTABILITY_NOTES
@@ -211,6 +211,14 @@ class KvmBackend(Backend):
 
     def local_path(self, volume: Volume) -> str | None:
         return _storage.local_path(self.session, volume)
+
+    def local_folder(self, pool: StoragePool) -> str | None:
+        return _imports.local_folder(self.session, pool)
+
+    def import_disk(
+        self, pool: StoragePool, name: str, image: DiskImage, fmt: DiskFormat, workdir: str, progress: ProgressFn
+    ) -> Volume:
+        return _imports.import_disk(self.session, self, pool, name, image, fmt, workdir, progress)
 
     def track_changes(self, vm: VM, checkpoint: str) -> None:
         return _backup.track_changes(self.session, vm, checkpoint)
