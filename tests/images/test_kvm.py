@@ -94,6 +94,7 @@ def test_kvm_linked_disk_boots_the_image_and_never_writes_it(
 
     vm = kvm.vms.start(vm)
     assert wait_for_marker(vm.extra["serial_log"], marker, 180) == marker  # booted from the image's content
+    assert images.verify(name).checksum == image.content_checksum  # readable while QEMU has it open read-only
     kvm.vms.stop(vm, force=True)
     assert overlay.path is not None
     subprocess.run(["qemu-io", "-f", "qcow2", "-c", f"write -P 0xcd {8 * MIB} 64k", overlay.path], check=True,
