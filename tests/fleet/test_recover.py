@@ -163,9 +163,9 @@ def test_a_backend_without_recover_vm_says_so(hv: Hypervisor, monkeypatch: pytes
 
 def test_proxmox_ha_resources_are_left_to_proxmox_ha() -> None:
     """On the Proxmox simulator: a node goes offline; its HA-managed VM is Proxmox HA's, the other one is
-    planned on a node that reaches its storage, and running the plan says Unsupported (the API cannot)."""
+    planned on a node that reaches its storage; running the plan while the node is online restarts nothing
+    (Proxmox HA recovers only from an offline node). The restart itself is in test_recover_proxmox.py."""
     pytest.importorskip("proxmoxer")
-    from hvkit.errors import Unsupported
     from hvkit.testing.proxmox_sim import ProxmoxSimulator
 
     with (
@@ -196,8 +196,8 @@ def test_proxmox_ha_resources_are_left_to_proxmox_ha() -> None:
         plan = fleet.recover("pve1", assume_down=True, dry_run=True).plan  # fenced, while the API still reads it
         assert [r.vm_name for r in plan.restarts] == ["plain"] and plan.restarts[0].target_name in ("pve2", "pve3")
         assert [(x.vm_name, "no surviving host reaches" in x.reason) for x in plan.left] == [("local-only", True)]
-        with pytest.raises(Unsupported, match="recover"):
-            fleet.recover("pve1", assume_down=True)
+        result = fleet.recover("pve1", assume_down=True)
+        assert [("is online; migrate the VM instead" in x.reason) for x in result.failed] == [True]
 
 
 def test_vsphere_ha_off_in_vcsim_leaves_the_vms_to_hvkit(vc: tuple[Hypervisor, list[str]]) -> None:  # noqa: F811

@@ -21,7 +21,7 @@ from ...models import (
     VMSpec,
     Volume,
 )
-from . import _console, _create, _ha, _inventory, _metrics, _migrate, _snapshots, _storage, _vms
+from . import _console, _create, _ha, _inventory, _metrics, _migrate, _recover, _snapshots, _storage, _vms
 from ._portability import PORTABILITY_NOTES
 from ._session import BUS_LIMIT, ProxmoxSession
 
@@ -147,6 +147,9 @@ class ProxmoxBackend(Backend):
 
     def migrate_vm(self, vm: VM, host: str | None, pool: str | None, live: bool) -> Any:
         return _migrate.migrate_vm(self.session, vm, host, pool, live)
+
+    def recover_vm(self, vm: VM, host: str) -> Task:
+        return _recover.recover_vm(self.session, vm, host)
 
     def ha_policy(self, vms: list[VM]) -> dict[str, str]:
         return _ha.ha_policy(self.session, vms)

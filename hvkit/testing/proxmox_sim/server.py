@@ -17,6 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from . import _ha_manager as ha_manager
 from .api import ROUTES, Request
 from .schema import check_params, schema
 from .state import Cluster, PVEError
@@ -283,6 +284,7 @@ class ProxmoxSimulator:
         if user == "audit@pve" and method in _WRITE_METHODS:
             what = f"/vms/{all_params['vmid']}" if "vmid" in all_params else f"/nodes/{all_params.get('node', '')}"
             raise PVEError(403, f"Permission check failed ({what}, VM.Allocate)")
+        ha_manager.step(self.cluster)  # the HA manager's rounds since the last request
         return ROUTES[(template, method)](Request(self.cluster, user, all_params, files))
 
 

@@ -81,6 +81,10 @@ class Cluster:
         self.vms: dict[int, VMState] = {}
         self.node_offline: set[str] = set()
         self.ha_resources: dict[str, dict[str, Any]] = {}  # HA manager resources by sid ("vm:100")
+        self.ha_rules: dict[str, dict[str, Any]] = {}  # HA rules by id (/etc/pve/ha/rules.cfg)
+        self.ha_services: dict[str, dict[str, Any]] = {}  # the CRM's service status by sid (see _ha_manager)
+        self.ha_offline_since: dict[str, float] = {}  # node -> when the CRM first saw it offline (monotonic)
+        self.ha_fence_delay = 60.0  # seconds offline before the CRM fences a node (as PVE; tests set less)
         self._config_locks: dict[int, threading.Lock] = {}
         self._storage_locks: dict[str, threading.Lock] = {}
         self._info_cache: dict[tuple[str, int, int, int], dict[str, Any]] = {}
