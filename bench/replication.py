@@ -1,6 +1,9 @@
 """Benchmark: incremental replication syncs of a guest with a 1 GiB disk, 25% allocated with random data.
 
-For each pair (sim -> sim; with ``--kvm`` also sim -> KVM), the replica is made (the first sync, a full
+For each pair (sim -> sim; with ``--kvm`` also sim -> KVM; with ``--proxmox`` also sim -> the Proxmox
+simulator, its node reached over the loopback SSH server of scripts/setup.d/60-migration.sh, the replica's
+volume written in place there: digests and checksum computed on the node, changed blocks shipped as a qcow2
+patch and committed, every byte that crossed SSH counted), the replica is made (the first sync, a full
 migration copy), then, run by run, 1% of the disk (10 MiB of 1 GiB) is changed and synced:
 
 * bytes sent by the incremental sync (block data + the digests and ranges that name the blocks) over the
@@ -8,7 +11,8 @@ migration copy), then, run by run, 1% of the disk (10 MiB of 1 GiB) is changed a
   writes at 4 KiB-aligned offsets (each run may touch one more 64 KiB block at each end);
 * the incremental sync's time against the first sync (a full copy) and a bare ``qemu-img convert``.
 
-    python bench/replication.py [--size-gib 1] [--fill 0.25] [--change 0.01] [--repeat 5] [--kvm] [--kvm-cbt]
+    python bench/replication.py [--size-gib 1] [--fill 0.25] [--change 0.01] [--repeat 5] [--kvm] [--proxmox]
+                                [--kvm-cbt]
 
 ``--kvm-cbt``: KVM -> KVM instead, the source VM running on QEMU, the 1% written through QEMU's block layer,
 syncs taking the changed blocks from QEMU's dirty bitmaps (libvirt checkpoints and backup jobs).
@@ -28,7 +32,10 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import hvkit
 from hvkit import replication
@@ -86,7 +93,13 @@ def bare_convert(path: str, tmp: Path) -> float:
     return took
 
 
-def bench_pair(label: str, target_url: str, args: argparse.Namespace) -> None:
+def bench_pair(
+    label: str,
+    target_url: str,
+    args: argparse.Namespace,
+    connect: Callable[[str], Hypervisor] = hvkit.connect,
+    maps: dict[str, Any] | None = None,
+) -> None:
     size = int(args.size_gib * 1024**3)
     tag = uuid.uuid4().hex[:8]
     tmp = Path(tempfile.mkdtemp(prefix="hvkit-bench-repl-"))
@@ -94,13 +107,13 @@ def bench_pair(label: str, target_url: str, args: argparse.Namespace) -> None:
     os.environ["HVKIT_MIGRATION_DIR"] = str(tmp / "migrations")
     rnd = random.Random(7)
     src = hvkit.connect(f"sim://bsrc{tag}")
-    dst = hvkit.connect(target_url.replace("{tag}", tag))
+    dst = connect(target_url.replace("{tag}", tag))
     replica_name = f"hvt-bench-{tag}"
     try:
         vm, path = source(src, size, args.fill, tmp)
         t0 = time.perf_counter()
         replica = replication.create(src, vm, dst, replica_name=replica_name, keep=1, keep_macs=False,
-                                     network_map={"default": "default"})  # fmt: skip
+                                     **(maps or {"network_map": {"default": "default"}}))  # fmt: skip
         first = time.perf_counter() - t0
         bare = bare_convert(path, tmp)
         total = int(size * args.change)
@@ -137,6 +150,20 @@ def bench_pair(label: str, target_url: str, args: argparse.Namespace) -> None:
 
         forget(f"bsrc{tag}")
         forget(f"bdst{tag}")
+
+
+@contextmanager
+def proxmox_target() -> Iterator[Callable[[str], Hypervisor]]:
+    """The Proxmox simulator with SSH access to its node (the loopback OpenSSH server)."""
+    from hvkit.testing.proxmox_sim import ProxmoxSimulator
+
+    ssh_dir = Path(os.environ.get("HVKIT_MIGRATION_SSH_DIR", "/var/lib/hvkit/migration-ssh"))
+    if not (ssh_dir / "known_hosts").is_file():
+        raise SystemExit(f"no loopback SSH server set up in {ssh_dir}: run scripts/setup.d/60-migration.sh")
+    ssh = {"ssh_port": os.environ.get("HVKIT_MIGRATION_SSH_PORT", "2222"), "ssh_key": str(ssh_dir / "client_ed25519"),
+           "ssh_known_hosts": str(ssh_dir / "known_hosts"), "ssh_host_map": "pve1=127.0.0.1"}  # fmt: skip
+    with ProxmoxSimulator(nodes=1, task_delay=0.0) as sim:
+        yield lambda url: hvkit.connect(sim.url, token=sim.token, ca_file=sim.ca_file, timeout=30, **ssh)
 
 
 def qemu_write(domain: str, writes: list[tuple[int, bytes]], tmp: Path) -> None:
@@ -218,6 +245,7 @@ def main() -> int:
     p.add_argument("--change", type=float, default=0.01)
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--kvm", action="store_true", help="also sim -> KVM (qemu:///system, pool 'default')")
+    p.add_argument("--proxmox", action="store_true", help="also sim -> the Proxmox simulator, over SSH to its node")
     p.add_argument("--kvm-cbt", action="store_true", help="only KVM -> KVM on QEMU with changed-block tracking")
     args = p.parse_args()
     if args.kvm_cbt:
@@ -226,6 +254,10 @@ def main() -> int:
     bench_pair("sim -> sim", "sim://bdst{tag}", args)
     if args.kvm:
         bench_pair("sim -> KVM", "kvm:///system", args)
+    if args.proxmox:
+        with proxmox_target() as connect:
+            maps = {"network_map": {"default": "vmbr0"}, "storage_map": {"default": "local"}}
+            bench_pair("sim -> Proxmox over SSH", "", args, connect, maps)
     return 0
 
 

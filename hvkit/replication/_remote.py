@@ -3,8 +3,9 @@
 The target backend sums up the replica where it lies (:meth:`hvkit.driver.Backend.scan_volume`: an
 ``hvkit-disk-v1`` checksum and BLAKE2b-128 block digests) and writes a patch into it in place
 (:meth:`hvkit.driver.Backend.patch_volume`): a qcow2 holding only the changed blocks, zeroed ranges as zero
-clusters. What crosses the wire is counted: the patch file (its qcow2 metadata too), the scans' programs
-and outputs. The source side's checksum is taken in ``hvkit-disk-v1`` too, so both sides compare like with like.
+clusters. What crosses the wire is counted: the patch as sent (``patch_bytes``: compressed, its qcow2
+metadata included) and, as control bytes, the scans' programs and outputs (the replica's digests among
+them). The source side's checksum is taken in ``hvkit-disk-v1`` too, so both sides compare like with like.
 """
 
 from __future__ import annotations
@@ -102,7 +103,6 @@ def sync_remote(
                 blocks, method = changed_blocks(mine, theirs), "block-hash"
             report(pair.name, "write")
             data, zeros, sent = _patch(dst, volume, source, blocks, staging)
-            control += sent - data
             report(pair.name, "verify")
             after = _scan(dst, volume, digests=False)
             control += after.bytes_moved
@@ -113,9 +113,9 @@ def sync_remote(
                 again = changed_blocks(mine, BlockMap(pair.size, BLOCK, dict(now.digests or {})))
                 more = _patch(dst, volume, source, again, staging)
                 blocks = sorted(set(blocks) | set(again))
-                data, zeros = data + more[0], zeros + more[1]
+                data, zeros, sent = data + more[0], zeros + more[1], sent + more[2]
                 after = _scan(dst, volume, digests=False)
-                control += now.bytes_moved + more[2] - more[0] + after.bytes_moved
+                control += now.bytes_moved + after.bytes_moved
         if after.checksum != want:
             if maps is not None:
                 maps.forget(pair)
@@ -129,7 +129,7 @@ def sync_remote(
         side.shutdown(wait=True)
         if image.temporary:
             Path(image.path).unlink(missing_ok=True)
-    return DiskSync(pair.name, len(blocks), data, zeros, control, want, after.checksum, method)
+    return DiskSync(pair.name, len(blocks), data, zeros, control, want, after.checksum, method, sent)
 
 
 def _source_checksum(image: DiskImage, size: int, staging: Path) -> str:

@@ -49,10 +49,13 @@ class DiskSync:
     source_checksum: str
     replica_checksum: str
     method: str  # "block-hash" or "cbt"
+    # a replica that is not a file here: the bytes of the patch that carried the blocks (compressed on the wire,
+    # its qcow2 metadata included), sent instead of the block data itself
+    patch_bytes: int | None = None
 
     @property
     def bytes_sent(self) -> int:
-        return self.data_bytes + self.control_bytes
+        return (self.data_bytes if self.patch_bytes is None else self.patch_bytes) + self.control_bytes
 
     def to_json(self) -> dict[str, Any]:
         return attrs.asdict(self)
@@ -80,8 +83,9 @@ class SyncResult:
     def __str__(self) -> str:
         lines = [f"sync done in {self.seconds:.2f} s; {self.bytes_sent} bytes sent"]
         for d in self.disks:
+            patch = "" if d.patch_bytes is None else f" (as a {d.patch_bytes}-byte patch)"
             lines.append(f"  disk {d.name}: {d.changed_blocks} blocks changed ({d.method}), {d.data_bytes} data "
-                         f"bytes, {d.control_bytes} control bytes; checksum {d.replica_checksum}")  # fmt: skip
+                         f"bytes{patch}, {d.control_bytes} control bytes; checksum {d.replica_checksum}")  # fmt: skip
         if self.point is not None:
             lines.append(f"  replica point {self.point}")
         lines.append(f"  journal: {self.journal}")

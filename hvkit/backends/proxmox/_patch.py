@@ -8,7 +8,8 @@ network stack, is Python) and nothing else:
   the offsets ``qemu-img map`` reports (holes are not read) and prints its ``hvkit-disk-v1`` checksum and,
   when asked, one BLAKE2b-128 digest per non-zero 64 KiB block (24 bytes a block cross the wire);
 * :func:`patch_volume`: the patch (a qcow2 without backing file holding only the changed clusters, zeroed
-  ranges as zero clusters) is sent on stdin into a private directory, given the volume's file as backing
+  ranges as zero clusters) is sent on stdin, gzip-compressed (its metadata clusters are mostly zeros), into
+  a private directory, given the volume's file as backing
   file (``qemu-img rebase -u``), and ``qemu-img commit`` writes its clusters into the volume in place,
   whatever the volume's format (raw or qcow2, a file or a block device); the directory is removed after.
 """
@@ -18,7 +19,9 @@ from __future__ import annotations
 import json
 import shlex
 import subprocess
+import tempfile
 import urllib.parse
+import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +37,7 @@ if TYPE_CHECKING:
 __all__ = ["patch_volume", "scan_volume"]
 
 _RECORD = 24  # u64 block index + 16-byte digest
+_CHUNK = 4 * 1024 * 1024
 
 # Runs on the node (python3 -, stdlib only): argv = path, format, "1" for block digests. Prints one JSON
 # line ({"size", "checksum", "blocks"}) then the digests as u64be index + 16 bytes. The checksum follows the
@@ -117,20 +121,48 @@ def _volume_file(session: ProxmoxSession, volume: Volume) -> tuple[str, str, Dis
     return node, path, DiskFormat(text)
 
 
-def _run(node: Any, command: str, stdin: bytes | Path, timeout: float = 3600) -> bytes:
-    """Run ``command`` on the node with ``stdin`` (bytes, or a file streamed); its stdout, or a clear error."""
-    argv = node.argv(command)
-    if isinstance(stdin, Path):
-        with stdin.open("rb") as f:
-            proc = subprocess.run(argv, stdin=f, capture_output=True, timeout=timeout, check=False)
-    else:
-        proc = subprocess.run(argv, input=stdin, capture_output=True, timeout=timeout, check=False)
+def _run(node: Any, command: str, stdin: bytes, timeout: float = 3600) -> bytes:
+    """Run ``command`` on the node with ``stdin``; its stdout, or a clear error."""
+    proc = subprocess.run(node.argv(command), input=stdin, capture_output=True, timeout=timeout, check=False)
     err = proc.stderr.decode(errors="replace").strip()[-400:]
     if proc.returncode == 255:
         raise ConnectionError(f"ssh to {node.user}@{node.host}:{node.port} failed: {err}")
     if proc.returncode != 0:
         raise BackendError(f"on {node.host}: {command.split()[0]} failed (exit {proc.returncode}): {err}")
     return proc.stdout
+
+
+def _send_gzipped(node: Any, command: str, path: Path, timeout: float = 3600) -> int:
+    """Stream the file ``path``, gzip-compressed (level 1), to ``command`` on the node; the bytes sent."""
+    sent = 0
+    packer = zlib.compressobj(1, zlib.DEFLATED, 31)  # wbits 31: a gzip stream, which gzip -d reads
+    with tempfile.TemporaryFile() as err, path.open("rb") as src:
+        proc = subprocess.Popen(node.argv(command), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err)
+        assert proc.stdin is not None
+        try:
+            while chunk := src.read(_CHUNK):
+                packed = packer.compress(chunk)
+                proc.stdin.write(packed)
+                sent += len(packed)
+            packed = packer.flush()
+            proc.stdin.write(packed)
+            sent += len(packed)
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass  # the node's side ended early: its exit status and message say why
+        try:
+            code = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise BackendError(f"on {node.host}: writing the patch took longer than {timeout:.0f} s") from None
+        err.seek(0)
+        text = err.read().decode(errors="replace").strip()[-400:]
+    if code == 255:
+        raise ConnectionError(f"ssh to {node.user}@{node.host}:{node.port} failed: {text}")
+    if code != 0:
+        raise BackendError(f"on {node.host}: applying the patch failed (exit {code}): {text}")
+    return sent + len(command)
 
 
 def scan_volume(session: ProxmoxSession, volume: Volume, digests: bool) -> VolumeScan:
@@ -168,9 +200,8 @@ def patch_volume(session: ProxmoxSession, volume: Volume, patch: DiskImage) -> i
     quoted = shlex.quote(path)
     command = (
         'set -e; d=$(mktemp -d "${TMPDIR:-/var/tmp}/hvkit-patch.XXXXXX"); trap \'rm -rf "$d"\' EXIT; '
-        'cat > "$d/patch.qcow2"; '
+        'gzip -dc > "$d/patch.qcow2"; '
         f'qemu-img rebase -u -f qcow2 -b {quoted} -F {fmt.value} "$d/patch.qcow2"; '
         'qemu-img commit -q -f qcow2 -d "$d/patch.qcow2"'
     )
-    _run(node, command, Path(patch.path))
-    return Path(patch.path).stat().st_size + len(command)
+    return _send_gzipped(node, command, Path(patch.path))
