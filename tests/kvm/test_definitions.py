@@ -242,3 +242,16 @@ def test_the_cli_recovers_a_down_peer_named_in_the_url(
     result = json.loads(capsys.readouterr().out)
     assert [r["vm"] for r in result["restarted"]] == [uuid] and not result["failed"]
     assert cluster.vms.get(uuid).power_state is PowerState.RUNNING
+
+
+def test_a_kept_vm_has_empty_metrics_and_calls_on_it_say_its_host_is_unreachable(
+    cluster: Hypervisor, kept: Path, prefix: str
+) -> None:
+    uuid, _ = _keep_dead_peer(cluster, kept, prefix)
+    vm = cluster.vms.get(uuid)
+    [m] = cluster.vms.metrics([vm])
+    assert m.vm == uuid and m.cpu_time_ns is None
+    with pytest.raises(InvalidState, match="unknown"):
+        cluster.vms.start(vm)
+    with pytest.raises(NotFound, match="reachable"):
+        cluster.snapshots.list(vm)

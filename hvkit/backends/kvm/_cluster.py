@@ -227,10 +227,13 @@ def _vm_metrics(method: Callable[[KvmBackend, list[VM]], list[VMMetrics]]) -> Ca
     @functools.wraps(method)
     def vm_metrics(self: KvmBackend, vms: list[VM]) -> list[VMMetrics]:
         groups: dict[int, tuple[KvmBackend, list[VM]]] = {}
+        by_id: dict[str, VMMetrics] = {}
         for vm in vms:
+            if vm.extra.get("kept"):  # a VM of a daemon that does not answer: nothing measured
+                by_id[vm.id] = VMMetrics(vm=vm.id, timestamp=dt.datetime.now(dt.UTC))
+                continue
             where = owner(self, vm)
             groups.setdefault(id(where), (where, []))[1].append(vm)
-        by_id: dict[str, VMMetrics] = {}
         for where, mine in groups.values():
             got = method(self, mine) if where is self else where.vm_metrics(mine)
             by_id.update((m.vm, m) for m in got)
