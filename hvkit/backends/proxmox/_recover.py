@@ -13,7 +13,8 @@ it fenced the node, so the VM is handed to it, restricted to the chosen node:
    no more an HA resource than before). Whatever happens, they are removed at the end, known by the
    VM's resource id (which was no HA resource before) and the rule's id made for this call.
 
-The VM keeps its id (vmid), name, configuration and disks; its node changes. Fencing: for a node whose
+Needs Proxmox VE 9 (HA rules; 8.x has HA groups instead, and the rule's POST fails there, removing the
+resource again). The VM keeps its id (vmid), name, configuration and disks; its node changes. Fencing: for a node whose
 HA agent held no resources before the failure, Proxmox counts the node fenced as soon as it takes the
 agent lock, without any watchdog reset having happened, so the node must really be off (powered off,
 or cut off from the storage), as fleet recovery requires anyway.
@@ -30,6 +31,7 @@ from ...driver import Task, TaskControl, ThreadSource
 from ...errors import BackendError, HvkitError, InvalidSpec, InvalidState, NotFound
 from ...models import VM
 from ._errors import translate
+from ._vms import get_vm
 
 __all__ = ["recover_vm"]
 
@@ -123,8 +125,6 @@ def recover_vm(session: Any, vm: VM, host: str) -> Task:
                 raise _with_text(exc, f"{exc}; {_where(session, vmid, failed)}") from exc
             raise
         _remove(ha, sid, rule_id, made)
-        from ._vms import get_vm
-
         return get_vm(session, str(vmid))
 
     return Task.of(ThreadSource("vms.recover", work, kind="proxmox"), vm.name)
