@@ -62,7 +62,10 @@ class NetworkManager(Manager):
 
 class VolumeManager(Manager):
     def list(self, pool: StoragePool | str | None = None) -> list[Volume]:
-        pools = self._hv.pools.list() if pool is None else [self._hv.pools.get(pool)]
+        if pool is None:
+            pools = self._hv.pools.list()
+        else:  # a pool object is listed as it is (no second lookup); a name is looked up
+            pools = [pool if isinstance(pool, StoragePool) else self._hv.pools.get(pool)]
         return [v for p in pools for v in self._hv.call("volumes.list", self._b.list_volumes, p)]
 
     def get(self, ref: Volume | str) -> Volume:
