@@ -8,6 +8,7 @@ Every vendor exception is translated into one of these, with the original kept a
     ├── NotFound                 no such VM, host, pool, network, volume, snapshot or task
     ├── AlreadyExists            the name or id is taken
     ├── InvalidSpec (ValueError) the request is malformed; nothing was sent to the hypervisor
+    │   └── InsufficientCapacity the storage, memory or CPU the request needs is not free; nothing was made
     ├── InvalidState             the object is not in a state that allows the operation
     ├── Conflict                 a lock or a concurrent change got in the way
     ├── Timeout                  the operation did not finish in time
@@ -27,6 +28,7 @@ __all__ = [
     "Conflict",
     "ConnectionError",
     "HvkitError",
+    "InsufficientCapacity",
     "InvalidSpec",
     "InvalidState",
     "NotFound",
@@ -57,6 +59,14 @@ class AlreadyExists(HvkitError):
 
 class InvalidSpec(HvkitError, ValueError):
     """A request is malformed; raised before anything reaches the hypervisor."""
+
+
+class InsufficientCapacity(InvalidSpec):
+    """The storage, or the memory or CPU, the request needs is not free on the hypervisor; nothing was made.
+
+    The same request may succeed after space or memory is freed, or on another pool or host. It is an
+    ``InvalidSpec``, so code that catches that keeps working.
+    """
 
 
 class InvalidState(HvkitError):

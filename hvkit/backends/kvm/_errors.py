@@ -15,6 +15,7 @@ from ...errors import (
     Conflict,
     ConnectionError,
     HvkitError,
+    InsufficientCapacity,
     InvalidSpec,
     InvalidState,
     NotFound,
@@ -102,6 +103,15 @@ _BY_NAME: dict[str, type[HvkitError]] = {
     "UNKNOWN_HOST": ConnectionError,
 }
 _DUPLICATE = re.compile(r"^operation failed: (domain|pool|network) '.*' already exists")
+# no room: libvirt's own pool checks ("Not enough space left in storage pool", a disk pool's "no large enough
+# free extent"), lvcreate's "insufficient free space", and ENOSPC / EDQUOT / ENOMEM as libvirt or QEMU report
+# them (a raw volume's allocation, qemu-img create, "cannot set up guest memory 'pc.ram': Cannot allocate memory").
+# They come as OPERATION_FAILED, INTERNAL_ERROR or SYSTEM_ERROR, which have no entry of their own.
+_NO_ROOM = re.compile(
+    r"not enough space left in storage pool|no large enough free extent|insufficient free space"
+    r"|no space left on device|disk quota exceeded|cannot allocate memory",
+    re.IGNORECASE,
+)
 ERROR_TABLE: dict[int, type[HvkitError]] = {
     getattr(libvirt, f"VIR_ERR_{name}"): cls for name, cls in _BY_NAME.items() if hasattr(libvirt, f"VIR_ERR_{name}")
 }
@@ -114,6 +124,8 @@ def error_for(exc: libvirt.libvirtError) -> HvkitError:
     message = exc.get_error_message() or str(exc)
     if code == libvirt.VIR_ERR_OPERATION_FAILED and _DUPLICATE.search(message):
         cls = AlreadyExists  # defineXML of a name another domain has ("domain 'x' already exists with uuid ...")
+    elif cls is BackendError and _NO_ROOM.search(message):
+        cls = InsufficientCapacity
     if cls is Unsupported:
         return Unsupported("kvm", "this operation", message)
     return cls(f"libvirt: {message}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,6 +18,7 @@ from ...errors import (
     Conflict,
     ConnectionError,
     HvkitError,
+    InsufficientCapacity,
     InvalidSpec,
     InvalidState,
     NotFound,
@@ -24,7 +26,7 @@ from ...errors import (
     Unsupported,
 )
 
-__all__ = ["LOCK_MARKERS", "from_message", "is_lock_error", "translate"]
+__all__ = ["LOCK_MARKERS", "NO_ROOM", "from_message", "is_lock_error", "translate"]
 
 LOCK_MARKERS = ("can't lock file", "VM is locked", "got lock request timeout", "detected modified configuration")
 
@@ -45,10 +47,20 @@ MESSAGE_TABLE: tuple[tuple[str, type[HvkitError]], ...] = (
     ("is running - destroy failed", InvalidState),
     ("can't start a vm if it's a template", InvalidState),
     ("protection mode enabled", InvalidState),
-    ("no space left", InvalidSpec),
     ("No QEMU guest agent configured", InvalidState),
     ("QEMU guest agent is not running", InvalidState),
     ("not implemented", Unsupported),
+)
+
+# no room on a storage or a node, whatever layer said it (checked after the lock markers, before the table's rest):
+# ENOSPC / EDQUOT / ENOMEM as Perl, qemu-img, rbd or QEMU print them ("No space left on device", "Disk quota
+# exceeded", "cannot set up guest memory 'pc.ram': Cannot allocate memory"), lvcreate's 'Volume group "pve" has
+# insufficient free space', ZFS's "out of space", a thin pool's "not enough free space", and "no space left on
+# storage" as a storage plugin words it.
+NO_ROOM = re.compile(
+    r"no space left|disk quota exceeded|insufficient free space|out of space|not enough (?:free )?space"
+    r"|cannot allocate memory|not enough (?:free )?memory",
+    re.IGNORECASE,
 )
 
 
@@ -60,6 +72,8 @@ def from_message(message: str, *, context: str = "") -> HvkitError:
     """Map a PVE error text (an HTTP reason or a task's exit status) to an hvkit error."""
     text = message.strip()
     full = f"{context}: {text}" if context else text
+    if NO_ROOM.search(text) and not any(m in text for m in LOCK_MARKERS):
+        return InsufficientCapacity(full)
     for marker, kind in MESSAGE_TABLE:
         if marker in text:
             if kind is Unsupported:

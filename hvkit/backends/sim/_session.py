@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ...driver import Rollback, Task, qemuimg
-from ...errors import AlreadyExists, InvalidSpec, NotFound
+from ...errors import AlreadyExists, InsufficientCapacity, InvalidSpec, NotFound
 from ...models import (
     VM,
     Disk,
@@ -183,6 +183,11 @@ class SimSession:
         if not referenced and vol_id in w.volumes:
             self.remove_volume(w.volumes[vol_id])
 
+    def pool_free(self, pool: str) -> int:
+        """Bytes of ``pool`` no volume holds (its capacity less every volume's size)."""
+        held = sum(int(v["capacity"]) for v in self.world.volumes.values() if v["pool"] == pool)
+        return int(self.world.pools[pool]["capacity"]) - held
+
     def new_volume(
         self, pool: str, name: str, size: int, fmt: DiskFormat, backing: dict[str, Any] | None = None
     ) -> dict[str, Any]:
@@ -191,9 +196,14 @@ class SimSession:
             raise NotFound(f"no storage pool {pool!r}")
         if fmt.value not in w.pools[pool]["formats"]:
             raise InvalidSpec(f"pool {pool!r} does not take {fmt.value} volumes")
+        if size <= 0:
+            raise InvalidSpec(f"a volume needs a size above 0 bytes, not {size}")
         vol_id = f"{pool}/{name}.{EXT.get(fmt.value, fmt.value)}"
         if vol_id in w.volumes:
             raise AlreadyExists(f"volume {vol_id!r} exists")
+        free = self.pool_free(pool)
+        if size > free:  # a sim pool is thick: every volume holds its whole size (as pools.list reports)
+            raise InsufficientCapacity(f"pool {pool!r} has {free} bytes free; the volume needs {size}")
         path = w.pool_dir(pool) / vol_id.split("/", 1)[1]
         try:
             if backing is not None:

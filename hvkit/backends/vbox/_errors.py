@@ -16,7 +16,7 @@ import re
 
 from hvkit import errors
 
-__all__ = ["CODES", "MESSAGES", "VBoxManageError", "is_lock_error", "translate"]
+__all__ = ["CODES", "MESSAGES", "NO_ROOM", "VBoxManageError", "is_lock_error", "translate"]
 
 _DETAILS = re.compile(r"Details: code (\w+) \((0x[0-9a-fA-F]+)\)")
 _ERROR_LINE = re.compile(r"^\S*VBoxManage(?:\.exe)?: error: (.*)$")
@@ -67,6 +67,11 @@ MESSAGES: list[tuple[re.Pattern[str], type[errors.HvkitError]]] = [
     (re.compile(r"host-only adapter .* outside the ranges"), errors.InvalidSpec),
 ]
 
+# no room, searched in every error line (VirtualBox puts the IPRT status on a line after the message, as in
+# "VMDK: cannot write allocated data block in '...' (VERR_DISK_FULL)" under VBOX_E_FILE_ERROR): a full disk,
+# and the out-of-memory statuses a VM start gets when the host cannot give it its RAM
+NO_ROOM = re.compile(r"VERR_DISK_FULL|VERR_NO_(?:PHYS_|LOW_|PAGE_|CONT_)?MEMORY\b|No space left on device")
+
 
 def is_lock_error(exc: BaseException) -> bool:
     """A session lock held by another process (Packer #12008): worth retrying after a pause."""
@@ -78,6 +83,11 @@ def translate(exc: VBoxManageError) -> errors.HvkitError:
     for pattern, kind in MESSAGES:
         if pattern.search(exc.message):
             return _make(kind, str(exc))
+    detail = next((line for line in exc.stderr.splitlines() if NO_ROOM.search(line)), None)
+    if detail is not None:
+        found = _ERROR_LINE.match(detail)
+        detail = (found.group(1) if found else detail).strip()
+        return errors.InsufficientCapacity(str(exc) if detail == exc.message else f"{exc}: {detail}")
     if exc.status == 2:  # the command line itself was refused (usage printed)
         return errors.BackendError(
             f"{exc} (VBoxManage refused the command line: a VirtualBox version it does not know?)"

@@ -24,6 +24,7 @@ from ...errors import (
     Conflict,
     ConnectionError,
     HvkitError,
+    InsufficientCapacity,
     InvalidSpec,
     InvalidState,
     NotFound,
@@ -65,7 +66,9 @@ FAULTS: dict[str, type[HvkitError]] = {
     "NoActiveHostInCluster": InvalidState,
     "MigrationFault": InvalidState,
     "VmConfigFault": InvalidSpec,
-    "InsufficientResourcesFault": InvalidState,
+    # no room: every InsufficientResourcesFault (memory, CPU, storage space, host capacity, HA failover
+    # capacity, vFlash, network ...) finds this entry through its type hierarchy
+    "InsufficientResourcesFault": InsufficientCapacity,
     "OutOfBounds": InvalidSpec,
     # concurrency
     "TaskInProgress": Conflict,
@@ -89,7 +92,7 @@ FAULTS: dict[str, type[HvkitError]] = {
     "Timedout": Timeout,
     "RequestCanceled": Conflict,
     # storage
-    "NoDiskSpace": InvalidState,
+    "NoDiskSpace": InsufficientCapacity,  # a FileFault: the datastore has no room for the file
     "FileFault": BackendError,
     "HostCommunication": ConnectionError,
     "HostConnectFault": ConnectionError,

@@ -16,6 +16,7 @@ from ...errors import (
     Conflict,
     ConnectionError,
     HvkitError,
+    InsufficientCapacity,
     InvalidSpec,
     InvalidState,
     NotFound,
@@ -48,8 +49,10 @@ TABLE: dict[str, type[HvkitError]] = {
     "OTHER_OPERATION_IN_PROGRESS": Conflict,
     "MAP_DUPLICATE_KEY": AlreadyExists,
     "DEVICE_ALREADY_EXISTS": AlreadyExists,
-    "SR_FULL": InvalidSpec,  # the request asks for more space than the SR has; nothing was made
-    "HOST_NOT_ENOUGH_FREE_MEMORY": InvalidSpec,
+    "SR_FULL": InsufficientCapacity,  # the request asks for more space than the SR has; nothing was made
+    "HOST_NOT_ENOUGH_FREE_MEMORY": InsufficientCapacity,
+    "HOST_NOT_ENOUGH_PCPUS": InsufficientCapacity,  # the VM has more vCPUs than the host has pCPUs
+    "NETWORK_SRIOV_INSUFFICIENT_CAPACITY": InsufficientCapacity,
     "MEMORY_CONSTRAINT_VIOLATION": InvalidSpec,
     "INVALID_VALUE": InvalidSpec,
     "FIELD_TYPE_ERROR": InvalidSpec,
@@ -64,6 +67,7 @@ TABLE: dict[str, type[HvkitError]] = {
 }
 _TEXT = {
     "SR_FULL": "the SR is full: {0} bytes requested, {1} available",
+    "HOST_NOT_ENOUGH_FREE_MEMORY": "the host has not enough free memory: {0} bytes needed, {1} available",
     "VM_BAD_POWER_STATE": "the VM is {2}; the operation needs it {1}",
     "HANDLE_INVALID": "no {0} {1}",
     "UUID_INVALID": "no {0} with uuid {1}",
