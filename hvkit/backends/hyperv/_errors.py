@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 
 import attrs
 
-from ...errors import AlreadyExists, BackendError, HvkitError, InvalidSpec, InvalidState, NotFound
+from ...errors import AlreadyExists, BackendError, HvkitError, InsufficientCapacity, InvalidSpec, InvalidState, NotFound
 
 __all__ = ["ErrorRecord", "HyperVError", "parse_stderr", "to_hvkit"]
 
@@ -123,6 +123,16 @@ _TEMPLATE_MISFITS = {
     "CommandNotFoundException",
 }
 _NOT_FOUND_TEXT = re.compile(r"unable to find a virtual (machine|switch)|unable to find a snapshot", re.I)
+# no room: Start-VM's "Not enough memory in the system to start the virtual machine" (error id OutOfMemory), and
+# the HRESULTs a localised host prints too: E_OUTOFMEMORY, ERROR_NOT_ENOUGH_MEMORY, ERROR_NO_SYSTEM_RESOURCES,
+# ERROR_DISK_FULL ("There is not enough space on the disk", New-VHD files it under InvalidArgument),
+# ERROR_HANDLE_DISK_FULL
+_NO_ROOM_IDS = {"OutOfMemory"}
+_NO_ROOM_TEXT = re.compile(
+    r"0x8007000E|0x80070008|0x800705AA|0x80070070|0x80070027|not enough space on the disk"
+    r"|not enough memory in the system",
+    re.I,
+)
 
 
 def to_hvkit(record: ErrorRecord, template: str) -> HvkitError:
@@ -147,6 +157,8 @@ def to_hvkit(record: ErrorRecord, template: str) -> HvkitError:
             "destination in Active Directory, or set CredSSP on both hosts and connect with auth=credssp"
         )
     cls = _BY_ID.get(head)
+    if cls is None and (head in _NO_ROOM_IDS or _NO_ROOM_TEXT.search(f"{record.message}\n{record.text}")):
+        cls = InsufficientCapacity
     if cls is None and _NOT_FOUND_TEXT.search(record.message):
         cls = NotFound
     if cls is None:
