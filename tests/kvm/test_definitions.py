@@ -255,3 +255,24 @@ def test_a_kept_vm_has_empty_metrics_and_calls_on_it_say_its_host_is_unreachable
         cluster.vms.start(vm)
     with pytest.raises(NotFound, match="reachable"):
         cluster.snapshots.list(vm)
+
+
+def test_what_this_connection_creates_starts_and_deletes_is_kept_without_a_listing(
+    cluster: Hypervisor, kept: Path, prefix: str
+) -> None:
+    from hvkit.models import VMSpec
+
+    folder = kept / cluster.backend.host_id  # type: ignore[attr-defined]
+
+    def state(uuid: str) -> str | None:
+        entry = json.loads((folder / "member.json").read_text())["vms"].get(uuid)
+        return None if entry is None else str(entry["state"])
+
+    vm = cluster.vms.create(VMSpec(prefix + "new", cpus=1, memory_mib=64))
+    assert (folder / f"{vm.id}.xml").exists() and state(vm.id) == "stopped"
+    cluster.vms.start(vm)
+    assert state(vm.id) == "running"  # a VM started after the last listing is restarted after a failure
+    cluster.vms.stop(vm, force=True)
+    assert state(vm.id) == "stopped"
+    cluster.vms.delete(vm)
+    assert state(vm.id) is None and not (folder / f"{vm.id}.xml").exists()

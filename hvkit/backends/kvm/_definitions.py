@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import libvirt
 
-from ...errors import InvalidSpec
+from ...errors import HvkitError, InvalidSpec
 from ...models import VM, Disk, Nic, PowerState
 from . import _domxml
 
@@ -67,6 +67,17 @@ def undefine(dom: libvirt.virDomain) -> None:
         if exc.get_error_code() not in (libvirt.VIR_ERR_NO_SUPPORT, libvirt.VIR_ERR_INVALID_ARG):
             raise
         dom.undefine()
+
+
+def _identify(data: dict[str, Any], member: KvmBackend, alias: PeerSpec | None) -> None:
+    """Set the member's host id and name, and the names and URIs it is known by, in its record ``data``."""
+    names = set(data.get("names", [])) | {member.host_name}
+    uris = set(data.get("uris", [])) | {member.uri}
+    if alias is not None:
+        uris.add(alias.uri)
+        if alias.name:
+            names.add(alias.name)
+    data.update(id=member.host_id, name=member.host_name, names=sorted(names), uris=sorted(uris))
 
 
 def _name(text: str, what: str) -> str:
@@ -114,17 +125,17 @@ def store_of(backend: KvmBackend) -> Store | None:
     return Store(path)
 
 
-def touched(backend: KvmBackend, vm: VM) -> None:
-    """This connection changed ``vm``'s definition: the next listing reads its XML again."""
+def touched(backend: KvmBackend, vm_id: str) -> None:
+    """This connection made, changed, started, stopped or removed the domain ``vm_id`` of ``backend``'s daemon:
+    keep its definition and state now (a VM started since the last listing is restarted after a failure).
+    A failure here is logged, never raised: the change itself is done."""
     store = store_of(backend)
     if store is None:
         return
-    with store.lock(backend.host_id):
-        data = store.member(backend.host_id)
-        entry = data.get("vms", {}).get(vm.id)
-        if entry is not None:
-            entry["fingerprint"] = None
-            store.save(backend.host_id, data)
+    try:
+        store.keep_one(backend, vm_id)
+    except (OSError, libvirt.libvirtError, HvkitError) as exc:
+        log.warning("kept definitions: cannot keep VM %s: %s", vm_id, exc)
 
 
 class Store:
@@ -166,13 +177,7 @@ class Store:
             vms = [vm for vm in vms if vm.id not in gone]
             data = self.member(host_id)
             before = json.dumps(data, sort_keys=True)
-            names = set(data.get("names", [])) | {member.host_name}
-            uris = set(data.get("uris", [])) | {member.uri}
-            if alias is not None:
-                uris.add(alias.uri)
-                if alias.name:
-                    names.add(alias.name)
-            data.update(id=host_id, name=member.host_name, names=sorted(names), uris=sorted(uris))
+            _identify(data, member, alias)
             kept: dict[str, Any] = data.setdefault("vms", {})
             with member.errors():
                 persistent = {
@@ -198,6 +203,35 @@ class Store:
                 self.save(host_id, data)
         return vms
 
+    def keep_one(self, member: KvmBackend, uuid: str) -> None:
+        """Keep the domain ``uuid`` of ``member`` as it is now (or forget it when it is gone or transient)."""
+        from ._session import power_state  # not at import: the session module imports the peers, and they this
+
+        with self.lock(member.host_id):
+            folder = self.dir(member.host_id)
+            folder.mkdir(mode=0o700, exist_ok=True)
+            data = self.member(member.host_id)
+            _identify(data, member, None)
+            kept: dict[str, Any] = data.setdefault("vms", {})
+            try:
+                dom = member.conn.lookupByUUIDString(uuid)
+                persistent = bool(dom.isPersistent())
+            except libvirt.libvirtError as exc:
+                if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
+                    raise
+                persistent = False
+            if not persistent:
+                kept.pop(uuid, None)
+                with contextlib.suppress(OSError):
+                    (folder / f"{_name(uuid, 'VM')}.xml").unlink()
+            else:
+                state, reason = dom.state(0)
+                saved = state == libvirt.VIR_DOMAIN_SHUTOFF and bool(dom.hasManagedSaveImage(0))
+                entry = self._read_domain(member, dom, folder, None)  # the next listing sets its fingerprint
+                entry["state"] = power_state(state, reason, saved).value
+                kept[uuid] = entry
+            self.save(member.host_id, data)
+
     def alias(self, member: KvmBackend, spec: PeerSpec) -> None:
         """Remember the URI and name a ``peers`` entry gives ``member`` (to find its record when it is down)."""
         with self.lock(member.host_id):
@@ -211,7 +245,9 @@ class Store:
             data.update(uris=sorted(uris), names=sorted(names))
             self.save(member.host_id, data)
 
-    def _read_domain(self, member: KvmBackend, dom: libvirt.virDomain, folder: Path, fp: list[Any]) -> dict[str, Any]:
+    def _read_domain(
+        self, member: KvmBackend, dom: libvirt.virDomain, folder: Path, fp: list[Any] | None
+    ) -> dict[str, Any]:
         xml = dom.XMLDesc(flag("VIR_DOMAIN_XML_INACTIVE"))
         info = _domxml.parse_domain(xml)
         pools: dict[str, str] = {}

@@ -122,16 +122,21 @@ class KvmBackend(Backend):
         return _vms.get_vm(self.session, ref)
 
     def create_vm(self, spec: VMSpec) -> VM:
-        return _vms.create_vm(self.session, spec)
+        vm = _vms.create_vm(self.session, spec)
+        _definitions.touched(self, vm.id)  # with the option definitions: kept at once
+        return vm
 
     def delete_vm(self, vm: VM, keep_disks: bool) -> None:
-        return _vms.delete_vm(self.session, vm, keep_disks)
+        _vms.delete_vm(self.session, vm, keep_disks)
+        _definitions.touched(self, vm.id)
 
     def start_vm(self, vm: VM) -> None:
-        return _vms.start_vm(self.session, vm)
+        _vms.start_vm(self.session, vm)
+        _definitions.touched(self, vm.id)
 
     def stop_vm(self, vm: VM, force: bool, timeout: float) -> None:
-        return _vms.stop_vm(self.session, vm, force, timeout)
+        _vms.stop_vm(self.session, vm, force, timeout)
+        _definitions.touched(self, vm.id)
 
     def reboot_vm(self, vm: VM, force: bool) -> None:
         return _vms.reboot_vm(self.session, vm, force)
@@ -143,17 +148,20 @@ class KvmBackend(Backend):
         return _vms.resume_vm(self.session, vm)
 
     def suspend_vm(self, vm: VM) -> None:
-        return _vms.suspend_vm(self.session, vm)
+        _vms.suspend_vm(self.session, vm)
+        _definitions.touched(self, vm.id)
 
     def reconfigure_vm(self, vm: VM, cpus: int | None, memory_mib: int | None) -> None:
         _vms.reconfigure_vm(self.session, vm, cpus, memory_mib)
-        _definitions.touched(self, vm)  # with the option definitions: its kept XML is read again
+        _definitions.touched(self, vm.id)
 
     def recover_vm(self, vm: VM, host: str) -> VM:
         return _recover.recover_vm(self, vm, host)
 
     def clone_vm(self, vm: VM, name: str, linked: bool, host: str | None, pool: str | None) -> VM:
-        return _clone.clone_vm(self.session, vm, name, linked, host, pool)
+        clone = _clone.clone_vm(self.session, vm, name, linked, host, pool)
+        _definitions.touched(self, clone.id)
+        return clone
 
     def migrate_vm(self, vm: VM, host: str | None, pool: str | None, live: bool) -> Any:
         return _clone.migrate_vm(self.session, vm, host, pool, live)
