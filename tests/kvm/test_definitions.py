@@ -84,6 +84,8 @@ def test_listing_keeps_persistent_definitions_and_rewrites_only_changes(
     member = kept / host / "member.json"
     xml = kept / host / f"{vm.id}.xml"
     assert xml.exists() and "<name>test</name>" in xml.read_text()
+    # the copies hold what libvirt's own files hold (a VNC password): readable by their owner only
+    assert xml.stat().st_mode & 0o077 == 0 == member.stat().st_mode & 0o077 == xml.parent.stat().st_mode & 0o077
     record = json.loads(member.read_text())
     assert record["id"] == host and record["vms"][vm.id]["state"] == "running"
     stamps = (member.stat().st_mtime_ns, xml.stat().st_mtime_ns)

@@ -248,7 +248,9 @@ class Store:
     def _read_domain(
         self, member: KvmBackend, dom: libvirt.virDomain, folder: Path, fp: list[Any] | None
     ) -> dict[str, Any]:
-        xml = dom.XMLDesc(flag("VIR_DOMAIN_XML_INACTIVE"))
+        # with its secrets (a VNC password), as libvirt keeps it in its own root-only files: a VM restarted
+        # without its password would offer an open console
+        xml = dom.XMLDesc(flag("VIR_DOMAIN_XML_INACTIVE") | flag("VIR_DOMAIN_XML_SECURE"))
         info = _domxml.parse_domain(xml)
         pools: dict[str, str] = {}
         for dev in info.disks:
@@ -266,6 +268,7 @@ class Store:
         moved = _read_json(path)
         if not moved:
             return set()
+        before = len(moved)
         done: set[str] = set()
         for uuid, where in list(moved.items()):
             try:
@@ -294,7 +297,8 @@ class Store:
             log.info("undefined VM %s on %s: it was restarted on host %s", uuid, member.host_name, where.get("to"))
             done.add(uuid)
             del moved[uuid]
-        _write(path, json.dumps(moved, indent=1, sort_keys=True))
+        if done or len(moved) != before:
+            _write(path, json.dumps(moved, indent=1, sort_keys=True))
         return done
 
     # -- reading, while a member is down ---------------------------------------------------------------------
