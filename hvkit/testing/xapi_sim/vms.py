@@ -105,6 +105,21 @@ def _halt(api: API, vm: str, state: str = "Halted") -> None:
         s.set("VIF", vif, "currently_attached", False)
 
 
+def _assert_memory(api: API, vm: str, host: str) -> None:
+    """HOST_NOT_ENOUGH_FREE_MEMORY (needed, available) when the host's free memory, less what its running VMs
+    hold, cannot take the VM's static maximum (as VM.assert_can_boot_here)."""
+    s = api.store
+    metrics = s.get("host", host)["metrics"]
+    free = int(s.get("host_metrics", metrics)["memory_free"]) if s.exists("host_metrics", metrics) else 0
+    for ref, rec in s.objects["VM"].items():
+        running = rec["power_state"] in ("Running", "Paused") and rec["resident_on"] == host
+        if ref != vm and running and not rec["is_control_domain"] and s.exists("VM_metrics", rec["metrics"]):
+            free -= int(s.get("VM_metrics", rec["metrics"])["memory_actual"])
+    needed = int(_vm(api, vm)["memory_static_max"])
+    if needed > free:
+        raise Failure("HOST_NOT_ENOUGH_FREE_MEMORY", needed, max(free, 0))
+
+
 def _pick_host(api: API, vm: str) -> str:
     affinity = _vm(api, vm)["affinity"]
     return str(affinity) if api.store.exists("host", affinity) else api.pool.master
@@ -123,13 +138,16 @@ def _create(api: API, session: str, args: dict[str, Any]) -> str:
 def _start(api: API, session: str, vm: str, paused: bool, force: bool) -> None:
     _not_template(api, vm)
     _need(api, vm, "Halted")
-    _boot(api, vm, _pick_host(api, vm), paused)
+    host = _pick_host(api, vm)
+    _assert_memory(api, vm, host)
+    _boot(api, vm, host, paused)
 
 
 @handler("VM.start_on")
 def _start_on(api: API, session: str, vm: str, host: str, paused: bool, force: bool) -> None:
     _not_template(api, vm)
     _need(api, vm, "Halted")
+    _assert_memory(api, vm, host)
     _boot(api, vm, host, paused)
 
 
