@@ -5,7 +5,8 @@ Without the option ``peers`` nothing here changes a call. With it, like a vCente
 * ``hv.vms.list()``: the VMs of this connection's daemon, then those of each reachable peer, read
   with one bulk ``getAllDomainStats`` per daemon (no per-domain round trip); ``vm.host`` is the host
   id of the daemon that holds the VM, and a VM on a peer has ``vm.extra["uri"]`` = the peer's URI.
-  An unreachable peer adds no VMs (``hv.hosts.list()`` shows it with ``connected=False``).
+  An unreachable peer adds no VMs (``hv.hosts.list()`` shows it with ``connected=False``), unless the
+  option ``definitions`` keeps copies of the members' domains: then its kept VMs are listed (``_definitions``).
 * ``hv.vms.get(ref)``: this daemon first, then the peers in the order of the option (a name that
   exists on two daemons gives this daemon's VM).
 * Every operation on one VM (power, reconfigure, clone, delete, snapshots, console, guest IPs,

@@ -46,7 +46,8 @@ __all__ = ["KvmBackend"]
 
 @_cluster.clustered  # with the option peers: one cluster, each VM call sent to its daemon
 class KvmBackend(Backend):
-    """KVM/QEMU through libvirt. Options: ``virt_type`` (kvm | qemu), ``vnc_listen``, ``uri``."""
+    """KVM/QEMU through libvirt. Options: ``virt_type`` (kvm | qemu), ``vnc_listen``, ``uri``; for a cluster
+    ``peers``, and for restart after a host failure ``definitions`` and ``shared_pools`` (``_recover``)."""
 
     kind = "kvm"
     capabilities = ALL
