@@ -14,7 +14,7 @@ import concurrent.futures
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..driver import DiskImage, VolumeScan
+from ..driver import Backend, DiskImage, VolumeScan
 from ..errors import Unsupported
 from ..hypervisor import Hypervisor
 from ..migration import ChecksumMismatch, checksum
@@ -33,12 +33,16 @@ _NEEDS = ("the replica's volumes must be files on this machine (connection optio
           "to the node, options ssh_key/ssh_known_hosts/ssh_host_map)")  # fmt: skip
 
 
+def _check_hooks(dst: Hypervisor) -> None:
+    """Unsupported, naming what is needed, when the target's backend does not serve both hooks."""
+    kind = type(dst.backend)
+    if kind.scan_volume is Backend.scan_volume or kind.patch_volume is Backend.patch_volume:
+        raise Unsupported(dst.kind, "replication into this volume", _NEEDS)
+
+
 def _scan(dst: Hypervisor, volume: Volume, digests: bool) -> VolumeScan:
-    try:
-        with dst.translating("scan_volume"):
-            return dst.backend.scan_volume(volume, digests)
-    except Unsupported as exc:
-        raise Unsupported(dst.kind, "replication into this volume", _NEEDS) from exc
+    with dst.translating("scan_volume"):
+        return dst.backend.scan_volume(volume, digests)
 
 
 def _patch(
@@ -54,8 +58,6 @@ def _patch(
     try:
         with dst.translating("patch_volume"):
             sent = dst.backend.patch_volume(volume, patch)
-    except Unsupported as exc:
-        raise Unsupported(dst.kind, "replication into this volume", _NEEDS) from exc
     finally:
         Path(patch.path).unlink(missing_ok=True)
     return data, zeros, sent
@@ -74,6 +76,7 @@ def sync_remote(
     """Bring the replica volume of ``pair`` to the source's content as of ``snap`` (see the module)."""
     from ._sync import DiskSync
 
+    _check_hooks(dst)
     volume = dst.volumes.get(pair.replica_volume)
     known = maps.load(pair, HASHER) if maps is not None else None
     # the replica's digests cross once (unless the last sync left its map here); CBT needs none

@@ -143,6 +143,30 @@ def test_zeroed_blocks_become_zero_clusters(src: Hypervisor, pve: Hypervisor, tm
     _same(src, pve, replica, tmp_path)
 
 
+class _NodeWithoutPrograms:
+    """A node whose shell finds no programs (no python3, qemu-img, gzip): commands run here with an empty PATH."""
+
+    host, user, port = "127.0.0.1", "root", 22
+
+    def argv(self, command: str) -> list[str]:
+        return ["env", "PATH=/nonexistent", "/bin/sh", "-c", command]
+
+
+def test_a_node_without_the_programs_says_what_it_needs(
+    src: Hypervisor, pve: Hypervisor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hvkit.backends.proxmox import _patch
+
+    vm = make_source(src, tmp_path, running=False)
+    replica = replication.create(src, vm, pve, replica_name=f"web-{uuid.uuid4().hex[:6]}", keep=0, **MAPS)
+    monkeypatch.setattr(_patch, "ssh_node", lambda session, node: _NodeWithoutPrograms())
+    volume = pve.volumes.get(replica.state.disks[0].replica_volume)
+    with pytest.raises(Unsupported, match="needs qemu-img, python3 and gzip"):
+        pve.backend.scan_volume(volume, True)
+    with pytest.raises(Unsupported, match="needs qemu-img, python3 and gzip"):
+        replica.sync(src, pve)
+
+
 def test_an_interrupted_sync_into_proxmox_is_resumed(
     src: Hypervisor, pve: Hypervisor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -127,9 +127,16 @@ def _run(node: Any, command: str, stdin: bytes, timeout: float = 3600) -> bytes:
     err = proc.stderr.decode(errors="replace").strip()[-400:]
     if proc.returncode == 255:
         raise ConnectionError(f"ssh to {node.user}@{node.host}:{node.port} failed: {err}")
+    if proc.returncode == 127:  # the shell found no such program
+        raise _missing(node, err)
     if proc.returncode != 0:
         raise BackendError(f"on {node.host}: {command.split()[0]} failed (exit {proc.returncode}): {err}")
     return proc.stdout
+
+
+def _missing(node: Any, err: str) -> Unsupported:
+    reason = f"a program is missing on {node.host} ({err[-160:]}); the node needs qemu-img, python3 and gzip"
+    return Unsupported("proxmox", "patching volumes on their node", reason)
 
 
 def _send_gzipped(node: Any, command: str, path: Path, timeout: float = 3600) -> int:
@@ -160,6 +167,8 @@ def _send_gzipped(node: Any, command: str, path: Path, timeout: float = 3600) ->
         text = err.read().decode(errors="replace").strip()[-400:]
     if code == 255:
         raise ConnectionError(f"ssh to {node.user}@{node.host}:{node.port} failed: {text}")
+    if code == 127:
+        raise _missing(node, text)
     if code != 0:
         raise BackendError(f"on {node.host}: applying the patch failed (exit {code}): {text}")
     return sent + len(command)
