@@ -13,6 +13,7 @@ import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -41,14 +42,19 @@ def _ssh_options() -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def pve() -> Iterator[Hypervisor]:
+def pve_options() -> Iterator[tuple[str, dict[str, Any]]]:
+    """The Proxmox simulator's URL and the connection options (its token, CA, SSH access to its node)."""
     from hvkit.testing.proxmox_sim import ProxmoxSimulator
 
     ssh = _ssh_options()
-    with (
-        ProxmoxSimulator(nodes=1, task_delay=0.0) as sim,
-        hvkit.connect(sim.url, token=sim.token, ca_file=sim.ca_file, timeout=10, **ssh) as hv,
-    ):
+    with ProxmoxSimulator(nodes=1, task_delay=0.0) as sim:
+        yield sim.url, {"token": sim.token, "ca_file": sim.ca_file, "timeout": 10, **ssh}
+
+
+@pytest.fixture(scope="module")
+def pve(pve_options: tuple[str, dict[str, Any]]) -> Iterator[Hypervisor]:
+    url, options = pve_options
+    with hvkit.connect(url, **options) as hv:
         yield hv
 
 
@@ -209,3 +215,37 @@ def test_a_target_that_cannot_patch_says_what_it_needs(
             replica.sync(src, dst)
         assert caught.value.backend == "sim" and caught.value.operation == "replication into this volume"
     forget(tag)
+
+
+@pytest.mark.parametrize("point", ["disk0.sync:acted", "disk1.sync:done"])
+def test_a_killed_sync_into_proxmox_is_resumed(
+    pve_options: tuple[str, dict[str, Any]], pve: Hypervisor, tmp_path: Path, point: str
+) -> None:
+    import sys
+
+    tag = f"rpk{uuid.uuid4().hex[:8]}"
+    src_url = f"sim://{tag}?state_dir={tmp_path / 'src'}"
+    url, options = pve_options
+    try:
+        with hvkit.connect(src_url) as src:
+            vm = make_source(src, tmp_path, running=False)
+            name = f"killed-{tag}"
+            replication.create(src, vm, pve, name=name, replica_name=f"web-{tag}", keep=0, **MAPS)
+            for disk in vm.disks:
+                write_blocks(src, disk.volume or "", random_writes(disk.size_bytes, 3, BLOCK, 21), tmp_path)
+        code = (
+            "import hvkit\nfrom hvkit import replication\n"
+            f"with hvkit.connect({src_url!r}) as s, hvkit.connect({url!r}, **{options!r}) as d:\n"
+            f"    replication.load({name!r}).sync(s, d)\n"
+        )
+        env = {**os.environ, "HVKIT_REPLICATION_CRASH_AT": point}
+        proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == -9, proc.stderr  # killed (SIGKILL) right after the patch went in, or its record
+        with hvkit.connect(src_url) as src:
+            replica = replication.load(name)
+            done = replica.resume(src, pve)
+            assert done is not None and done.verified
+            _same(src, pve, replica, tmp_path)
+            assert replica.sync(src, pve).data_bytes == 0
+    finally:
+        forget(tag)
