@@ -70,6 +70,16 @@ def test_sim_vm_whose_disks_do_not_fit_is_not_made(hv: Hypervisor) -> None:
     assert _files(hv, "default") == files
 
 
+def test_sim_full_clone_past_the_pool_is_not_made(hv: Hypervisor) -> None:
+    vm = hv.vms.create(VMSpec(name="source", disks=[DiskSpec(size_gib=1.25, pool="default", format="qcow2")]))
+    volumes, files = {v.id for v in hv.volumes.list()}, _files(hv, "default")
+    with pytest.raises(errors.InsufficientCapacity):
+        hv.vms.clone(vm, "copy", linked=False)
+    assert [v.name for v in hv.vms.list()] == ["source"]
+    assert {v.id for v in hv.volumes.list()} == volumes
+    assert _files(hv, "default") == files
+
+
 @pytest.mark.parametrize("size", [0, -1])
 def test_sim_refuses_a_volume_of_no_size(hv: Hypervisor, size: int) -> None:
     pool = hv.pools.get("default")
