@@ -9,7 +9,7 @@ from typing import IO
 
 from ...driver import DiskImage, ProgressFn, SparseWriter, convert_image, probe_format, qemu_img
 from ...errors import AlreadyExists, InvalidSpec, InvalidState, NotFound
-from ...models import DiskFormat, StoragePool, Volume
+from ...models import DiskFormat, Snapshot, StoragePool, Volume
 from ._session import Session
 from ._smb import SmbFiles
 from ._storage import list_in
@@ -33,10 +33,34 @@ def _readable_copy(s: Session, smb: SmbFiles, volume: Volume, dest: Path, progre
         smb.remove(merged)
 
 
-def export_disk(s: Session, smb: SmbFiles, volume: Volume, workdir: str, progress: ProgressFn) -> DiskImage:
+def _checkpoint_copy(
+    s: Session, smb: SmbFiles, volume: Volume, snapshot: Snapshot, dest: Path, progress: ProgressFn
+) -> int:
+    """Copy the volume as the checkpoint holds it: its file of the checkpoint (read-only while the VM runs on a
+    child of it), merged into a new VHDX on the host first when that file is itself differencing."""
+    folder = volume.id.rpartition("\\")[0]
+    merged = f"{folder}\\.hvkit-export-{uuid.uuid4().hex[:12]}.vhdx"
+    rec = s.run(
+        "snapshot.export", {"Id": snapshot.vm, "SnapshotId": snapshot.id, "Path": volume.id, "Destination": merged}
+    )
+    if not rec.get("Merged"):
+        return smb.download(rec["Source"], dest, progress, int(rec.get("FileSize") or 0) or volume.capacity_bytes)
+    try:
+        return smb.download(merged, dest, progress, volume.capacity_bytes)
+    finally:
+        smb.remove(merged)
+
+
+def export_disk(
+    s: Session, smb: SmbFiles, volume: Volume, workdir: str, progress: ProgressFn, snapshot: Snapshot | None = None
+) -> DiskImage:
+    """The volume's content now, or as ``snapshot`` (a checkpoint of the VM using it) holds it, as a local VHDX."""
     Path(workdir).mkdir(parents=True, exist_ok=True)
     dest = Path(workdir) / f"{file_name(Path(volume.name).stem)}-{uuid.uuid4().hex[:8]}.vhdx"
-    moved = _readable_copy(s, smb, volume, dest, progress)
+    if snapshot is None:
+        moved = _readable_copy(s, smb, volume, dest, progress)
+    else:
+        moved = _checkpoint_copy(s, smb, volume, snapshot, dest, progress)
     return DiskImage(str(dest), probe_format(dest), volume.capacity_bytes, temporary=True, bytes_moved=moved)
 
 

@@ -101,6 +101,7 @@ _BY_ID: dict[str, type[HvkitError]] = {
     "hvkit.VMNotFound": NotFound,
     "hvkit.PoolNotFound": NotFound,
     "hvkit.VolumeNotFound": NotFound,
+    "hvkit.SnapshotNotFound": NotFound,
     "hvkit.AlreadyExists": AlreadyExists,
     "hvkit.InUse": InvalidState,
     "InvalidState": InvalidState,

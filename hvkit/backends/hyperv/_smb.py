@@ -91,11 +91,14 @@ class SmbFiles:
             raise BackendError(f"SMB {path}: {exc.strerror}") from exc
 
     def download(self, path: str, local: Path, progress: ProgressFn, total: int) -> int:
+        """Read ``path`` sharing it for reading: a checkpoint's parent file stays open (read) by the VM using it."""
         smb = self._session()
         done = 0
         with (
             self._errors(path),
-            smb.open_file(self.unc(path), mode="rb", port=self.port, connection_cache=self._cache) as src,
+            smb.open_file(
+                self.unc(path), mode="rb", share_access="r", port=self.port, connection_cache=self._cache
+            ) as src,
             local.open("wb") as out,
         ):
             while chunk := src.read(CHUNK):

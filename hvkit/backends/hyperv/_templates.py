@@ -347,6 +347,37 @@ Convert-VHD -Path $P.Path -DestinationPath $P.Destination -VHDType Dynamic
 $out = hvkVhd $P.Destination
 """
 
+_SNAPSHOT_EXPORT = r"""
+# a disk as a checkpoint holds it: the checkpoint's file for the asked volume (that file itself, or the one in the
+# slot where the VM's drive now uses the volume); a differencing file merged into a new VHDX beside it (Convert-VHD)
+$vm = hvkGetVM $P.Id
+$snap = Get-VMSnapshot -VM $vm | Where-Object { $_.Id.ToString() -eq $P.SnapshotId }
+if (-not $snap) { hvkFail 'ObjectNotFound' 'hvkit.SnapshotNotFound' 'Hyper-V was unable to find a checkpoint with the given ID.' $P.SnapshotId }
+$held = @(Get-VMHardDiskDrive -VMSnapshot $snap)
+$path = $null
+foreach ($d in $held) { if ($d.Path -eq $P.Path) { $path = $d.Path } }
+if (-not $path) {
+    foreach ($c in @(Get-VMHardDiskDrive -VM $vm)) {
+        if ($c.Path -ne $P.Path) { continue }
+        foreach ($d in $held) {
+            if ($d.ControllerType -eq $c.ControllerType -and $d.ControllerNumber -eq $c.ControllerNumber -and $d.ControllerLocation -eq $c.ControllerLocation) { $path = $d.Path }
+        }
+    }
+}
+if (-not $path) { hvkFail 'ObjectNotFound' 'hvkit.VolumeNotFound' 'The checkpoint holds no such virtual hard disk.' $P.Path }
+$source = hvkVhd $path
+if ($source.ParentPath) {
+    if (Test-Path -LiteralPath $P.Destination) { hvkFail 'ResourceExists' 'hvkit.AlreadyExists' 'The destination file exists.' $P.Destination }
+    Convert-VHD -Path $path -DestinationPath $P.Destination -VHDType Dynamic
+    $out = hvkVhd $P.Destination
+    $out.Merged = $true
+} else {
+    $out = $source
+    $out.Merged = $false
+}
+$out.Source = $path
+"""
+
 _HOST_METRICS = r"""
 $vmHost = Get-VMHost
 $sample = Get-Counter -Counter '\Processor(_Total)\% Processor Time' -SampleInterval 1 -MaxSamples 1
@@ -370,6 +401,7 @@ TEMPLATES: dict[str, Template] = {
         Template("snapshot.create", 1, _SNAPSHOT_CREATE),
         Template("snapshot.revert", 1, _SNAPSHOT_REVERT),
         Template("snapshot.delete", 1, _SNAPSHOT_DELETE),
+        Template("snapshot.export", 1, _SNAPSHOT_EXPORT),
         Template("volume.list", 2, _VOLUME_LIST),
         Template("volume.create", 1, _VOLUME_CREATE),
         Template("volume.delete", 2, _VOLUME_DELETE),

@@ -243,9 +243,7 @@ class HyperVBackend(Backend):
     def export_disk(
         self, volume: Volume, workdir: str, progress: ProgressFn, snapshot: Snapshot | None = None
     ) -> DiskImage:
-        if snapshot is not None:
-            raise self._unsupported("export_disk(snapshot=...)")
-        return _disks.export_disk(self.session, self.smb, volume, workdir, progress)
+        return _disks.export_disk(self.session, self.smb, volume, workdir, progress, snapshot)
 
     def import_disk(
         self, pool: StoragePool, name: str, image: DiskImage, fmt: DiskFormat, workdir: str, progress: ProgressFn

@@ -20,6 +20,7 @@ from ._ops import (
 )
 from ._ops_storage import (
     host_metrics,
+    snapshot_export,
     vm_clone,
     vm_metrics,
     vm_migrate,
@@ -46,6 +47,7 @@ HANDLERS: dict[tuple[str, int], Callable[[HostState, P], Any]] = {
     ("snapshot.create", 1): snapshot_create,
     ("snapshot.revert", 1): snapshot_revert,
     ("snapshot.delete", 1): snapshot_delete,
+    ("snapshot.export", 1): snapshot_export,
     ("volume.list", 2): volume_list,
     ("volume.create", 1): volume_create,
     ("volume.delete", 2): volume_delete,

@@ -14,6 +14,7 @@ from ._state import MIGRATION_AUTH, STATE, Adapter, Drive, HostState, VirtualMac
 
 __all__ = [
     "host_metrics",
+    "snapshot_export",
     "vm_clone",
     "vm_metrics",
     "vm_migrate",
@@ -188,6 +189,39 @@ def volume_export(host: HostState, p: P) -> Any:
     host.vhd(p["Destination"])
     del source
     return _vhd(host, p["Destination"])
+
+
+def snapshot_export(host: HostState, p: P) -> Any:
+    """A disk as a checkpoint holds it: that checkpoint's file for the volume (the file itself, or the one in the
+    slot of the VM's drive that uses the volume now); a differencing file merged into a new VHDX (Convert-VHD)."""
+    vm = _get_vm(host, p["Id"])
+    snap = vm.snapshots.get(str(p["SnapshotId"]).lower())
+    if snap is None:
+        raise _fail(
+            "ObjectNotFound",
+            "hvkit.SnapshotNotFound",
+            "Hyper-V was unable to find a checkpoint with the given ID.",
+            p["SnapshotId"],
+        )
+    held = list(snap.config.get("disks", []))  # in the order of the VM's drives, as Checkpoint-VM froze them
+    asked = str(p["Path"]).lower()
+    path = next((f for f in held if f.lower() == asked), None)
+    if path is None:
+        slots = [i for i, d in enumerate(vm.drives) if d.path.lower() == asked and i < len(held)]
+        path = held[slots[0]] if slots else None
+    if path is None:
+        raise _fail(
+            "ObjectNotFound", "hvkit.VolumeNotFound", "The checkpoint holds no such virtual hard disk.", p["Path"]
+        )
+    source = _vhd(host, path)
+    if source["ParentPath"]:
+        out = volume_export(host, {"Path": path, "Destination": p["Destination"]})
+        out["Merged"] = True
+    else:
+        out = source
+        out["Merged"] = False
+    out["Source"] = path
+    return out
 
 
 def host_metrics(host: HostState, p: P) -> Any:
