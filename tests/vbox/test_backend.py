@@ -188,18 +188,55 @@ def test_two_linked_clones_keep_each_others_base(hv: Hypervisor, sim: VBoxSim) -
     assert _snapshot_names(sim, "two-src") == []
 
 
-def test_a_clone_sharing_a_base_keeps_it(hv: Hypervisor, sim: VBoxSim) -> None:
-    """A second VM recording the same base snapshot (by UUID) keeps it when the first clone goes."""
+def _base(sim: VBoxSim, clone: hvkit.VM) -> str:
+    """The ``<source uuid>/<snapshot uuid>`` a linked clone hvkit made records."""
+    return run(["getextradata", clone.id, "hvkit/linked-base"], sim.root)[1].split("Value: ")[1].strip()
+
+
+def _link_outside_hvkit(hv: Hypervisor, sim: VBoxSim, src: hvkit.VM, snap_id: str, name: str) -> hvkit.VM:
+    argv = ["clonevm", src.id, "--name", name, "--snapshot", snap_id, "--options", "link", "--register"]
+    assert run(argv, sim.root)[0] == 0
+    return hv.vms.get(name)
+
+
+def test_a_clone_linked_outside_hvkit_keeps_the_base(
+    hv: Hypervisor, sim: VBoxSim, caplog: pytest.LogCaptureFixture
+) -> None:
+    """VirtualBox's own record (the base's disk has the other clone's disk as a child) keeps the base: it refuses
+    the delete, the base stays hidden, and goes with the last clone that records it."""
     src = _vm(hv, "shared-src")
     first = hv.vms.clone(src, "shared-a", linked=True)
-    other = _vm(hv, "shared-b")
-    base = run(["getextradata", first.id, "hvkit/linked-base"], sim.root)[1].split("Value: ")[1].strip()
-    assert run(["setextradata", other.id, "hvkit/linked-base", base], sim.root)[0] == 0
+    base = _base(sim, first)
+    other = _link_outside_hvkit(hv, sim, src, base.split("/")[1], "shared-b")
     hv.vms.delete(first)
     assert _snapshot_names(sim, "shared-src") == ["linked clone base for shared-a"]
+    assert "has more than one child hard disk" in caplog.text
     assert hv.snapshots.list(src) == []  # still marked as a base
+    assert run(["setextradata", other.id, "hvkit/linked-base", base], sim.root)[0] == 0  # adopted by hvkit
     hv.vms.delete(other)
     assert _snapshot_names(sim, "shared-src") == []
+    assert not any(k.startswith("hvkit/") for k in next(v for v in sim.state()["vms"])["extradata"])
+
+
+def test_listed_clones_keep_the_base_until_the_last_goes(hv: Hypervisor, sim: VBoxSim) -> None:
+    """The source lists a base's clones; a listed clone deleted outside hvkit no longer counts."""
+    src = _vm(hv, "list-src")
+    first = hv.vms.clone(src, "list-a", linked=True)
+    base = _base(sim, first)
+    snap_id = base.split("/")[1]
+    second = _link_outside_hvkit(hv, sim, src, snap_id, "list-b")
+    third = _link_outside_hvkit(hv, sim, src, snap_id, "list-c")
+    for vm in (second, third):
+        assert run(["setextradata", vm.id, "hvkit/linked-base", base], sim.root)[0] == 0
+    key = f"hvkit/clone-base/{snap_id}"
+    assert run(["setextradata", src.id, key, f"{first.id},{second.id},{third.id}"], sim.root)[0] == 0
+    assert run(["unregistervm", third.id, "--delete"], sim.root)[0] == 0  # gone behind hvkit's back
+    hv.vms.delete(first)
+    assert _snapshot_names(sim, "list-src") == ["linked clone base for list-a"]
+    assert run(["getextradata", src.id, key], sim.root)[1] == f"Value: {second.id}\n"
+    hv.vms.delete(second)
+    assert _snapshot_names(sim, "list-src") == []
+    assert run(["getextradata", src.id, key], sim.root)[1] == "No value set!\n"
 
 
 def test_a_user_snapshot_named_like_a_base_is_never_touched(hv: Hypervisor, sim: VBoxSim) -> None:
@@ -404,3 +441,23 @@ def test_failed_ova_import_leaves_no_vm_or_disk(hv: Hypervisor, sim: VBoxSim, tm
     assert hv.vms.list() == vms and hv.volumes.list() == volumes
     assert not (Path(sim.state()["machine_folder"]) / "ova-broken").exists()
     assert hv.backend.import_ova(str(good), "ova-broken").name == "ova-broken"  # type: ignore[attr-defined]
+
+
+def _linked_delete_cost(hv: Hypervisor, sim: VBoxSim, tag: str, unrelated: int) -> int:
+    """VBoxManage processes one linked clone delete starts with ``unrelated`` more VMs registered."""
+    for n in range(unrelated):
+        assert run(["createvm", "--name", f"{tag}-other-{n}", "--register"], sim.root)[0] == 0
+    src = _vm(hv, f"{tag}-src")
+    clone = hv.vms.clone(src, f"{tag}-clone", linked=True)
+    before = _calls(hv)
+    hv.vms.delete(clone)
+    cost = _calls(hv) - before
+    assert _snapshot_names(sim, f"{tag}-src") == []  # the base went with its last clone
+    return cost
+
+
+def test_deleting_a_linked_clone_costs_the_same_whatever_the_inventory(hv: Hypervisor, sim: VBoxSim) -> None:
+    few = _linked_delete_cost(hv, sim, "few", 2)
+    many = _linked_delete_cost(hv, sim, "many", 20)  # 20 more VMs than the first delete saw
+    assert len(sim.state()["vms"]) == 2 + 20 + 2
+    assert few == many <= 7, (few, many)  # was 3 + one per registered VM

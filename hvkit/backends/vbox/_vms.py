@@ -315,12 +315,12 @@ def _attach_disks(session: Session, ident: str, spec: VMSpec, folder: str, undo:
 
 
 def delete_vm(session: Session, vm: VM, keep_disks: bool) -> None:
-    """unregistervm; a linked clone's base snapshot on its source goes too, once no other VM is linked to it
-    (kept disks still need it, so it stays then)."""
+    """unregistervm; a linked clone's base snapshot on its source goes too, once no other clone is linked to it
+    (a fixed number of runs, see ``_linked``; kept disks still need the base, so it stays then)."""
     base = None if keep_disks else _linked.base_of(session, vm.id)
     session.run(["unregistervm", vm.id] + ([] if keep_disks else ["--delete"]), vm=vm.id)
     if base is not None:
-        _linked.release(session, *base)
+        _linked.release(session, *base, vm.id)
 
 
 def power(session: Session, vm: VM, action: str) -> None:

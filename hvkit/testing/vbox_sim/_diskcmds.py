@@ -191,7 +191,7 @@ def snapshot(sim: Sim, args: Args) -> str:
             vm["state_file"] = snap.get("state_file", "")
         return f"Restoring snapshot '{snap['name']}' ({snap['uuid']})\n{PROGRESS}"
     if action == "delete":
-        return _delete(vm, _find_snapshot(vm, args.positional[2] if len(args.positional) > 2 else ""))
+        return _delete(sim, vm, _find_snapshot(vm, args.positional[2] if len(args.positional) > 2 else ""))
     raise SimExit(2, f"VBoxManage: error: Invalid parameter '{action}'\n")
 
 
@@ -221,7 +221,12 @@ def _take(sim: Sim, vm: dict[str, Any], args: Args) -> str:
     return f"{PROGRESS}Snapshot taken. UUID: {snap_uuid}\n"
 
 
-def _delete(vm: dict[str, Any], snap: dict[str, Any]) -> str:
+def _delete(sim: Sim, vm: dict[str, Any], snap: dict[str, Any]) -> str:
+    linked = [m for m in sim.state["media"] if m.get("linked_snapshot") == snap["uuid"]]
+    if linked:  # VirtualBox will not merge a snapshot's disk that linked clones' disks hang on too
+        parent = sim.find_medium(linked[0].get("parent") or "") or {"location": linked[0]["location"]}
+        raise api_error(f"Hard disk '{parent['location']}' has more than one child hard disk ({len(linked) + 1})",
+                        "E_FAIL", "0x80004005", "SessionMachine", "IMachine", "DeleteSnapshot(...)")  # fmt: skip
     children = [s for s in vm["snapshots"] if s.get("parent") == snap["uuid"]]
     if len(children) > 1:
         raise api_error(f"Snapshot '{snap['name']}' of the machine '{vm['name']}' has more than one child "
@@ -265,7 +270,10 @@ def clonevm(sim: Sim, args: Args) -> str:
         target = f"{base}/{name}/{name}-disk{n + 1}.{EXTENSION.get(medium['format'], 'vdi')}"
         _copy_sparse(content, target)  # linked: the child starts as the parent's content
         parent = medium["uuid"] if "link" in options else None
-        att["medium"] = sim.add_medium(target, medium["format"], medium["capacity"], parent)["uuid"]
+        added = sim.add_medium(target, medium["format"], medium["capacity"], parent)
+        if parent and snap:
+            added["linked_snapshot"] = snap["uuid"]  # (the stand-in keeps no disk per snapshot: it notes the link)
+        att["medium"] = added["uuid"]
     if "keepallmacs" not in options:
         for nic in config["nics"]:
             nic["mac"] = sim.new_mac()
