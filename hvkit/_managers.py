@@ -11,7 +11,7 @@ from typing import IO, TYPE_CHECKING
 from ._resolve import find, noop, open_stream, pick_format, ref_text, to_format
 from .backend import ProgressFn
 from .capabilities import Capability
-from .errors import AlreadyExists, InvalidSpec, InvalidState
+from .errors import AlreadyExists, InsufficientCapacity, InvalidSpec, InvalidState
 from .models import DiskFormat, Host, HostMetrics, Network, StoragePool, Volume
 from .models._checks import check_number
 from .models.spec import MAX_DISK_GIB, MIN_DISK_GIB, check_name
@@ -87,7 +87,7 @@ class VolumeManager(Manager):
             raise AlreadyExists(f"volume {name!r} exists in pool {target.name!r}")
         size = -(-int(size_gib * 1024**3) // 1024**2) * 1024**2
         if size > target.free_bytes and fmt is DiskFormat.RAW:
-            raise InvalidSpec(f"pool {target.name!r} has {target.free_bytes} bytes free; {size} asked")
+            raise InsufficientCapacity(f"pool {target.name!r} has {target.free_bytes} bytes free; {size} asked")
         vol: Volume = self._hv.run(
             "volumes.create", name, lambda: self._b.create_volume(target, name, size, fmt), wait=True, timeout=None
         )

@@ -179,7 +179,7 @@ def test_host_capacity_is_enforced() -> None:
     with hvkit.connect("sim://tiny", hosts=1, host_memory_mib=1024) as hv:
         a = hv.vms.start(hv.vms.create(VMSpec(name="a", memory_mib=768)))
         b = hv.vms.create(VMSpec(name="b", memory_mib=512))
-        with pytest.raises(errors.InvalidState, match="MiB free"):
+        with pytest.raises(errors.InsufficientCapacity, match="MiB free"):
             hv.vms.start(b)
         hv.vms.stop(a, force=True)
         assert hv.vms.start(b).power_state is PowerState.RUNNING

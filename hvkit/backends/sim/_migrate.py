@@ -7,7 +7,7 @@ import uuid
 from typing import Any
 
 from ...driver import Rollback, Task
-from ...errors import AlreadyExists, InvalidState
+from ...errors import AlreadyExists, InsufficientCapacity, InvalidState
 from ...models import (
     VM,
     DiskFormat,
@@ -108,7 +108,7 @@ def migrate_vm(session: SimSession, vm: VM, host: str | None, pool: str | None, 
                 if running:
                     used = session.host_usage()[target["id"]][1]
                     if used + rec["memory_mib"] > target["memory_mib"]:
-                        raise InvalidState(
+                        raise InsufficientCapacity(
                             f"host {target['name']!r} has {target['memory_mib'] - used} MiB free; "
                             f"VM {rec['name']!r} needs {rec['memory_mib']}"
                         )

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from ...driver import Task
-from ...errors import InvalidState
+from ...errors import InsufficientCapacity, InvalidState
 from ...models import VM, PowerState
 from ._session import SimSession
 
@@ -41,7 +41,7 @@ def recover_vm(session: SimSession, vm: VM, host: str) -> Task:
                 raise InvalidState(f"host {target['name']!r} is down or in maintenance mode")
             used = session.host_usage()[target["id"]][1]
             if used + rec["memory_mib"] > target["memory_mib"]:
-                raise InvalidState(
+                raise InsufficientCapacity(
                     f"host {target['name']!r} has {target['memory_mib'] - used} MiB free; "
                     f"VM {rec['name']!r} needs {rec['memory_mib']}"
                 )

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ...driver import Rollback, Task
-from ...errors import AlreadyExists, InvalidSpec, InvalidState, NotFound, Timeout
+from ...errors import AlreadyExists, InsufficientCapacity, InvalidSpec, InvalidState, NotFound, Timeout
 from ...models import (
     VM,
     PowerState,
@@ -173,7 +173,7 @@ def start_vm(session: SimSession, vm: VM) -> Task:
             raise InvalidState(f"host {host['name']!r} is in maintenance mode")
         used = session.host_usage()[rec["host"]][1]
         if used + rec["memory_mib"] > host["memory_mib"]:
-            raise InvalidState(
+            raise InsufficientCapacity(
                 f"host {host['name']!r} has {host['memory_mib'] - used} MiB free; "
                 f"VM {rec['name']!r} needs {rec['memory_mib']}"
             )
