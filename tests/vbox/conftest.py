@@ -6,6 +6,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,7 +19,7 @@ if shutil.which("qemu-img") is None:
         "the VirtualBox stand-in writes disk images with qemu-img (apt-get install qemu-utils)", allow_module_level=True
     )
 
-FAST = {"lock_backoff": 0.01}  # lock retries without real pauses
+FAST: dict[str, Any] = {"lock_backoff": 0.01}  # lock retries without real pauses
 
 
 def on_path(sim: VBoxSim, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,6 +11,7 @@ import pytest
 
 import hvkit
 from hvkit import errors
+from hvkit.backends.vbox._errors import VBoxManageError
 from hvkit.hypervisor import Hypervisor
 from hvkit.testing.vbox_sim import VBoxSim, run
 
@@ -461,3 +462,26 @@ def test_deleting_a_linked_clone_costs_the_same_whatever_the_inventory(hv: Hyper
     many = _linked_delete_cost(hv, sim, "many", 20)  # 20 more VMs than the first delete saw
     assert len(sim.state()["vms"]) == 2 + 20 + 2
     assert few == many <= 7, (few, many)  # was 3 + one per registered VM
+
+
+def test_a_linked_clone_failing_midway_removes_only_what_it_made(hv: Hypervisor, sim: VBoxSim) -> None:
+    """The clone, its base and the source's mark go again (by UUID); the user's snapshot stays."""
+    src = _vm(hv, "half-src")
+    mine = hv.snapshots.create(src, "mine")
+    session = hv.backend.session  # type: ignore[attr-defined]
+    real = session._once
+
+    def refuse_the_clone_record(args: list[str], timeout: float) -> str:
+        if args[:1] == ["setextradata"] and args[2:3] == ["hvkit/linked-base"]:
+            raise VBoxManageError("setextradata", 1, "VBoxManage: error: injected\n")
+        out: str = real(args, timeout)
+        return out
+
+    session._once = refuse_the_clone_record
+    with pytest.raises(errors.HvkitError):
+        hv.vms.clone(src, "half-clone", linked=True)
+    session._once = real
+    assert [v["name"] for v in sim.state()["vms"]] == ["half-src"]
+    assert _snapshot_names(sim, "half-src") == ["mine"]
+    assert [s.id for s in hv.snapshots.list(src)] == [mine.id]
+    assert not any(k.startswith("hvkit/") for k in sim.state()["vms"][0].get("extradata", {}))

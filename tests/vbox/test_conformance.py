@@ -26,8 +26,8 @@ def conformance_sim(request: pytest.FixtureRequest, tmp_path_factory: pytest.Tem
 
 
 class VBoxFixtures:
-    pool = "default"
-    network = "nat"
+    pool: str | None = "default"
+    network: str | None = "nat"
     disk_gib = 0.01
 
     @pytest.fixture
