@@ -122,3 +122,22 @@ def test_checkpoint_semantics_unchanged_with_writes_in_the_avhdx(hv: Hypervisor,
         assert _head(hv, base) == b"\x33\x33"
     finally:
         hv.vms.delete(vm)
+
+
+def test_a_running_vms_checkpoint_disk_is_not_read_under_it(hv: Hypervisor, host: HyperVHost) -> None:
+    """The .avhdx a running VM writes is open in its worker process: Convert-VHD cannot read it (the host model
+    refuses as Hyper-V does); stopped, it reads."""
+    if host.samba is None:
+        pytest.skip("volume downloads go over SMB: install samba (scripts/setup.d/50-hyperv.packages)")
+    vm = hv.vms.create(_spec("hvk-busy"))
+    try:
+        hv.snapshots.create(vm, "s", memory=False)
+        leaf = hv.vms.get(vm).disks[0].volume or ""
+        hv.vms.start(vm)
+        with pytest.raises(errors.InvalidState, match="being used by another process"):
+            _head(hv, leaf)
+        assert not [v for v in hv.volumes.list("default") if v.name.startswith(".hvkit-export")]
+        hv.vms.stop(vm, force=True)
+        assert _head(hv, leaf) == b"\0\0"
+    finally:
+        hv.vms.delete(vm)

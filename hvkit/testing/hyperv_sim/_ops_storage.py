@@ -25,6 +25,10 @@ __all__ = [
 ]
 
 
+# a VM's worker process holds its disks open in these states (Saved and Off close them)
+_OPEN_STATES = frozenset(STATE[name] for name in ("Running", "Paused", "Starting", "Stopping", "Saving", "Pausing"))
+
+
 def vm_migrate(host: HostState, p: P) -> Any:
     vm = _get_vm(host, p["Id"])
     if p.get("DestinationHost"):
@@ -173,9 +177,21 @@ def volume_delete(host: HostState, p: P) -> Any:
 
 
 def volume_export(host: HostState, p: P) -> Any:
-    """Convert-VHD -VHDType Dynamic: a differencing chain merged into one new VHDX."""
+    """Convert-VHD -VHDType Dynamic: a differencing chain merged into one new VHDX. A file a running VM writes (its
+    drive's, not a parent's) is open in the VM's worker process, which lets no one else read it."""
     if host.exists(p["Destination"]):
         raise _fail("ResourceExists", "hvkit.AlreadyExists", "The destination file exists.", p["Destination"])
+    user = host.attached().get(str(p["Path"]).lower())
+    if user is not None and user.state in _OPEN_STATES:
+        raise PSError(
+            f"Failed to convert the virtual disk.\r\nThe system failed to convert '{p['Path']}': The process cannot "
+            "access the file because it is being used by another process. (0x80070020).",
+            "ResourceBusy",
+            "ConvertVirtualHardDisk,Microsoft.Vhd.PowerShell.Cmdlets.ConvertVHD",
+            activity="Convert-VHD",
+            target=p["Path"],
+            target_type="String",
+        )
     source = host.vhd(p["Path"])
     qemu_img(
         "convert",
