@@ -9,7 +9,7 @@ import pytest
 import hvkit
 from hvkit.driver import Limits, MacRange, Traits
 from hvkit.errors import InvalidSpec
-from hvkit.models import DiskBus, DiskSpec, NicModel, PowerState, VMSpec
+from hvkit.models import VM, DiskBus, DiskSpec, NicModel, PowerState, VMSpec
 
 
 def _spec(name: str = "v1", cpus: int = 2, disks: int = 1, bus: DiskBus = DiskBus.VIRTIO) -> VMSpec:
@@ -47,7 +47,12 @@ def test_core_checks_limits_before_any_call(sim: hvkit.Hypervisor) -> None:
     sim.backend.traits = Traits(limits=Limits(max_cpus=32, disks_per_bus={DiskBus.IDE: 2}, name_pattern="[a-z0-9-]+"))
     calls: list[str] = []
     real = sim.backend.list_vms
-    sim.backend.list_vms = lambda: calls.append("list_vms") or real()  # type: ignore[method-assign]
+
+    def counting_list_vms(detail: bool = False) -> list[VM]:
+        calls.append("list_vms")
+        return real(detail)
+
+    sim.backend.list_vms = counting_list_vms  # type: ignore[method-assign]
     with pytest.raises(InvalidSpec, match=r"at most 32 vCPUs \(max_cpus\)"):
         sim.vms.create(_spec(cpus=48))
     with pytest.raises(InvalidSpec, match=r"at most 2 ide disks per VM \(disks_per_bus\)"):

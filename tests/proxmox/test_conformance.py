@@ -19,9 +19,9 @@ def conformance_sim() -> Iterator[ProxmoxSimulator]:
 
 
 class ProxmoxFixtures:
-    pool = "local-lvm"
-    network = "vmbr0"
-    second_pool = "local"
+    pool: str | None = "local-lvm"
+    network: str | None = "vmbr0"
+    second_pool: str | None = "local"
     second_host = "pve2"
     disk_gib = 0.01
     keeps_disks = False  # PVE destroys a VM's disks with it; volumes themselves can be deleted

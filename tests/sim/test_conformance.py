@@ -11,9 +11,9 @@ from hvkit.testing.conformance import AllTests
 
 
 class SimFixtures:
-    pool = "default"
-    network = "default"
-    second_pool = "fast"
+    pool: str | None = "default"
+    network: str | None = "default"
+    second_pool: str | None = "fast"
 
     @pytest.fixture
     def hv(self) -> Iterator[hvkit.Hypervisor]:

@@ -18,12 +18,12 @@ def connect(sim: Vcsim) -> Hypervisor:
 
 
 class VcenterFixtures:
-    pool = "LocalDS_0"
-    network = "DC0_DVPG0"
+    pool: str | None = "LocalDS_0"
+    network: str | None = "DC0_DVPG0"
     graceful_stop = False  # VMware Tools never runs in a vcsim guest, and a graceful reboot needs it
     # vcsim 0.24 relocates a VM's datastore list but not its disks' files, which the storage migration
     # test checks; tests/vmware/test_backend.py covers relocation against what vcsim does change.
-    second_pool = None
+    second_pool: str | None = None
 
     @pytest.fixture
     def hv(self, vcsim_vcenter: Vcsim) -> Iterator[Hypervisor]:
@@ -32,10 +32,10 @@ class VcenterFixtures:
 
 
 class EsxiFixtures:
-    pool = "LocalDS_0"
-    network = "VM Network"
+    pool: str | None = "LocalDS_0"
+    network: str | None = "VM Network"
     graceful_stop = False
-    second_pool = None
+    second_pool: str | None = None
 
     @pytest.fixture
     def hv(self, vcsim_esxi: Vcsim) -> Iterator[Hypervisor]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import uuid
 from typing import Any
@@ -81,11 +82,18 @@ class ToyBackend(Backend):
                     continue
                 vid = f"default/{spec.name}-disk{len(disk_ids)}"
                 self.world.volumes[vid] = {"id": vid, "pool": "default", "size": int((disk.size_gib or 0) * GiB)}
-                undo.push(lambda vid=vid: self.world.volumes.pop(vid, None), f"remove volume {vid}")
+                undo.push(functools.partial(self.world.volumes.pop, vid, None), f"remove volume {vid}")
                 disk_ids.append(vid)
             nics = [(n.mac or f"52:54:00:00:00:{next(_macs) % 256:02x}", n.network) for n in spec.nics]
-            rec = {"id": str(uuid.uuid4()), "name": spec.name, "state": PowerState.STOPPED, "cpus": spec.cpus,
-                   "memory_mib": spec.memory_mib, "disks": disk_ids, "nics": nics}  # fmt: skip
+            rec: dict[str, Any] = {
+                "id": str(uuid.uuid4()),
+                "name": spec.name,
+                "state": PowerState.STOPPED,
+                "cpus": spec.cpus,
+                "memory_mib": spec.memory_mib,
+                "disks": disk_ids,
+                "nics": nics,
+            }
             self.world.vms[rec["id"]] = rec
             return self._vm(rec)
 
