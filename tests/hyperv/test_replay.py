@@ -87,6 +87,31 @@ def test_lifecycle_replayed(session: Hypervisor) -> None:
     hv.vms.delete(vm, force=True)
 
 
+def test_checkpoint_disks_replayed(session: Hypervisor) -> None:
+    """A checkpoint puts the VM's disk on a differencing .avhdx beside it: listed, read by id, merged away on delete."""
+    hv = session
+    network = os.environ.get("HVKIT_RECORD_NETWORK") or hv.networks.list()[0].name
+    spec = VMSpec(
+        name="hvkit-rec2", cpus=1, memory_mib=512, disks=[DiskSpec(size_gib=1, pool="default")], nics=[NicSpec(network)]
+    )
+    vm = hv.vms.create(spec)
+    try:
+        base = vm.disks[0].volume or ""
+        snap = hv.snapshots.create(vm, "s1", memory=False)
+        leaf = hv.vms.get(vm).disks[0].volume or ""
+        assert leaf.lower().endswith(".avhdx")
+        listed = {v.id.lower(): v for v in hv.volumes.list("default")}
+        current = listed[leaf.lower()]
+        assert current.backing is not None and current.backing.lower() == base.lower()
+        assert current.extra["differencing"] and current.extra["attached_to"] == vm.id
+        assert listed[base.lower()].extra["read_by"] == (vm.id,)
+        assert hv.volumes.get(leaf).id.lower() == leaf.lower()
+        hv.snapshots.delete(snap)
+        assert (hv.vms.get(vm).disks[0].volume or "").lower() == base.lower()
+    finally:
+        hv.vms.delete(vm, force=True)
+
+
 def test_cassettes_hold_no_secrets() -> None:
     paths = list(HERE.glob("*.yaml"))
     assert paths or RECORD
