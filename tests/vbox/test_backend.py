@@ -485,3 +485,34 @@ def test_a_linked_clone_failing_midway_removes_only_what_it_made(hv: Hypervisor,
     assert _snapshot_names(sim, "half-src") == ["mine"]
     assert [s.id for s in hv.snapshots.list(src)] == [mine.id]
     assert not any(k.startswith("hvkit/") for k in sim.state()["vms"][0].get("extradata", {}))
+
+
+def test_linked_clones_of_linked_clones(hv: Hypervisor, sim: VBoxSim) -> None:
+    """Each clone records its own base; a clone others hang on is not deleted; the bases go leaf first."""
+    src = _vm(hv, "deep-src")
+    middle = hv.vms.clone(src, "deep-mid", linked=True)
+    leaf = hv.vms.clone(middle, "deep-leaf", linked=True)
+    assert _base(sim, middle).startswith(src.id) and _base(sim, leaf).startswith(middle.id)
+    assert hv.snapshots.list(src) == [] and hv.snapshots.list(middle) == []
+    with pytest.raises(errors.HvkitError):
+        hv.vms.delete(middle)  # the leaf's disk hangs on its disk
+    assert _snapshot_names(sim, "deep-src") == ["linked clone base for deep-mid"]
+    assert _snapshot_names(sim, "deep-mid") == ["linked clone base for deep-leaf"]
+    hv.vms.delete(leaf)
+    assert _snapshot_names(sim, "deep-mid") == []
+    assert _snapshot_names(sim, "deep-src") == ["linked clone base for deep-mid"]
+    hv.vms.delete(middle)
+    assert _snapshot_names(sim, "deep-src") == []
+    hv.vms.delete(src)
+    assert sim.state()["vms"] == []
+
+
+def test_a_source_unregistered_outside_hvkit_leaves_the_clone_deletable(
+    hv: Hypervisor, sim: VBoxSim, caplog: pytest.LogCaptureFixture
+) -> None:
+    src = _vm(hv, "lost-src")
+    clone = hv.vms.clone(src, "lost-clone", linked=True)
+    assert run(["unregistervm", src.id], sim.root)[0] == 0  # its disks stay registered
+    hv.vms.delete(clone)
+    assert sim.state()["vms"] == []
+    assert "could not delete" not in caplog.text  # nothing left to release, nothing tried
