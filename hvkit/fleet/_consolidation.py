@@ -28,6 +28,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 
 from ..errors import InvalidSpec
+from . import _search
 from ._bounds import Bound, cover_1d, cover_2d, lower_bound
 from ._greedy import BestFit, empty_one_by_one, scarce_dim
 from ._packing import Refill, relabel, sequence
@@ -67,13 +68,16 @@ def consolidate(
     max_passes: int = 3,
     solver: str = "auto",
     time_limit: float = 1.0,
+    search_time: float = 0.5,
 ) -> PlacementPlan:
     """Plan the moves that empty the most bins while every bin stays under ``headroom`` and the rules.
 
     ``watts_per_host``: one figure for every host, or a mapping bin key -> watts (hosts that draw more
     are emptied first; hosts not named count the mean). ``solver``: ``"auto"`` (HiGHS when installed,
     within ``time_limit`` seconds), ``"greedy"`` (never), ``"highs"`` (InvalidSpec when not installed).
-    ``max_passes`` bounds the host-by-host fallback used when the ranked packing cannot hold everything.
+    ``search_time``: seconds (wall clock, per call) the local search of :mod:`._search` may spend
+    looking for fewer hosts after the packing steps; 0 turns it off. ``max_passes`` bounds the
+    host-by-host fallback used when the ranked packing cannot hold everything.
     """
     if not isinstance(problem, Problem):
         raise InvalidSpec(f"consolidate takes a Problem, got {type(problem).__name__}")
@@ -83,6 +87,8 @@ def consolidate(
         raise InvalidSpec(f"solver must be one of {', '.join(SOLVERS)}, got {solver!r}")
     if isinstance(time_limit, bool) or not isinstance(time_limit, int | float) or not time_limit >= 0:
         raise InvalidSpec(f"time_limit must be a number of seconds >= 0, got {time_limit!r}")
+    if isinstance(search_time, bool) or not isinstance(search_time, int | float) or not search_time >= 0:
+        raise InvalidSpec(f"search_time must be a number of seconds >= 0, got {search_time!r}")
     if isinstance(max_passes, bool) or not isinstance(max_passes, int) or max_passes < 1:
         raise InvalidSpec(f"max_passes must be a whole number >= 1, got {max_passes!r}")
     use_solver = None
@@ -107,12 +113,14 @@ def consolidate(
     for bins in by_domain.values():
         mark = len(st.moves)
         planners.add(_domain(st, bins, cost, max_passes))
+        if search_time > 0 and _search.improve(st, bins, cost, search_time / len(by_domain), mark):
+            planners.add("search")
         if use_solver is not None and use_solver.improve(st, bins, cost, time_limit / len(by_domain), mark):
             planners.add("highs")
     freed = [b for b in range(len(st.bkey)) if had_items[b] and st.accepts[b] and st.nitems[b] == 0]
     used = sum(1 for b in range(len(st.bkey)) if st.nitems[b] > 0)
     saved = None if watts is None else sum(bin_watts[b] for b in freed)
-    planner = "highs" if "highs" in planners else "refill" if "refill" in planners else "greedy"
+    planner = next((p for p in ("highs", "search", "refill") if p in planners), "greedy")
     return st.plan(
         "consolidate",
         unresolved,

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from ._plan import EPS, _State
 
-__all__ = ["Refill", "sequence"]
+__all__ = ["Refill", "relabel", "replay", "sequence"]
 
 PAIR_WINDOW = 120  # units looked at when searching for the pair that fills a host best
 SCAN = 200  # units looked at when searching for the largest one that fits
@@ -171,6 +171,20 @@ def sequence(st: _State, target: dict[int, int], parking: Sequence[int]) -> bool
         if not parked:
             return False
     return True
+
+
+def replay(st: _State, target: dict[int, int], parking: Sequence[int], mark: int) -> bool:
+    """Replace the moves after ``mark`` by moves to ``target`` (see :func:`sequence`); when those get
+    stuck, put the earlier moves back and return False."""
+    saved = st.moves[mark:]
+    st.undo_to(mark)
+    if sequence(st, target, parking):
+        return True
+    st.undo_to(mark)
+    for mv in saved:
+        st._shift(st.iidx[mv.item], st.bidx[mv.source], st.bidx[mv.target])
+        st.moves.append(mv)
+    return False
 
 
 def relabel(

@@ -29,7 +29,7 @@ def available() -> bool:
 def improve(st: _State, bins: Sequence[int], watts: Sequence[float], time_limit: float, mark: int) -> bool:
     """Try to beat the current consolidation of one domain (the moves after ``mark``); True if it did."""
     from ._consolidation import domain_floor, movable_units
-    from ._packing import relabel, sequence
+    from ._packing import relabel, replay
 
     movable, pinned = movable_units(st, bins)
     hosts = [b for b in bins if st.accepts[b] and st.nitems[b] > 0]
@@ -47,16 +47,7 @@ def improve(st: _State, bins: Sequence[int], watts: Sequence[float], time_limit:
     cost_kept, cost_now = sum(watts[b] for b in kept), sum(watts[b] for b in hosts)
     if not (cost_kept < cost_now - EPS or (cost_kept <= cost_now + EPS and len(kept) < len(hosts))):
         return False
-    saved = st.moves[mark:]
-    st.undo_to(mark)
-    parking = [b for b in bins if st.accepts[b] and b not in kept]
-    if sequence(st, target, parking):
-        return True
-    st.undo_to(mark)
-    for mv in saved:  # put the greedy plan back
-        st._shift(st.iidx[mv.item], st.bidx[mv.source], st.bidx[mv.target])
-        st.moves.append(mv)
-    return False
+    return replay(st, target, [b for b in bins if st.accepts[b] and b not in kept], mark)
 
 
 def _may(st: _State, u: int, b: int) -> bool:

@@ -1,0 +1,212 @@
+"""Bin completion for small domains: a depth-first search that fills the chosen hosts one at a time.
+
+Each host takes one unit and a *completion*: a set of other units that leaves it with no more slack
+than the search can still afford (the kept hosts' room beyond the demand, spent as hosts are
+filled). The unit is the one with the fewest completions (fail first; none left means backtrack)
+when the hosts are alike, else the largest. Completions are enumerated largest units first; once
+no two more units fit, the last one is found by bisection among the units of the right size, so a
+completion of a few large units costs about n log n. Completions are tried in order of their
+slack, up to a few per host, as Gupta and Ho's minimum bin slack does for one bin; the search stops
+at a deadline. On small instances with a tight packing (Falkenauer triplets: every host exactly
+full) it finds what a local search circles around. Every dimension, allowed hosts and anti-affinity
+are checked for every unit placed.
+"""
+
+from __future__ import annotations
+
+import bisect
+import random
+import time
+from collections.abc import Sequence
+
+from ._plan import EPS, _State
+
+__all__ = ["complete"]
+
+MAX_UNITS = 400  # domains with more movable units are left to the local search
+BRANCHES = 8  # completions tried per host
+RESTART_GROWTH = 1.3  # each restart may visit this many times more hosts than the last
+
+
+class _Out(Exception):
+    """The deadline passed."""
+
+
+class _Restart(Exception):
+    """This run visited its share of hosts: start again in another order."""
+
+
+class _Completion:
+    def __init__(self, st: _State, hosts: Sequence[int], movable: Sequence[int], dim: int, deadline: float) -> None:
+        self.st, self.dim, self.deadline, self.nd = st, dim, deadline, st.ndim
+        nd = st.ndim
+        self.free = {
+            b: [st.limit[b][d] + EPS * max(1.0, st.limit[b][d]) - st.load[b][d] for d in range(nd)] for b in hosts
+        }
+        self.anti = {b: dict(st.anti[b]) for b in hosts}
+        for u in movable:  # the hosts as they are without the units that may move
+            b = st.unit_on(u)
+            if b in self.free:
+                for d in range(nd):
+                    self.free[b][d] += st.udem[u][d]
+                for g in st.ugroups[u]:
+                    self.anti[b][g] -= 1
+        self.order = sorted(hosts, key=lambda b: (-self.free[b][dim], b))
+        self.units = sorted(movable, key=lambda u: (-st.udem[u][dim], u))
+        self.waste = sum(self.free[b][dim] for b in hosts) - sum(st.udem[u][dim] for u in movable)
+        rows = {tuple(round(v, 6) for v in self.free[b]) for b in hosts}
+        self.alike = (
+            len(rows) == 1
+            and all(st.uallowed[u] is None for u in movable)
+            and not any(any(n > 0 for n in self.anti[b].values()) for b in hosts)
+        )
+        self.plain = {u for u in movable if st.uallowed[u] is None and not st.ugroups[u]}  # no rules to check
+        self.out: dict[int, int] = {}
+        self.steps = 0
+        self.nodes = 0
+        self.node_limit = 0
+        self.rng = random.Random(0)
+
+    def fits(self, u: int, b: int, room: Sequence[float], taken: Sequence[int]) -> bool:
+        st = self.st
+        if u in self.plain:
+            dem = st.udem[u]
+            return all(dem[d] <= room[d] for d in range(self.nd))
+        allowed = st.uallowed[u]
+        if allowed is not None and b not in allowed:
+            return False
+        dem = st.udem[u]
+        if any(dem[d] > room[d] for d in range(self.nd)):
+            return False
+        groups = st.ugroups[u]
+        if groups:
+            if any(self.anti[b].get(g, 0) > 0 for g in groups):
+                return False
+            if any(groups.keys() & st.ugroups[v].keys() for v in taken):
+                return False
+        return True
+
+    def completions(
+        self, b: int, first: int, rest: list[int], budget: float, limit: int
+    ) -> list[tuple[float, list[int]]]:
+        """Up to ``limit`` sets of units of ``rest`` (largest first) that fill ``b`` after ``first``
+        to within ``budget`` of slack in the scarce dimension; the least slack first."""
+        st, dim, nd = self.st, self.dim, self.nd
+        udem = st.udem
+        neg = [-udem[u][dim] for u in rest]  # ascending
+        smallest = -neg[-1] if neg else 0.0
+        found: list[tuple[float, list[int]]] = []
+        seen: set[tuple[tuple[float, ...], ...]] = set()
+        chosen = [first]
+
+        def record(room: Sequence[float]) -> None:
+            sig = tuple(sorted(udem[v] for v in chosen))
+            if sig not in seen:
+                seen.add(sig)
+                found.append((room[dim], list(chosen)))
+
+        def walk(i: int, room: list[float]) -> None:
+            self.steps += 1
+            if self.steps % 256 == 0 and time.perf_counter() > self.deadline:
+                raise _Out
+            if room[dim] <= budget + EPS:
+                record(room)
+                if len(found) >= limit:
+                    return
+            start = max(i, bisect.bisect_left(neg, -room[dim] - EPS))
+            if room[dim] < 2 * smallest:  # one more unit at most: only the sizes that close the gap
+                stop = bisect.bisect_right(neg, -(room[dim] - budget) + EPS)
+                last = None
+                for j in range(start, stop):
+                    v = rest[j]
+                    if udem[v] == last or not self.fits(v, b, room, chosen):
+                        continue
+                    last = udem[v]
+                    chosen.append(v)
+                    record([room[d] - udem[v][d] for d in range(nd)])
+                    chosen.pop()
+                    if len(found) >= limit:
+                        return
+                return
+            more = int(room[dim] / smallest) if smallest > 0 else len(rest)  # units that may still fit
+            last = None
+            for j in range(start, len(rest)):
+                v = rest[j]
+                if -neg[j] * more < room[dim] - budget - EPS:
+                    break  # even `more` units this size cannot fill the host enough
+                if udem[v] == last or not self.fits(v, b, room, chosen):
+                    continue
+                last = udem[v]
+                chosen.append(v)
+                walk(j + 1, [room[d] - udem[v][d] for d in range(nd)])
+                chosen.pop()
+                if len(found) >= limit:
+                    return
+
+        room = [self.free[b][d] - udem[first][d] for d in range(nd)]
+        walk(0, room)
+        found.sort(key=lambda f: (f[0], -len(f[1])))
+        return found
+
+    def search(self, k: int, rest: list[int], budget: float) -> bool:
+        if not rest:
+            return True
+        self.nodes += 1
+        if self.nodes > self.node_limit:
+            raise _Restart
+        if k == len(self.order) or time.perf_counter() > self.deadline:
+            return False
+        b = self.order[k]
+        room = self.free[b]
+        if self.alike:  # fail first: the unit with the fewest completions
+            options: list[tuple[float, list[int]]] | None = None
+            tried: set[tuple[float, ...]] = set()
+            for u in rest:
+                if self.st.udem[u] in tried or not self.fits(u, b, room, []):
+                    continue
+                tried.add(self.st.udem[u])
+                others = [v for v in rest if v != u]
+                mine = self.completions(b, u, others, budget, BRANCHES if options is None else len(options))
+                if options is None or len(mine) < len(options):
+                    options = mine
+                if not options:
+                    return False  # a unit that fits in no host: backtrack
+        else:
+            first = next((u for u in rest if self.fits(u, b, room, [])), None)
+            if first is None:
+                return self.search(k + 1, rest, budget - room[self.dim]) if room[self.dim] <= budget + EPS else False
+            options = self.completions(b, first, [v for v in rest if v != first], budget, 4 * BRANCHES)
+        options = options or []
+        self.rng.shuffle(options)  # ties in slack in a random order: each run tries others
+        options.sort(key=lambda f: round(f[0], 9))
+        for slack, group in options[:BRANCHES]:
+            for u in group:
+                self.out[u] = b
+            taken = set(group)
+            if self.search(k + 1, [u for u in rest if u not in taken], budget - max(0.0, slack)):
+                return True
+            for u in group:
+                del self.out[u]
+        return False
+
+
+def complete(
+    st: _State, hosts: Sequence[int], movable: Sequence[int], dim: int, deadline: float
+) -> dict[int, int] | None:
+    """Units -> hosts, every movable unit on one of ``hosts`` within its limits and the rules, or
+    None when no such packing was found before the deadline (or the domain is too large)."""
+    if not movable or len(movable) > MAX_UNITS or not hosts:
+        return None
+    c = _Completion(st, hosts, movable, dim, deadline)
+    if c.waste < -EPS:
+        return None
+    c.node_limit = 2 * len(hosts)
+    while True:  # restarts, each with a larger share of nodes, until the deadline
+        c.nodes = 0
+        c.out.clear()
+        try:
+            return dict(c.out) if c.search(0, c.units, c.waste) else None
+        except _Out:
+            return None
+        except _Restart:
+            c.node_limit = int(c.node_limit * RESTART_GROWTH) + 1
