@@ -13,7 +13,7 @@ import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import pytest
 
@@ -30,7 +30,13 @@ from .conftest import MIB, forget, make_source, random_writes, volume_file, writ
 
 pytest.importorskip("proxmoxer", reason="the proxmox backend needs proxmoxer")
 
-MAPS = {"network_map": {"default": "vmbr0"}, "storage_map": {"default": "local"}}
+
+class _Maps(TypedDict):
+    network_map: dict[str, str]
+    storage_map: dict[str, str]
+
+
+MAPS: _Maps = {"network_map": {"default": "vmbr0"}, "storage_map": {"default": "local"}}
 
 
 def _ssh_options() -> dict[str, str]:
