@@ -30,9 +30,9 @@ done
 
 echo "== lint, types, docs"
 .venv/bin/ruff check hvkit tests bench scripts noxfile.py
-.venv/bin/mypy
+.venv/bin/mypy  # hvkit, tests and bench ([tool.mypy] files in pyproject.toml)
 .venv/bin/lint-imports  # the layers and contracts in pyproject.toml [tool.importlinter]
 .venv/bin/python scripts/update_matrix.py --check
 .venv/bin/mkdocs build --strict --quiet --site-dir "$(mktemp -d)"
 echo "== tests"
-exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+exec .venv/bin/python -m pytest -q -p no:cacheprovider --durations=30 "$@"  # the 30 slowest: the suite has a time budget
