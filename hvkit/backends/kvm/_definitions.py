@@ -53,20 +53,10 @@ def flag(name: str) -> int:
 
 
 def undefine(dom: libvirt.virDomain) -> None:
-    """Undefine ``dom`` with its managed-save image and snapshot metadata, keeping its NVRAM file (which may be
-    on storage the host it moved to uses); plainly where the driver takes no flags."""
-    flags = (
-        flag("VIR_DOMAIN_UNDEFINE_MANAGED_SAVE")
-        | flag("VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA")
-        | flag("VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA")
-        | flag("VIR_DOMAIN_UNDEFINE_KEEP_NVRAM")
-    )
-    try:
-        dom.undefineFlags(flags)
-    except libvirt.libvirtError as exc:
-        if exc.get_error_code() not in (libvirt.VIR_ERR_NO_SUPPORT, libvirt.VIR_ERR_INVALID_ARG):
-            raise
-        dom.undefine()
+    """Undefine ``dom``, keeping its NVRAM file (which may be on storage the host it moved to uses)."""
+    from ._session import undefine as undefine_domain  # not at import: the session module imports this one
+
+    undefine_domain(dom, keep_nvram=True)
 
 
 def _identify(data: dict[str, Any], member: KvmBackend, alias: PeerSpec | None) -> None:

@@ -128,6 +128,23 @@ def flag(name: str) -> int:
     return value
 
 
+def undefine(dom: libvirt.virDomain, *, keep_nvram: bool) -> None:
+    """Undefine ``dom`` with its managed-save image and snapshot and checkpoint metadata, and its NVRAM file
+    unless ``keep_nvram``; plainly where the driver takes no flags."""
+    flags = (
+        flag("VIR_DOMAIN_UNDEFINE_MANAGED_SAVE")
+        | flag("VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA")
+        | flag("VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA")
+        | flag("VIR_DOMAIN_UNDEFINE_KEEP_NVRAM" if keep_nvram else "VIR_DOMAIN_UNDEFINE_NVRAM")
+    )
+    try:
+        dom.undefineFlags(flags)
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() not in (libvirt.VIR_ERR_NO_SUPPORT, libvirt.VIR_ERR_INVALID_ARG):
+            raise
+        dom.undefine()
+
+
 def power_state(state: int, reason: int, saved: bool) -> PowerState:
     if state == libvirt.VIR_DOMAIN_RUNNING or state == libvirt.VIR_DOMAIN_BLOCKED:
         return PowerState.RUNNING

@@ -27,6 +27,7 @@ from ._session import (
     KvmSession,
     deleter,
     flag,
+    undefine,
     volume_format,
 )
 
@@ -179,18 +180,7 @@ def delete_vm(session: KvmSession, vm: VM, keep_disks: bool) -> None:
     bases = _bases.recorded_bases(ET.fromstring(inactive))
     if dom.isActive():
         dom.destroy()
-    flags = (
-        flag("VIR_DOMAIN_UNDEFINE_MANAGED_SAVE")
-        | flag("VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA")
-        | flag("VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA")
-        | flag("VIR_DOMAIN_UNDEFINE_NVRAM")
-    )
-    try:
-        dom.undefineFlags(flags)
-    except libvirt.libvirtError as exc:
-        if exc.get_error_code() not in (libvirt.VIR_ERR_NO_SUPPORT, libvirt.VIR_ERR_INVALID_ARG):
-            raise
-        dom.undefine()
+    undefine(dom, keep_nvram=False)
     paths = [] if keep_disks else [d.path for d in info.disks if d.device == "disk" and d.path]
     if info.seed:
         paths.append(info.seed)
