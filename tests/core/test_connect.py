@@ -12,6 +12,7 @@ import hvkit
 from hvkit import _registry, errors
 from hvkit._options import resolve
 from hvkit._url import parse_url
+from hvkit.backends.sim import SimBackend
 
 
 @pytest.mark.parametrize(
@@ -159,6 +160,7 @@ def test_secrets_never_in_errors_or_logs(caplog: pytest.LogCaptureFixture) -> No
     secret = "Pa55-w0rd-very-secret"
     with hvkit.connect("sim://secrets", password=secret) as hv:
         assert secret not in repr(hv) and secret not in repr(hv.backend.options)
+        assert isinstance(hv.backend, SimBackend)
         hv.backend.faults.fail("start_vm", error=errors.BackendError(f"login as root/{secret} refused"))
         vm = hv.vms.create(hvkit.VMSpec(name="s1"))
         with pytest.raises(errors.BackendError) as info:

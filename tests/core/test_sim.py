@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -89,7 +90,7 @@ def test_invalid_requests_reach_no_backend_call() -> None:
         assert isinstance(rec, RecordingBackend)
         vm = hv.vms.create(spec("real"))
         rec.calls.clear()
-        bad_calls = [
+        bad_calls: list[Callable[[], object]] = [
             lambda: hv.vms.create("web"),  # type: ignore[arg-type]
             lambda: hv.vms.reconfigure(vm),
             lambda: hv.vms.reconfigure(vm, cpus=0),
@@ -213,8 +214,9 @@ def test_state_dir_keeps_vms_between_processes(tmp_path: Path) -> None:
 
 
 def test_untranslated_exception_becomes_backend_error(sim: hvkit.Hypervisor) -> None:
+    empty: dict[str, int] = {}
     with pytest.raises(errors.BackendError, match="KeyError") as info:
-        sim.call("probe", lambda: {}["missing"])
+        sim.call("probe", lambda: empty["missing"])
     assert isinstance(info.value.__cause__, KeyError)
 
 

@@ -34,8 +34,8 @@ def test_evacuation_goes_only_to_hosts_that_mount_the_datastore() -> None:
     vms = [vm("a", "esx1", "san-a"), vm("b", "esx1", "san-b"), vm("busy", "esx2", "san-b", memory_mib=40000)]
     built = host_problem(hosts, vms, pools, CAPS)
     items = {it.label: it for it in built.problem.items}
-    assert items["a"].allowed == {key("vc", "host-esx1"), key("vc", "host-esx2")}
-    assert items["b"].allowed == {key("vc", f"host-{h}") for h in ("esx1", "esx2", "esx3")}
+    assert items["a"].allowed == frozenset({key("vc", "host-esx1"), key("vc", "host-esx2")})
+    assert items["b"].allowed == frozenset(key("vc", f"host-{h}") for h in ("esx1", "esx2", "esx3"))
     plan = balance(built.problem, 0.9)
     check_plan(built.problem, plan)
     where = {built.items[m.item].name: built.bins[m.target].name for m in plan.moves}
@@ -50,4 +50,4 @@ def test_storage_moves_only_to_datastores_the_host_mounts() -> None:
     pools = [pool("san-a", {"esx1", "esx2"}), pool("san-b", {"esx2"}), pool("san-c", {"esx1"})]
     built = storage_problem(hosts, [vm("a", "esx1", "san-a")], pools, CAPS)
     (item,) = built.problem.items
-    assert item.allowed == {key("vc", "ds-san-a"), key("vc", "ds-san-c")}
+    assert item.allowed == frozenset({key("vc", "ds-san-a"), key("vc", "ds-san-c")})

@@ -27,7 +27,8 @@ def hv() -> Iterator[Hypervisor]:
 def _run(hv: Hypervisor, name: str, host: str, memory_mib: int, *tags: str) -> VM:
     spec = hvkit.VMSpec(name=name, cpus=2, memory_mib=memory_mib, host=host, disks=[hvkit.DiskSpec(size_gib=0.01)],
                         tags=frozenset(tags))  # fmt: skip
-    return hv.vms.start(hv.vms.create(spec))
+    started: VM = hv.vms.start(hv.vms.create(spec))
+    return started
 
 
 def test_recover_restarts_by_priority_keeps_rules_and_reports(hv: Hypervisor) -> None:

@@ -89,7 +89,8 @@ def test_kvm_linked_disk_boots_the_image_and_never_writes_it(
     overlay = kvm.volumes.get(str(vm.disks[0].volume))
     base = kvm.volumes.get(image.volume)
     assert overlay.backing == base.path and overlay.format is hvkit.DiskFormat.QCOW2
-    assert overlay.allocation_bytes < MIB  # nothing copied: the VM reads the image's volume
+    # nothing copied: the VM reads the image's volume
+    assert overlay.allocation_bytes is not None and overlay.allocation_bytes < MIB
     assert images.get(name).linked == (overlay.id,)
 
     vm = kvm.vms.start(vm)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,7 +20,7 @@ from .conftest import MIB, Served, disk_content, qcow2_of, sha256
 pytest.importorskip("proxmoxer")
 
 
-def _ssh_options() -> dict[str, str]:
+def _ssh_options() -> dict[str, Any]:  # backend options of connect()
     ssh_dir = Path(os.environ.get("HVKIT_MIGRATION_SSH_DIR", "/var/lib/hvkit/migration-ssh"))
     if not (ssh_dir / "known_hosts").is_file() or not os.access(ssh_dir / "client_ed25519", os.R_OK):
         return {}

@@ -15,7 +15,7 @@ from hvkit.models import CloudInit, DiskBus, DiskFormat, DiskSpec, NicSpec, Powe
 libvirt = pytest.importorskip("libvirt")
 
 from hvkit._options import resolve  # noqa: E402
-from hvkit.backends.kvm import _cloudinit, _domxml  # noqa: E402
+from hvkit.backends.kvm import KvmBackend, _cloudinit, _domxml  # noqa: E402
 from hvkit.backends.kvm._errors import ERROR_TABLE, error_for  # noqa: E402
 from hvkit.backends.kvm._uri import is_local_uri, libvirt_uri  # noqa: E402
 
@@ -256,6 +256,7 @@ def test_detailed_listing_skips_a_domain_another_client_removed_meanwhile(monkey
     with hvkit.connect("libvirt://test/default") as hv:
         kept = hv.vms.create(hvkit.VMSpec(name="race-kept"))
         doomed = hv.vms.create(hvkit.VMSpec(name="race-doomed"))
+        assert isinstance(hv.backend, KvmBackend)
         session = hv.backend.session
         read = session.vm_from_domain
 

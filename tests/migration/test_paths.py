@@ -12,6 +12,7 @@ import random
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
@@ -47,8 +48,12 @@ def proxmox() -> Iterator[Hypervisor]:
     from hvkit.testing.proxmox_sim import ProxmoxSimulator
 
     ssh_dir = _ssh_dir()
-    ssh = {"ssh_port": os.environ.get("HVKIT_MIGRATION_SSH_PORT", "2222"), "ssh_key": str(ssh_dir / "client_ed25519"),
-           "ssh_known_hosts": str(ssh_dir / "known_hosts"), "ssh_host_map": "pve1=127.0.0.1"}  # fmt: skip
+    ssh: dict[str, Any] = {
+        "ssh_port": os.environ.get("HVKIT_MIGRATION_SSH_PORT", "2222"),
+        "ssh_key": str(ssh_dir / "client_ed25519"),
+        "ssh_known_hosts": str(ssh_dir / "known_hosts"),
+        "ssh_host_map": "pve1=127.0.0.1",
+    }
     with (
         ProxmoxSimulator(nodes=1, task_delay=0.0) as sim,
         hvkit.connect(sim.url, token=sim.token, ca_file=sim.ca_file, **ssh) as hv,

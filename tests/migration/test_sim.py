@@ -140,8 +140,13 @@ def test_imports_are_verified_while_the_vm_is_created(
     creating, verifying = threading.Event(), threading.Event()
     HOOKS["vm.create:begin"] = creating.set
     HOOKS["disk0.verify:begin"] = verifying.set
-    # the VM is made only once its disk is being read back, or, when the target copies, never while it is
-    HOOKS["vm.create:acted"] = lambda: verifying.wait(10) if not copies else None
+
+    def wait_until_verifying() -> None:
+        # the VM is made only once its disk is being read back, or, when the target copies, never while it is
+        if not copies:
+            verifying.wait(10)
+
+    HOOKS["vm.create:acted"] = wait_until_verifying
     result = migration.plan(src, "web-1", dst).run()
     assert result.verified and [d.target_checksum for d in result.disks] == source.checksums
     steps = [(r["step"], r["state"]) for r in migration.Journal.open(result.journal).steps()]

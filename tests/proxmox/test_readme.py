@@ -103,7 +103,7 @@ def test_docs_proxmox_examples_run(
     """The docs' Proxmox examples, against the simulator: URLs point at it, credentials and CA file are its own."""
     monkeypatch.chdir(tmp_path)
     url = f"{sim.url}?ca_file={urllib.parse.quote(sim.ca_file)}"
-    keywords = {"token": sim.token, "password": sim.password, "ca_file": sim.ca_file}
+    keywords: dict[str, object] = {"token": sim.token, "password": sim.password, "ca_file": sim.ca_file}
     run_block(block, lambda _url: url, {"hvkit": hvkit}, keywords)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import pytest
 
@@ -21,12 +22,12 @@ from hvkit.hypervisor import Hypervisor
 from hvkit.testing.vcsim import Vcsim
 
 
-def _spec(hv: Hypervisor, name: str, **kw: object) -> VMSpec:
+def _spec(hv: Hypervisor, name: str, **kw: Any) -> VMSpec:
     pool = hv.pools.list()[0].name
     net = hv.networks.list()[-1].name
     return VMSpec(
         name=name, cpus=2, memory_mib=512, disks=[DiskSpec(size_gib=1, pool=pool)], nics=[NicSpec(network=net)], **kw
-    )  # type: ignore[arg-type]
+    )
 
 
 # -- connection -----------------------------------------------------------------------------------
@@ -325,5 +326,5 @@ def test_a_new_empty_disk_has_its_capacity(hv: Hypervisor, cleanup: list[tuple[H
     vm = hv.vms.create(_spec(hv, "hvt-capacity"))
     cleanup.append((hv, vm.id))
     disk = hv.vms.get(vm.id).disks[0]
-    volume = hv.volumes.get(disk.volume)
+    volume = hv.volumes.get(disk.volume or "")
     assert volume.capacity_bytes == 1024**3
