@@ -59,7 +59,7 @@ def write_blocks(path: str, fmt: str, writes: list[tuple[int, bytes]], tmp: Path
 def changes(size: int, total: int, length: int, align: int, rnd: random.Random) -> list[tuple[int, bytes]]:
     """Non-overlapping writes of ``length`` bytes at ``align``-aligned offsets, ``total`` bytes in all."""
     taken: set[int] = set()
-    out = []
+    out: list[tuple[int, bytes]] = []
     while len(out) * length < total:
         off = rnd.randrange(0, (size - length) // align) * align
         span = set(range(off // BLOCK, (off + length - 1) // BLOCK + 1))
@@ -160,8 +160,12 @@ def proxmox_target() -> Iterator[Callable[[str], Hypervisor]]:
     ssh_dir = Path(os.environ.get("HVKIT_MIGRATION_SSH_DIR", "/var/lib/hvkit/migration-ssh"))
     if not (ssh_dir / "known_hosts").is_file():
         raise SystemExit(f"no loopback SSH server set up in {ssh_dir}: run scripts/setup.d/60-migration.sh")
-    ssh = {"ssh_port": os.environ.get("HVKIT_MIGRATION_SSH_PORT", "2222"), "ssh_key": str(ssh_dir / "client_ed25519"),
-           "ssh_known_hosts": str(ssh_dir / "known_hosts"), "ssh_host_map": "pve1=127.0.0.1"}  # fmt: skip
+    ssh: dict[str, Any] = {
+        "ssh_port": os.environ.get("HVKIT_MIGRATION_SSH_PORT", "2222"),
+        "ssh_key": str(ssh_dir / "client_ed25519"),
+        "ssh_known_hosts": str(ssh_dir / "known_hosts"),
+        "ssh_host_map": "pve1=127.0.0.1",
+    }
     with ProxmoxSimulator(nodes=1, task_delay=0.0) as sim:
         yield lambda url: hvkit.connect(sim.url, token=sim.token, ca_file=sim.ca_file, timeout=30, **ssh)
 

@@ -17,6 +17,7 @@ and hosts, one RetrievePropertiesEx (continued while the server pages), then Des
 from __future__ import annotations
 
 import argparse
+import functools
 import ssl
 import time
 from collections.abc import Callable
@@ -67,7 +68,7 @@ class HandWritten:
                 pc.PropertySpec(type=vim.HostSystem, pathSet=["name"]),
             ],
         )
-        objects = []
+        objects: list[Any] = []  # pyVmomi's ObjectContent
         result = content.propertyCollector.RetrievePropertiesEx([spec], pc.RetrieveOptions())
         while result is not None:
             objects.extend(result.objects or [])
@@ -99,6 +100,11 @@ def best(fn: Callable[[], object], rounds: int) -> float:
     return min(times)
 
 
+def soap_requests(backend: Any) -> int:
+    """The SOAP requests hvkit's vmware backend has sent so far."""
+    return int(backend.soap_requests)
+
+
 def requests_of(counter: Callable[[], int], fn: Callable[[], object]) -> int:
     before = counter()
     fn()
@@ -116,9 +122,9 @@ def measure(total_vms: int, rounds: int) -> list[tuple[str, int, int, int, float
                     backend: Any = hv.backend
                     vms = hv.vms.list()  # the session's ContainerView is made on first use
                     assert len(vms) == len(hand.list(fields))
-                    hv_calls = requests_of(lambda b=backend: int(b.soap_requests), hv.vms.list)
-                    hand_calls = requests_of(lambda: hand.calls, lambda f=fields: hand.list(f))  # type: ignore[misc]
-                    t_hand = best(lambda f=fields: hand.list(f), rounds)  # type: ignore[misc]
+                    hv_calls = requests_of(functools.partial(soap_requests, backend), hv.vms.list)
+                    hand_calls = requests_of(lambda: hand.calls, functools.partial(hand.list, fields))
+                    t_hand = best(functools.partial(hand.list, fields), rounds)
                     t_hv = best(hv.vms.list, rounds)
                     rows.append((mode, len(vms), hand_calls, hv_calls, t_hand, t_hv))
         finally:
