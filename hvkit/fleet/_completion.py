@@ -21,9 +21,10 @@ from collections.abc import Sequence
 
 from ._plan import EPS, _State
 
-__all__ = ["complete"]
+__all__ = ["complete", "repack"]
 
 MAX_UNITS = 400  # domains with more movable units are left to the local search
+FAIL_FIRST = 400  # units left from which on the unit to place is the one with the fewest completions
 BRANCHES = 8  # completions tried per host
 RESTART_GROWTH = 1.3  # each restart may visit this many times more hosts than the last
 
@@ -37,20 +38,18 @@ class _Restart(Exception):
 
 
 class _Completion:
-    def __init__(self, st: _State, hosts: Sequence[int], movable: Sequence[int], dim: int, deadline: float) -> None:
+    def __init__(
+        self,
+        st: _State,
+        free: dict[int, list[float]],
+        anti: dict[int, dict[int, int]],
+        movable: Sequence[int],
+        dim: int,
+        deadline: float,
+    ) -> None:
         self.st, self.dim, self.deadline, self.nd = st, dim, deadline, st.ndim
-        nd = st.ndim
-        self.free = {
-            b: [st.limit[b][d] + EPS * max(1.0, st.limit[b][d]) - st.load[b][d] for d in range(nd)] for b in hosts
-        }
-        self.anti = {b: dict(st.anti[b]) for b in hosts}
-        for u in movable:  # the hosts as they are without the units that may move
-            b = st.unit_on(u)
-            if b in self.free:
-                for d in range(nd):
-                    self.free[b][d] += st.udem[u][d]
-                for g in st.ugroups[u]:
-                    self.anti[b][g] -= 1
+        self.free, self.anti = free, anti
+        hosts = list(free)
         self.order = sorted(hosts, key=lambda b: (-self.free[b][dim], b))
         self.units = sorted(movable, key=lambda u: (-st.udem[u][dim], u))
         self.waste = sum(self.free[b][dim] for b in hosts) - sum(st.udem[u][dim] for u in movable)
@@ -61,6 +60,7 @@ class _Completion:
             and not any(any(n > 0 for n in self.anti[b].values()) for b in hosts)
         )
         self.plain = {u for u in movable if st.uallowed[u] is None and not st.ugroups[u]}  # no rules to check
+        self.all_plain = len(self.plain) == len(movable)
         self.out: dict[int, int] = {}
         self.steps = 0
         self.nodes = 0
@@ -87,13 +87,14 @@ class _Completion:
         return True
 
     def completions(
-        self, b: int, first: int, rest: list[int], budget: float, limit: int
+        self, b: int, first: int, rest: list[int], budget: float, limit: int, neg: list[float] | None = None
     ) -> list[tuple[float, list[int]]]:
         """Up to ``limit`` sets of units of ``rest`` (largest first) that fill ``b`` after ``first``
         to within ``budget`` of slack in the scarce dimension; the least slack first."""
         st, dim, nd = self.st, self.dim, self.nd
         udem = st.udem
-        neg = [-udem[u][dim] for u in rest]  # ascending
+        if neg is None:
+            neg = [-udem[u][dim] for u in rest]  # ascending
         smallest = -neg[-1] if neg else 0.0
         found: list[tuple[float, list[int]]] = []
         seen: set[tuple[tuple[float, ...], ...]] = set()
@@ -119,7 +120,7 @@ class _Completion:
                 last = None
                 for j in range(start, stop):
                     v = rest[j]
-                    if udem[v] == last or not self.fits(v, b, room, chosen):
+                    if v == first or udem[v] == last or not self.fits(v, b, room, chosen):
                         continue
                     last = udem[v]
                     chosen.append(v)
@@ -134,7 +135,7 @@ class _Completion:
                 v = rest[j]
                 if -neg[j] * more < room[dim] - budget - EPS:
                     break  # even `more` units this size cannot fill the host enough
-                if udem[v] == last or not self.fits(v, b, room, chosen):
+                if v == first or udem[v] == last or not self.fits(v, b, room, chosen):
                     continue
                 last = udem[v]
                 chosen.append(v)
@@ -144,9 +145,54 @@ class _Completion:
                     return
 
         room = [self.free[b][d] - udem[first][d] for d in range(nd)]
+        if self.all_plain and room[dim] < 3 * smallest:
+            return self._at_most_two(first, rest, neg, room, budget, limit)
         walk(0, room)
         found.sort(key=lambda f: (f[0], -len(f[1])))
         return found
+
+    def _at_most_two(
+        self, first: int, rest: list[int], neg: list[float], room: list[float], budget: float, limit: int
+    ) -> list[tuple[float, list[int]]]:
+        """:meth:`completions` when no three more units fit and no unit has rules: one unit, or two
+        found by bisection (n log n)."""
+        dim, nd, udem = self.dim, self.nd, self.st.udem
+        found: list[tuple[float, list[int]]] = []
+        seen: set[tuple[tuple[float, ...], ...]] = set()
+        top = room[dim]
+        if top <= budget + EPS:
+            found.append((top, [first]))
+
+        lo, hi = bisect.bisect_left(neg, -top - EPS), bisect.bisect_right(neg, -(top - budget) + EPS)
+        for j in range(lo, hi):
+            v = rest[j]
+            if v != first and all(udem[v][d] <= room[d] for d in range(nd)):
+                sig = (udem[v],)
+                if sig not in seen:
+                    seen.add(sig)
+                    found.append((top - udem[v][dim], [first, v]))
+        for i in range(lo, len(rest)):
+            size = -neg[i]
+            if 2 * size < top - budget - EPS or len(found) >= limit:
+                break
+            v = rest[i]
+            if v == first:
+                continue
+            left = top - size  # the second unit: of size in [left - budget, left], after the first
+            a = bisect.bisect_left(neg, -left - EPS, i + 1)
+            z = bisect.bisect_right(neg, -(left - budget) + EPS, a)
+            for j in range(a, z):
+                w = rest[j]
+                if w == first or any(udem[v][d] + udem[w][d] > room[d] for d in range(nd)):
+                    continue
+                pair = (udem[v], udem[w])
+                if pair not in seen:
+                    seen.add(pair)
+                    found.append((left - udem[w][dim], [first, v, w]))
+                    if len(found) >= limit:
+                        break
+        found.sort(key=lambda f: (f[0], -len(f[1])))
+        return found[:limit] if limit else found
 
     def search(self, k: int, rest: list[int], budget: float) -> bool:
         if not rest:
@@ -158,15 +204,15 @@ class _Completion:
             return False
         b = self.order[k]
         room = self.free[b]
-        if self.alike:  # fail first: the unit with the fewest completions
+        if self.alike and len(rest) <= FAIL_FIRST:  # fail first: the unit with the fewest completions
             options: list[tuple[float, list[int]]] | None = None
             tried: set[tuple[float, ...]] = set()
+            neg = [-self.st.udem[u][self.dim] for u in rest]
             for u in rest:
                 if self.st.udem[u] in tried or not self.fits(u, b, room, []):
                     continue
                 tried.add(self.st.udem[u])
-                others = [v for v in rest if v != u]
-                mine = self.completions(b, u, others, budget, BRANCHES if options is None else len(options))
+                mine = self.completions(b, u, rest, budget, BRANCHES if options is None else len(options), neg)
                 if options is None or len(mine) < len(options):
                     options = mine
                 if not options:
@@ -175,7 +221,7 @@ class _Completion:
             first = next((u for u in rest if self.fits(u, b, room, [])), None)
             if first is None:
                 return self.search(k + 1, rest, budget - room[self.dim]) if room[self.dim] <= budget + EPS else False
-            options = self.completions(b, first, [v for v in rest if v != first], budget, 4 * BRANCHES)
+            options = self.completions(b, first, rest, budget, 4 * BRANCHES)
         options = options or []
         self.rng.shuffle(options)  # ties in slack in a random order: each run tries others
         options.sort(key=lambda f: round(f[0], 9))
@@ -197,10 +243,35 @@ def complete(
     None when no such packing was found before the deadline (or the domain is too large)."""
     if not movable or len(movable) > MAX_UNITS or not hosts:
         return None
-    c = _Completion(st, hosts, movable, dim, deadline)
+    nd = st.ndim
+    free = {b: [st.limit[b][d] + EPS * max(1.0, st.limit[b][d]) - st.load[b][d] for d in range(nd)] for b in hosts}
+    anti = {b: dict(st.anti[b]) for b in hosts}
+    for u in movable:  # the hosts as they are without the units that may move
+        b = st.unit_on(u)
+        if b in free:
+            for d in range(nd):
+                free[b][d] += st.udem[u][d]
+            for g in st.ugroups[u]:
+                anti[b][g] -= 1
+    return repack(st, free, anti, movable, dim, deadline)
+
+
+def repack(
+    st: _State,
+    free: dict[int, list[float]],
+    anti: dict[int, dict[int, int]],
+    units: Sequence[int],
+    dim: int,
+    deadline: float,
+    seed: int = 0,
+) -> dict[int, int] | None:
+    """Units -> hosts of ``free`` (the room each host has for them, per dimension; ``anti``: the
+    anti-affinity counts of what stays there), or None when not found before the deadline."""
+    c = _Completion(st, free, anti, units, dim, deadline)
     if c.waste < -EPS:
         return None
-    c.node_limit = 2 * len(hosts)
+    c.rng.seed(seed)
+    c.node_limit = 2 * len(free)
     while True:  # restarts, each with a larger share of nodes, until the deadline
         c.nodes = 0
         c.out.clear()

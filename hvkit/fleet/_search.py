@@ -32,9 +32,13 @@ __all__ = ["Search"]
 WINDOW = 400  # candidate units looked at per unit of the overloaded host and swap kind
 TENURE = (5, 15)  # iterations a unit may not return to the host it left
 WEIGHT_STEP = 1.0  # the weight an overloaded host gains at each local minimum
-EXACT_SHARE = 0.5  # of the budget, for the bin completion of small domains (see :mod:`._completion`)
+EXACT_SHARE = 0.5  # of the budget, for the bin completion of small domains (:mod:`._completion`)
+EXACT_FIRST = 150  # domains with up to this many movable units try the bin completion before the local search
 STALL = 2000  # iterations without a new best after which the search gives up
 PAIR_OUT = 12  # pairs of an overloaded host's units are given up together only when it holds this many
+LNS_EVERY = 5  # iterations between exact repacks of a few hosts
+LNS_HOSTS = 16  # hosts repacked together
+LNS_TIME = 0.05  # seconds one repack may take
 PAIR_UNITS = 1500  # exchanges for pairs of units are looked at up to this many movable units
 
 
@@ -178,6 +182,8 @@ class Search:
             if time.perf_counter() > deadline or it - t.improved > STALL:
                 return False
             hot = [b for b, e in t.exc.items() if e > 1e-12]
+            if it % LNS_EVERY == LNS_EVERY - 1 and self._lns(t, hot, deadline):
+                continue
             t.start(rng.choice(hot), it)
             self._neighbours(t)
             if t.move is None:  # nothing near: the least bad of all
@@ -201,6 +207,45 @@ class Search:
             if t.total < t.best_total - 1e-12:
                 t.best_total, t.improved = t.total, it
         return t.total <= 1e-12
+
+    def _lns(self, t: _Tabu, hot: list[int], deadline: float) -> bool:
+        """Repack the units of a few hosts (some overloaded, the roomiest, some at random) exactly, with
+        the bin completion of :mod:`._completion`; True when that took their excess away."""
+        from ._completion import repack
+
+        rng, dim, nd = self.rng, self.dim, self.nd
+        hosts = rng.sample(hot, min(len(hot), LNS_HOSTS // 2))
+        need = sum(self.load[b][dim] - self.lim[b][dim] for b in hosts)
+        others = sorted((b for b in self.load if b not in hosts), key=lambda b: self.load[b][dim] - self.lim[b][dim])
+        for b in others:
+            if need <= 0 or len(hosts) >= LNS_HOSTS:
+                break
+            need += self.load[b][dim] - self.lim[b][dim]
+            hosts.append(b)
+        rest = [b for b in self.load if b not in hosts]
+        hosts += rng.sample(rest, min(len(rest), LNS_HOSTS - len(hosts)))
+        units = [u for b in hosts for u in self.on[b]]
+        free = {b: [self.lim[b][d] + self.tol[b][d] - self.load[b][d] for d in range(nd)] for b in hosts}
+        anti = {b: dict(self.anti[b]) for b in hosts}
+        for u in units:
+            b = self.where[u]
+            for d in range(nd):
+                free[b][d] += self.size[u][d]
+            for g in self.st.ugroups[u]:
+                anti[b][g] -= 1
+        stop = min(deadline, time.perf_counter() + LNS_TIME)
+        placed = repack(self.st, free, anti, units, dim, stop, seed=rng.randrange(1 << 30))
+        if placed is None:
+            return False
+        for u, b in placed.items():
+            if self.where[u] != b:
+                self._shift(u, b)
+        for b in hosts:
+            t.total += self.excess(b) - t.exc[b]
+            t.exc[b] = self.excess(b)
+        if t.total < t.best_total - 1e-12:
+            t.best_total, t.improved = t.total, t.it
+        return True
 
     def _neighbours(self, t: _Tabu, near: bool = True) -> None:
         """Offer the shifts and exchanges from the overloaded host ``t.a`` to ``t``; with ``near``, only
@@ -302,18 +347,26 @@ def improve(st: _State, bins: Sequence[int], watts: Sequence[float], budget: flo
     deadline = start + budget
     dim = scarce_dim(st, hosts)
     found: dict[int, int] | None = None
-    if len(movable) <= MAX_UNITS:  # small: look for a packing on as few hosts as the bound first
+    exact_first = len(movable) <= EXACT_FIRST
+    if exact_first:  # few units: the bin completion first, straight for the bound
         found = complete(st, rank_hosts(st, bins, pinned, watts)[:floor], movable, dim, start + budget * EXACT_SHARE)
+        if found is not None:
+            deadline = start  # the bound is met: nothing is left to search
     search = Search(st, hosts, movable, dim)
-    exact = found is not None
-    while not exact and len(search.load) > floor and time.perf_counter() < deadline:
-        droppable = [b for b in search.load if b not in pinned]
-        if not droppable:
+    # relaxation and repair, one host fewer at a time (on mid-sized domains, for a share of the budget)
+    small = len(movable) <= MAX_UNITS
+    until = start + budget * (1.0 - EXACT_SHARE) if small and not exact_first else deadline
+    used = len(hosts)
+    while used > floor and time.perf_counter() < until:
+        if len(search.load) == used:
+            droppable = [b for b in search.load if b not in pinned]
+            if not droppable or not search.drop(min(droppable, key=lambda b: (search.fill(b), -watts[b], b))):
+                break
+        if not search.repair(until, 1_000_000):
             break
-        victim = min(droppable, key=lambda b: (search.fill(b), -watts[b], b))
-        if not search.drop(victim) or not search.repair(deadline, 1_000_000):
-            break
-        found = search.assignment()
+        found, used = search.assignment(), len(search.load)
+    if small and not exact_first and used > floor:  # then the bin completion, straight for the bound
+        found = complete(st, rank_hosts(st, bins, pinned, watts)[:floor], movable, dim, deadline) or found
     if found is None:
         return False
     target = relabel(st, found, [b for b in bins if st.accepts[b]], pinned, watts)
