@@ -23,9 +23,9 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typing(session: nox.Session) -> None:
-    _install(session, "all,test")
+    _install(session, "all,test,solver,report")  # every import of hvkit, tests and bench resolves
     session.install("mypy")
-    session.run("mypy")
+    session.run("mypy")  # what pyproject's [tool.mypy] files lists: hvkit, tests and bench
 
 
 # One test session per part: (session, extras to install, test folder, what it needs running).
