@@ -37,6 +37,9 @@ __all__ = [
 ]
 
 PRIORITY_TAG = "restart-priority"
+# vm.extra key a backend sets when it read a VM of a down host's disks from elsewhere (say, shared storage
+# listings): its value says from where; disks on the down host's own storage are then not among them
+DISKS_FROM = "disks_from"
 _NAMED = {"high": 3, "medium": 2, "low": 1}
 _NOT_RUNNING = frozenset({PowerState.STOPPED, PowerState.SUSPENDED})
 
@@ -52,6 +55,7 @@ class Restart:
     target: str
     target_name: str
     priority: int
+    warning: str = ""  # what could not be checked (disks read from shared storage only, say)
 
 
 @attrs.frozen
@@ -73,7 +77,11 @@ class RecoveryPlan:
 
     def __str__(self) -> str:
         lines = [f"recovery of {self.host}: {len(self.restarts)} VM(s) to restart"]
-        lines += [f"  restart {r.vm_name} on {r.target_name} (priority {r.priority})" for r in self.restarts]
+        lines += [
+            f"  restart {r.vm_name} on {r.target_name} (priority {r.priority})"
+            + (f"; warning: {r.warning}" if r.warning else "")
+            for r in self.restarts
+        ]
         lines += [f"  vendor HA: {x.vm_name}: {x.reason}" for x in self.vendor_ha]
         lines += [f"  not restarted: {x.vm_name}: {x.reason}" for x in self.left]
         return "\n".join(lines)
@@ -199,6 +207,10 @@ def plan_recovery(
         if vm.id in unread:
             leave(vm, "its disks could not be read (its host is down), so whether other hosts reach them is unknown")
             continue
+        partial = vm.extra.get(DISKS_FROM)  # the backend found only the disks it could see elsewhere
+        if partial and not vm.disks:
+            leave(vm, f"no disk of it was found on {partial}: its disks are on the failed host's own storage")
+            continue
         pools_of = [_pool_of(d.pool or "", member_pools, failed_names) for d in vm.disks]
         if any(p is None for p in pools_of) and vm.disks:
             unknown = sorted({d.pool or "?" for d, p in zip(vm.disks, pools_of, strict=True) if p is None})
@@ -245,7 +257,13 @@ def plan_recovery(
         load[target.id][0] += vm.cpus
         load[target.id][1] += vm.memory_mib
         where[vm.id] = target.id
-        restarts.append(Restart(str(member), vm.id, vm.name, failed.id, target.id, target.name, prio))
+        warning = (
+            f"its disks were read from {partial}: any disk on the failed host's own storage cannot be seen, "
+            "and with one the start fails"
+            if partial
+            else ""
+        )
+        restarts.append(Restart(str(member), vm.id, vm.name, failed.id, target.id, target.name, prio, warning))
     return RecoveryPlan(f"{member}:{failed.name}", tuple(restarts), tuple(left), tuple(handled))
 
 

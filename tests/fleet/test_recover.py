@@ -188,9 +188,9 @@ def test_proxmox_ha_resources_are_left_to_proxmox_ha() -> None:
         assert [x.vm_name for x in plan.vendor_ha] == ["guarded"]
         assert "Proxmox HA fences node pve1 and starts it on another node" in plan.vendor_ha[0].reason
         assert "max_relocate 2" in plan.vendor_ha[0].reason
-        # the API reads no configuration of a VM on an offline node: storage reach unknown, nothing restarted
-        assert plan.restarts == ()
-        assert {x.vm_name: "could not be read" in x.reason for x in plan.left} == {"plain": True, "local-only": True}
+        # the API reads no configuration of a VM on an offline node: its disks come from the shared storages
+        assert [(r.vm_name, "cannot be seen" in r.warning) for r in plan.restarts] == [("plain", True)]
+        assert [(x.vm_name, "own storage" in x.reason) for x in plan.left] == [("local-only", True)]
         sim.cluster.node_offline.discard("pve1")
         with pytest.raises(InvalidState, match="is up"):
             fleet.recover("pve1")

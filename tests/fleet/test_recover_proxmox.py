@@ -136,9 +136,9 @@ def test_an_ha_managed_vm_is_left_to_proxmox_ha_which_recovers_it(pve: tuple[Pro
     sim.cluster.node_offline.add("pve1")
     with Fleet({"pve": hv}) as fleet:
         plan = fleet.recover("pve1", dry_run=True).plan
-    assert [x.vm_name for x in plan.vendor_ha] == ["guarded"] and plan.restarts == ()
-    # the API reads no configuration of a VM on an offline node: hvkit does not know where plain's disks are
-    assert [(x.vm_name, "could not be read" in x.reason) for x in plan.left] == [("plain", True)]
+    assert [x.vm_name for x in plan.vendor_ha] == ["guarded"] and plan.left == ()
+    # the API reads no configuration of a VM on an offline node: plain's disk was found on shared storage
+    assert [(r.vm_name, "cannot be seen" in r.warning) for r in plan.restarts] == [("plain", True)]
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:  # Proxmox HA fences pve1 and starts guarded on its rule's node
         where = {e["vmid"]: (e["node"], e["status"]) for e in api_vms(hv)}
@@ -186,3 +186,71 @@ def test_fleet_recover_on_a_node_the_api_still_shows_online(pve: tuple[ProxmoxSi
     assert [r.vm_name for r in result.plan.restarts] == ["plain"]
     assert [("is online; migrate the VM instead" in x.reason) for x in result.failed] == [True]
     assert _ha(hv) == ([], []) and [e["node"] for e in api_vms(hv)] == ["pve1"]
+
+
+def _vm(hv: Hypervisor, name: str, node: str, pools: list[str]) -> VM:
+    disks = [hvkit.DiskSpec(size_gib=0.01, pool=p) for p in pools]
+    return hv.vms.get(hv.vms.start(hv.vms.create(hvkit.VMSpec(name=name, memory_mib=512, host=node, disks=disks))).id)
+
+
+def test_a_vm_of_an_offline_node_is_read_with_its_disks_on_shared_storage(
+    pve: tuple[ProxmoxSimulator, Hypervisor],
+) -> None:
+    """PVE proxies a VM's config read to its node; for an offline node the VM comes from the cluster
+    listing and its volumes from the shared storages' listings, read through a node that is online."""
+    sim, hv = pve
+    both = _vm(hv, "both", "pve1", ["shared", "local", "shared"])
+    _vm(hv, "local-only", "pve1", ["local-lvm"])
+    _vm(hv, "elsewhere", "pve2", ["shared"])
+    sim.cluster.node_offline.add("pve1")
+    sim.requests.clear()
+    read = hv.vms.get(both.id)
+    shared_before = sorted(str(d.volume) for d in both.disks if d.pool == "shared")
+    assert sorted(str(d.volume) for d in read.disks) == shared_before and len(shared_before) == 2
+    assert all(d.size_bytes >= 0.01 * 2**30 for d in read.disks)  # the volume's size, as the storage lists it
+    assert {d.pool for d in read.disks} == {"shared"} and read.power_state is PowerState.RUNNING
+    assert read.extra["disks_from"] == "shared storage; the node's config is unreachable"
+    contents = [p for m, p in sim.requests if p.endswith("/content")]
+    assert contents == ["/nodes/pve2/storage/shared/content"]  # one per shared storage, via an online node
+    # the bulk read lists each shared storage once whatever the number of VMs
+    sim.requests.clear()
+    listed = {v.name: v for v in hv.vms.list(detail=True)}
+    assert [p for m, p in sim.requests if p.endswith("/content")] == ["/nodes/pve2/storage/shared/content"]
+    assert [d.volume for d in listed["both"].disks] == [d.volume for d in read.disks]
+    assert listed["local-only"].disks == () and "disks_from" in listed["local-only"].extra
+    assert "disks_from" not in listed["elsewhere"].extra and len(listed["elsewhere"].disks) == 1
+    sim.cluster.node_offline.clear()
+    assert "disks_from" not in hv.vms.get(both.id).extra and len(hv.vms.get(both.id).disks) == 3
+
+
+def test_fleet_recover_restarts_vms_of_an_offline_node_from_shared_storage(
+    pve: tuple[ProxmoxSimulator, Hypervisor],
+) -> None:
+    """End to end through the fleet: the VM on shared storage runs again on a surviving node; the VM with
+    no disk on shared storage is left out with the reason; the VM with a disk on the dead node's own
+    storage too is planned with the warning, and its start fails with Proxmox HA's reason."""
+    sim, hv = pve
+    web = _vm(hv, "web", "pve1", ["shared"])
+    _vm(hv, "local-only", "pve1", ["local-lvm"])
+    mixed = _vm(hv, "mixed", "pve1", ["shared", "local"])
+    sim.cluster.node_offline.add("pve1")
+    with Fleet({"pve": hv}) as fleet:
+        result = fleet.recover("pve1", timeout=30)
+    plan = result.plan
+    assert sorted(r.vm_name for r in plan.restarts) == ["mixed", "web"]
+    assert all("own storage cannot be seen" in r.warning for r in plan.restarts)
+    assert "warning: its disks were read from shared storage" in str(plan)
+    assert [(x.vm_name, "no disk of it was found on shared storage" in x.reason) for x in plan.left] == [
+        ("local-only", True)
+    ]
+    assert [r.vm_name for r in result.restarted] == ["web"]
+    assert [x.vm_name for x in result.failed] == ["mixed"]
+    assert "Proxmox HA could not start VM 'mixed'" in result.failed[0].reason
+    assert not result.ok
+    now = hv.vms.get(web.id)
+    target = next(r.target for r in plan.restarts if r.vm_name == "web")
+    assert (now.host, now.power_state) == (target, PowerState.RUNNING) and target != "pve1"
+    assert [d.volume for d in now.disks] == [d.volume for d in web.disks]
+    assert _ha(hv) == ([], [])
+    where = {e["vmid"]: e["node"] for e in api_vms(hv)}
+    assert where[int(mixed.id)] != "pve1"  # Proxmox HA moved its configuration before the start failed

@@ -5,10 +5,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import attrs
 import requests  # noqa: F401 - imported before proxmoxer, whose https module calls sys.exit without it
 
 from ...driver import Task
-from ...errors import InvalidState, NotFound, Unsupported
+from ...errors import HvkitError, InvalidState, NotFound, Unsupported
 from ...models import (
     VM,
     Disk,
@@ -31,7 +32,9 @@ from ._session import (
 
 
 def vm_from_resource(session: ProxmoxSession, entry: dict[str, Any]) -> VM:
-    state = PowerState.RUNNING if entry.get("status") == "running" else PowerState.STOPPED
+    status = entry.get("status")
+    # "unknown": the node is offline and its last figures expired (pmxcfs keeps them 5 minutes)
+    state = {"running": PowerState.RUNNING, "unknown": PowerState.UNKNOWN}.get(str(status), PowerState.STOPPED)
     lock = entry.get("lock")
     if lock == "suspended" and state is PowerState.STOPPED:
         state = PowerState.SUSPENDED
@@ -58,8 +61,14 @@ def list_vms(session: ProxmoxSession, detail: bool = False) -> list[VM]:
     entries = [e for e in session.resources("vm") if e.get("type") == "qemu"]
     if not detail:
         return [vm_from_resource(session, e) for e in entries]
+    offline = _offline_nodes(session) if entries else set()
+    stranded = [e for e in entries if e["node"] in offline]
+    found = shared_disks(session, None) if stranded else {}
     out = []
     for e in entries:
+        if e["node"] in offline:  # PVE proxies the config read to the node, which does not answer
+            out.append(_vm_of_offline_node(session, e, found.get(int(e["vmid"]), [])))
+            continue
         with translate():
             config = session.api.nodes(e["node"]).qemu(e["vmid"]).config.get()
             status = session.api.nodes(e["node"]).qemu(e["vmid"]).status.current.get()
@@ -75,10 +84,63 @@ def get_vm(session: ProxmoxSession, ref: str) -> VM:
     if found is None:
         raise NotFound(f"no VM {ref!r} on this Proxmox cluster")
     node, vmid = found["node"], found["vmid"]
-    with translate():
-        config = session.api.nodes(node).qemu(vmid).config.get()
-        status = session.api.nodes(node).qemu(vmid).status.current.get()
+    try:
+        with translate():
+            config = session.api.nodes(node).qemu(vmid).config.get()
+            status = session.api.nodes(node).qemu(vmid).status.current.get()
+    except HvkitError:
+        if node not in _offline_nodes(session):
+            raise
+        return _vm_of_offline_node(session, found, shared_disks(session, int(vmid)).get(int(vmid), []))
     return _vm_from_config(session, found, config, status)
+
+
+def _offline_nodes(session: ProxmoxSession) -> set[str]:
+    return {str(e["node"]) for e in session.resources("node") if e.get("status") != "online"}
+
+
+def shared_disks(session: ProxmoxSession, vmid: int | None) -> dict[int, list[Disk]]:
+    """The VM disk volumes on the cluster's shared storages, by owner vmid (only ``vmid``'s when given):
+    each shared storage listed once, from a node that is online (any node that has it sees the same)."""
+    online = {str(e["node"]) for e in session.resources("node") if e.get("status") == "online"}
+    readers: dict[str, str] = {}  # shared storage -> an online node that has it
+    for e in session.resources("storage"):
+        content = set(str(e.get("content", "")).split(","))
+        if e.get("shared") and "images" in content and str(e["node"]) in online:
+            readers.setdefault(str(e["storage"]), str(e["node"]))
+    params: dict[str, Any] = {"content": "images"} | ({"vmid": vmid} if vmid is not None else {})
+    out: dict[int, list[Disk]] = {}
+    for storage, node in sorted(readers.items()):
+        with translate():
+            items = session.api.nodes(node).storage(storage).content.get(**params)
+        for item in items:
+            volid, owner = str(item.get("volid", "")), item.get("vmid")
+            name = volid.split(":", 1)[-1].rsplit("/", 1)[-1]
+            if owner is None or _VMSTATE.search(name):
+                continue
+            fmt = str(item.get("format", ""))
+            disk = Disk(
+                name=name,
+                size_bytes=int(item.get("size", 0)),
+                format=DiskFormat(fmt) if fmt in ("raw", "qcow2", "vmdk") else None,
+                pool=storage,
+                volume=volid,
+            )
+            out.setdefault(int(owner), []).append(disk)
+    return out
+
+
+_VMSTATE = re.compile(r"^vm-\d+-state-")  # a snapshot's saved RAM, not a disk
+DISKS_FROM_SHARED = "shared storage; the node's config is unreachable"
+
+
+def _vm_of_offline_node(session: ProxmoxSession, entry: dict[str, Any], disks: list[Disk]) -> VM:
+    """A VM whose node is offline: what ``/cluster/resources`` still says (the last figures the node sent,
+    the config's tags and lock) and the disks found on shared storages. Disks on the node's own storage
+    cannot be seen, nor which config key each disk is on (a detached disk looks the same)."""
+    base = vm_from_resource(session, entry)
+    extra = dict(base.extra, disks_from=DISKS_FROM_SHARED)
+    return attrs.evolve(base, disks=tuple(sorted(disks, key=lambda d: d.name)), extra=extra)
 
 
 def _vm_from_config(
