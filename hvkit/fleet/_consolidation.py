@@ -15,11 +15,14 @@ rules, hosts over the threshold). Then, per domain (one hypervisor):
    set of hosts.
 3. **Refill** (:mod:`._packing`): for fewer hosts than step 2 found, every movable VM is packed afresh
    with a minimum-slack step, and the result is replayed in a feasible order.
-4. **Solver** (optional, :mod:`._solver`): with ``solver="auto"`` and HiGHS installed
+4. **Search** (:mod:`._search`): within ``search_time`` seconds (default 0.5), on domains the steps
+   above leave over their bound, bin completion and a relaxation-and-repair local search look for
+   fewer hosts; their packing replaces the plan only when it keeps fewer hosts.
+5. **Solver** (optional, :mod:`._solver`): with ``solver="auto"`` and HiGHS installed
    (``hvkit[solver]``), a mixed-integer model over the kept hosts looks for fewer hosts or fewer moves
    within ``time_limit`` seconds; the greedy plan stands when it finds nothing better.
 
-The plan says which made it (``planner``: ``greedy``, ``refill`` or ``highs``).
+The plan says which made it (``planner``: ``greedy``, ``refill``, ``search`` or ``highs``).
 """
 
 from __future__ import annotations

@@ -1,18 +1,25 @@
-"""A local search that saves hosts the packing steps could not: relaxation and repair.
+"""The search for fewer hosts after the packing steps (``consolidate(..., search_time=...)``).
 
-After the greedy, refill (and solver) steps, one domain keeps ``k`` hosts. The search asks for
-``k - 1``: it drops the least-filled kept host, puts its units where they overload the others least
-(the *relaxation*: limits may be exceeded), then *repairs* with a tabu search that moves the total
-excess over the limits, summed over hosts and dimensions (each dimension scaled by the domain's mean
-limit), down to zero. Its moves take an overloaded host's unit elsewhere (shift), exchange one of its
-units for a smaller one (swap 1-1) or two of its units for one (swap 2-1); a unit may not go back
-to the host it just left for a few iterations. Allowed hosts and anti-affinity are never broken,
-only the limits, so a search that reaches zero excess is a plan. On success it asks for one host
-fewer again, until the domain's floor or the time budget.
+After the greedy and refill steps, one domain keeps ``k`` hosts and its bound says ``floor``. Within a
+wall-clock budget, two engines look for fewer; the plan is replaced only when one finds fewer hosts:
 
-This is the scheme of Alvim et al.'s hybrid improvement heuristic for bin packing, which closes the
-last host on Falkenauer's triplet instances where every kept host must end exactly full.
-Pure Python; seeded, so a run that ends before its deadline is reproducible.
+* **Bin completion** (:mod:`._completion`), first on domains of up to ``EXACT_FIRST`` movable units:
+  a depth-first search for a packing on ``floor`` hosts straight away.
+* **Relaxation and repair** (Alvim et al.'s scheme for bin packing): ask for ``k - 1`` hosts by
+  dropping the least-filled one and putting its units where they overload the others least (limits
+  may be exceeded), then a tabu search moves the total excess over the limits, summed over hosts and
+  dimensions (each scaled by the domain's mean limit), down to zero. Its moves take an overloaded
+  host's unit elsewhere (shift) or exchange one or two of its units for one or two smaller units of
+  another host; a unit may not go back to the host it just left for a few iterations; moves are
+  scored by the excess weighted per host, and at a local minimum the overloaded hosts weigh more (a
+  breakout). Every few iterations the units of a few hosts (overloaded ones, the roomiest, others at
+  random) are repacked exactly by the bin completion (a large-neighbourhood step). At zero excess the
+  search asks for one host fewer again, until the floor, the budget or a long stall.
+
+Allowed hosts and anti-affinity are never broken, only the limits during the repair, so a search
+that reaches zero excess is a plan; it is replayed move by move and checked like the others. On
+Falkenauer's triplets, where every kept host must end exactly full, this closes the hosts that the
+minimum-slack refill leaves. Pure Python; seeded, so a run that ends before its deadline repeats.
 """
 
 from __future__ import annotations
@@ -27,8 +34,9 @@ import attrs
 
 from ._plan import EPS, _State
 
-__all__ = ["Search"]
+__all__ = ["Search", "improve"]
 
+SEARCH_LIMIT = 3000  # movable units of a domain above which it is not searched (time; as the refill step)
 WINDOW = 400  # candidate units looked at per unit of the overloaded host and swap kind
 TENURE = (5, 15)  # iterations a unit may not return to the host it left
 WEIGHT_STEP = 1.0  # the weight an overloaded host gains at each local minimum
@@ -341,7 +349,7 @@ def improve(st: _State, bins: Sequence[int], watts: Sequence[float], budget: flo
     movable, pinned = movable_units(st, bins)
     hosts = [b for b in bins if st.accepts[b] and st.nitems[b] > 0]
     floor = domain_floor(st, bins, pinned)
-    if not movable or len(hosts) <= floor or budget <= 0:
+    if not movable or len(movable) > SEARCH_LIMIT or len(hosts) <= floor or budget <= 0:
         return False
     start = time.perf_counter()
     deadline = start + budget

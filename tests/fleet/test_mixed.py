@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 import time
 
 import pytest
@@ -62,13 +63,80 @@ def test_watts_per_host_empties_the_hungriest_hosts() -> None:
 
 
 @pytest.mark.parametrize("count", [20, 40, 83])
-def test_triplets_close_to_the_known_optimum(count: int) -> None:
+def test_triplets_close_to_the_known_optimum_without_search(count: int) -> None:
     p = triplets(count, seed=1)
-    plan = consolidate(p, 1.0, solver="greedy")
+    plan = consolidate(p, 1.0, solver="greedy", search_time=0)
     check_plan(p, plan)
     assert plan.complete and plan.bins_used is not None
     assert plan.bins_used <= count + 1  # the optimum is `count`; first-fit decreasing needs ~10% more
+    assert plan.planner in ("greedy", "refill")
     assert lower_bound(p, 1.0).best == count
+
+
+@pytest.mark.parametrize(("count", "seed"), [(20, 1), (40, 1), (83, 1), (20, 2), (40, 2), (83, 2)])
+def test_triplets_reach_the_optimum(count: int, seed: int) -> None:
+    # the search stops as soon as it meets the bound: the generous budget only matters on a slow machine
+    p = triplets(count, seed=seed)
+    plan = consolidate(p, 1.0, solver="greedy", search_time=20.0)
+    check_plan(p, plan)
+    assert plan.complete and plan.bins_used == count == plan.lower_bound
+    assert plan.planner == "search"
+    assert set(plan.freed) | set(plan.placement.values()) == {b.key for b in p.bins}
+
+
+def test_largest_triplets_within_one_host_of_the_optimum() -> None:
+    p = triplets(167, seed=1)
+    plan = consolidate(p, 1.0, solver="greedy", search_time=5.0)
+    check_plan(p, plan)
+    assert plan.complete and plan.bins_used is not None and plan.bins_used <= 168
+    assert plan.planner == "search"
+
+
+def triplets_2d(count: int, seed: int) -> Problem:
+    """Triplets that fill a host exactly in CPU *and* memory, with anti-affinity across triplets, VMs
+    allowed only on some hosts (every triplet keeps a host it may go to), VMs on a host in maintenance,
+    and a VM that cannot move: the optimum is ``count`` hosts."""
+    rng = random.Random(seed)
+    groups = []
+    for _ in range(count):
+        first = rng.randint(380, 490)
+        second = rng.randint(250, (1000 - first) // 2)
+        groups.append([first, second, 1000 - first - second])
+    nbins = count + count // 2 + 1
+    keys = [f"h{i:03d}" for i in range(nbins)]
+    bins = [Bin(k, (1000.0, 2000.0), accepts=i != nbins - 1) for i, k in enumerate(keys)]
+    items = []
+    slots = [(t, j) for t in range(count) for j in range(3)]
+    rng.shuffle(slots)
+    for n, (t, j) in enumerate(slots):
+        size = groups[t][j]
+        home = keys[n % nbins]
+        # triplet t may go to hosts t.. and a few others; the VM that cannot move sits on host 0 (triplet 0's)
+        allowed = None if t % 3 else {keys[t], home, *rng.sample(keys, 5)}
+        movable = not (t == 0 and j == 0)
+        if not movable:
+            home = keys[0]
+        items.append(Item(f"t{t}x{j}", home, (float(size), 2.0 * size), movable=movable, allowed=allowed))
+    anti = [{f"t{t}x0", f"t{t + 1}x0"} for t in range(0, count - 1, 2)]  # never in one triplet
+    return Problem(bins, items, anti_affinity=anti)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_two_dimensional_triplets_with_rules_reach_the_optimum(seed: int) -> None:
+    p = triplets_2d(12, seed)
+    plan = consolidate(p, 1.0, solver="greedy", search_time=20.0)
+    where = check_plan(p, plan)
+    assert plan.complete and plan.bins_used == 12
+    assert where["t0x0"] == "h000"  # the VM that cannot move stays
+    assert not any(w == f"h{len(p.bins) - 1:03d}" for w in where.values())  # maintenance host emptied
+
+
+def test_search_time_is_validated_and_zero_turns_the_search_off() -> None:
+    p = triplets(20, seed=1)
+    with pytest.raises(InvalidSpec, match="search_time"):
+        consolidate(p, 1.0, search_time=-1)
+    plan = consolidate(p, 1.0, solver="greedy", search_time=0)
+    assert plan.planner != "search" and plan.bins_used == 21
 
 
 @pytest.mark.skipif(not _solver.available(), reason="highspy is not installed")
