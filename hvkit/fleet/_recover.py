@@ -257,12 +257,18 @@ def plan_recovery(
         load[target.id][0] += vm.cpus
         load[target.id][1] += vm.memory_mib
         where[vm.id] = target.id
-        warning = (
-            f"its disks were read from {partial}: any disk on the failed host's own storage cannot be seen, "
-            "and with one the start fails"
-            if partial
-            else ""
-        )
+        notes = []
+        if partial:
+            notes.append(
+                f"its disks were read from {partial}: any disk on the failed host's own storage cannot be "
+                "seen, and with one the start fails"
+            )
+        if not vm.cpus or not vm.memory_mib:
+            notes.append(
+                "its vCPUs, memory and state before the failure are unknown (the host's last figures are gone): "
+                "room for it was not checked, and it may have been stopped"
+            )
+        warning = "; ".join(notes)
         restarts.append(Restart(str(member), vm.id, vm.name, failed.id, target.id, target.name, prio, warning))
     return RecoveryPlan(f"{member}:{failed.name}", tuple(restarts), tuple(left), tuple(handled))
 

@@ -254,3 +254,26 @@ def test_fleet_recover_restarts_vms_of_an_offline_node_from_shared_storage(
     assert _ha(hv) == ([], [])
     where = {e["vmid"]: e["node"] for e in api_vms(hv)}
     assert where[int(mixed.id)] != "pve1"  # Proxmox HA moved its configuration before the start failed
+
+
+def test_after_the_offline_nodes_figures_expired_the_vms_are_still_recovered(
+    pve: tuple[ProxmoxSimulator, Hypervisor],
+) -> None:
+    """PVE keeps an offline node's last VM figures 5 minutes (pmxcfs' RRD cache); then /cluster/resources
+    lists its VMs with status "unknown" and no name, CPUs or memory. hvkit names them by vmid, plans them
+    with the warning that their size and former state are unknown, and restarts them."""
+    sim, hv = pve
+    sim.cluster.stats_expire = 0.0
+    web = _vm(hv, "web", "pve1", ["shared"])
+    sim.cluster.node_offline.add("pve1")
+    (entry,) = api_vms(hv)
+    assert entry == {"id": f"qemu/{web.id}", "type": "qemu", "vmid": int(web.id), "node": "pve1", "status": "unknown"}
+    seen = hv.vms.get(web.id)
+    assert (seen.name, seen.power_state, seen.memory_mib) == (f"VM {web.id}", PowerState.UNKNOWN, 0)
+    assert [d.volume for d in seen.disks] == [d.volume for d in web.disks]
+    with Fleet({"pve": hv}) as fleet:
+        result = fleet.recover("pve1", timeout=30)
+    (restart,) = result.restarted
+    assert "state before the failure are unknown" in restart.warning and "cannot be seen" in restart.warning
+    now = hv.vms.get(web.id)
+    assert (now.name, now.host, now.power_state, now.memory_mib) == ("web", restart.target, PowerState.RUNNING, 512)

@@ -61,9 +61,9 @@ def list_vms(session: ProxmoxSession, detail: bool = False) -> list[VM]:
     entries = [e for e in session.resources("vm") if e.get("type") == "qemu"]
     if not detail:
         return [vm_from_resource(session, e) for e in entries]
-    offline = _offline_nodes(session) if entries else set()
+    online, offline = _nodes(session) if entries else (set(), set())
     stranded = [e for e in entries if e["node"] in offline]
-    found = shared_disks(session, None) if stranded else {}
+    found = shared_disks(session, online, None) if stranded else {}
     out = []
     for e in entries:
         if e["node"] in offline:  # PVE proxies the config read to the node, which does not answer
@@ -89,20 +89,23 @@ def get_vm(session: ProxmoxSession, ref: str) -> VM:
             config = session.api.nodes(node).qemu(vmid).config.get()
             status = session.api.nodes(node).qemu(vmid).status.current.get()
     except HvkitError:
-        if node not in _offline_nodes(session):
+        online, offline = _nodes(session)
+        if node not in offline:
             raise
-        return _vm_of_offline_node(session, found, shared_disks(session, int(vmid)).get(int(vmid), []))
+        return _vm_of_offline_node(session, found, shared_disks(session, online, int(vmid)).get(int(vmid), []))
     return _vm_from_config(session, found, config, status)
 
 
-def _offline_nodes(session: ProxmoxSession) -> set[str]:
-    return {str(e["node"]) for e in session.resources("node") if e.get("status") != "online"}
+def _nodes(session: ProxmoxSession) -> tuple[set[str], set[str]]:
+    """The names of the nodes online, and of the others."""
+    entries = session.resources("node")
+    online = {str(e["node"]) for e in entries if e.get("status") == "online"}
+    return online, {str(e["node"]) for e in entries} - online
 
 
-def shared_disks(session: ProxmoxSession, vmid: int | None) -> dict[int, list[Disk]]:
+def shared_disks(session: ProxmoxSession, online: set[str], vmid: int | None) -> dict[int, list[Disk]]:
     """The VM disk volumes on the cluster's shared storages, by owner vmid (only ``vmid``'s when given):
-    each shared storage listed once, from a node that is online (any node that has it sees the same)."""
-    online = {str(e["node"]) for e in session.resources("node") if e.get("status") == "online"}
+    each shared storage listed once, from an ``online`` node that has it (all of them see the same)."""
     readers: dict[str, str] = {}  # shared storage -> an online node that has it
     for e in session.resources("storage"):
         content = set(str(e.get("content", "")).split(","))
@@ -140,7 +143,9 @@ def _vm_of_offline_node(session: ProxmoxSession, entry: dict[str, Any], disks: l
     cannot be seen, nor which config key each disk is on (a detached disk looks the same)."""
     base = vm_from_resource(session, entry)
     extra = dict(base.extra, disks_from=DISKS_FROM_SHARED)
-    return attrs.evolve(base, disks=tuple(sorted(disks, key=lambda d: d.name)), extra=extra)
+    # after 5 minutes offline the listing has no name, size or state left (hvkit's own name tag stays)
+    name = base.name or f"VM {base.id}"
+    return attrs.evolve(base, name=name, disks=tuple(sorted(disks, key=lambda d: d.name)), extra=extra)
 
 
 def _vm_from_config(

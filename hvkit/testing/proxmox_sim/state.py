@@ -85,6 +85,10 @@ class Cluster:
         self.ha_services: dict[str, dict[str, Any]] = {}  # the CRM's service status by sid (see _ha_manager)
         self.ha_offline_since: dict[str, float] = {}  # node -> when the CRM first saw it offline (monotonic)
         self.ha_fence_delay = 60.0  # seconds offline before the CRM fences a node (as PVE; tests set less)
+        # seconds an offline node's last VM figures stay in /cluster/resources (pmxcfs drops RRD entries
+        # older than 5 minutes); after that its VMs are listed with status "unknown" and no name or sizes
+        self.stats_expire = 300.0
+        self.stats_offline_since: dict[str, float] = {}  # node -> when resources() first saw it offline
         self._config_locks: dict[int, threading.Lock] = {}
         self._storage_locks: dict[str, threading.Lock] = {}
         self._info_cache: dict[tuple[str, int, int, int], dict[str, Any]] = {}
@@ -348,10 +352,17 @@ class Cluster:
                     }
                 )
         if rtype in (None, "vm"):
+            expired = self._expired_nodes()
             with self.mu:
                 vms = sorted(self.vms.values(), key=lambda v: v.vmid)
                 for vm in vms:
                     cfg = vm.config
+                    if vm.node in expired:  # no figures left: what pmxcfs has of the config (lock, tags)
+                        bare: dict[str, Any] = {"id": f"qemu/{vm.vmid}", "type": "qemu", "vmid": vm.vmid}
+                        bare.update(node=vm.node, status="unknown")
+                        bare.update({k: cfg[k] for k in ("tags", "lock") if cfg.get(k)})
+                        out.append(bare)
+                        continue
                     running = vm.status == "running"
                     entry: dict[str, Any] = {
                         "id": f"qemu/{vm.vmid}",
@@ -403,6 +414,17 @@ class Cluster:
                         }
                     )
         return out
+
+    def _expired_nodes(self) -> set[str]:
+        """The offline nodes whose last figures are older than ``stats_expire`` (PVE: the RRD cache's 5 min)."""
+        now = time.monotonic()
+        with self.mu:
+            for node in self.nodes:
+                if node in self.node_offline:
+                    self.stats_offline_since.setdefault(node, now)
+                else:
+                    self.stats_offline_since.pop(node, None)
+            return {n for n, t in self.stats_offline_since.items() if now - t >= self.stats_expire}
 
     # -- VM config changes ---------------------------------------------------------------------------
     def apply_config(self, ctx: TaskContext | None, vm: VMState, params: dict[str, str], *, creating: bool) -> None:
