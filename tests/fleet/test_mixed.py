@@ -253,3 +253,17 @@ def test_zero_watts_still_consolidates() -> None:
     plan = consolidate(p, 0.8, watts_per_host=0.0, solver="greedy")
     check_plan(p, plan)
     assert plan.bins_used == 1 and plan.power_saved_watts == 0.0
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mixed(), st.sampled_from([0.6, 0.8, 1.0]))
+def test_the_search_only_ever_saves_hosts(problem: Problem, headroom: float) -> None:
+    without = consolidate(problem, headroom, solver="greedy", search_time=0)
+    plan = consolidate(problem, headroom, solver="greedy", search_time=0.05)
+    check_plan(problem, plan)
+    assert without.bins_used is not None and plan.bins_used is not None
+    if plan.planner == "search":
+        assert plan.bins_used < without.bins_used
+        assert plan.lower_bound is not None and plan.bins_used >= plan.lower_bound
+    else:  # nothing better found: the plan is the one without the search, move for move
+        assert plan.moves == without.moves and plan.planner == without.planner
