@@ -209,7 +209,10 @@ def plan_recovery(
             continue
         partial = vm.extra.get(DISKS_FROM)  # the backend found only the disks it could see elsewhere
         if partial and not vm.disks:
-            leave(vm, f"no disk of it was found on {partial}: its disks are on the failed host's own storage")
+            leave(
+                vm,
+                f"no disk of it was found (disks read from: {partial}), so they are on the failed host's own storage",
+            )
             continue
         pools_of = [_pool_of(d.pool or "", member_pools, failed_names) for d in vm.disks]
         if any(p is None for p in pools_of) and vm.disks:
@@ -260,8 +263,8 @@ def plan_recovery(
         notes = []
         if partial:
             notes.append(
-                f"its disks were read from {partial}: any disk on the failed host's own storage cannot be "
-                "seen, and with one the start fails"
+                f"disks read from: {partial}. A disk on the failed host's own storage cannot be seen; with one, "
+                "the start fails"
             )
         if not vm.cpus or not vm.memory_mib:
             notes.append(

@@ -239,8 +239,8 @@ def test_fleet_recover_restarts_vms_of_an_offline_node_from_shared_storage(
     plan = result.plan
     assert sorted(r.vm_name for r in plan.restarts) == ["mixed", "web"]
     assert all("own storage cannot be seen" in r.warning for r in plan.restarts)
-    assert "warning: its disks were read from shared storage" in str(plan)
-    assert [(x.vm_name, "no disk of it was found on shared storage" in x.reason) for x in plan.left] == [
+    assert "warning: disks read from: shared storage; the node's config is unreachable. A disk" in str(plan)
+    assert [(x.vm_name, "no disk of it was found (disks read from: shared storage" in x.reason) for x in plan.left] == [
         ("local-only", True)
     ]
     assert [r.vm_name for r in result.restarted] == ["web"]
