@@ -28,6 +28,7 @@ The plan says which made it (``planner``: ``greedy``, ``refill``, ``search`` or 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Mapping, Sequence
 
 from ..errors import InvalidSpec
@@ -113,11 +114,14 @@ def consolidate(
     for b in range(len(st.bkey)):
         by_domain.setdefault(st.bdomain[b], []).append(b)
     planners: set[str] = set()
-    for bins in by_domain.values():
+    search_left = float(search_time)  # what a domain leaves of its share goes to the next ones
+    for n, bins in enumerate(by_domain.values()):
         mark = len(st.moves)
         planners.add(_domain(st, bins, cost, max_passes))
-        if search_time > 0 and _search.improve(st, bins, cost, search_time / len(by_domain), mark):
+        started = time.perf_counter()
+        if search_left > 0 and _search.improve(st, bins, cost, search_left / (len(by_domain) - n), mark):
             planners.add("search")
+        search_left -= time.perf_counter() - started
         if use_solver is not None and use_solver.improve(st, bins, cost, time_limit / len(by_domain), mark):
             planners.add("highs")
     freed = [b for b in range(len(st.bkey)) if had_items[b] and st.accepts[b] and st.nitems[b] == 0]

@@ -267,3 +267,16 @@ def test_the_search_only_ever_saves_hosts(problem: Problem, headroom: float) -> 
         assert plan.lower_bound is not None and plan.bins_used >= plan.lower_bound
     else:  # nothing better found: the plan is the one without the search, move for move
         assert plan.moves == without.moves and plan.planner == without.planner
+
+
+def test_the_search_serves_every_domain() -> None:
+    bins, items = [], []
+    for dom, seed in (("a", 1), ("b", 2)):
+        part = triplets(20, seed=seed)
+        bins += [Bin(f"{dom}{b.key}", b.capacity, domain=dom) for b in part.bins]
+        items += [Item(f"{dom}{it.key}", f"{dom}{it.bin}", it.demand) for it in part.items]
+    p = Problem(bins, items, dims=("size",))
+    plan = consolidate(p, 1.0, solver="greedy", search_time=20.0)
+    where = check_plan(p, plan)
+    assert plan.bins_used == 40 == plan.lower_bound and plan.planner == "search"
+    assert all(w[0] == k[0] for k, w in where.items())  # nothing crosses domains
