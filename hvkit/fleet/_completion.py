@@ -26,6 +26,7 @@ __all__ = ["complete", "repack"]
 MAX_UNITS = 400  # domains with more movable units are left to the local search
 FAIL_FIRST = 400  # units left from which on the unit to place is the one with the fewest completions
 BRANCHES = 8  # completions tried per host
+FF_MAX = 40  # distinct unit sizes (the largest) whose completions are counted for the fail-first choice
 RESTART_GROWTH = 1.3  # each restart may visit this many times more hosts than the last
 
 
@@ -212,6 +213,8 @@ class _Completion:
                 if self.st.udem[u] in tried or not self.fits(u, b, room, []):
                     continue
                 tried.add(self.st.udem[u])
+                if len(tried) > FF_MAX:
+                    break
                 mine = self.completions(b, u, rest, budget, BRANCHES if options is None else len(options), neg)
                 if options is None or len(mine) < len(options):
                     options = mine

@@ -40,7 +40,8 @@ SEARCH_LIMIT = 3000  # movable units of a domain above which it is not searched 
 WINDOW = 400  # candidate units looked at per unit of the overloaded host and swap kind
 TENURE = (5, 15)  # iterations a unit may not return to the host it left
 WEIGHT_STEP = 1.0  # the weight an overloaded host gains at each local minimum
-EXACT_SHARE = 0.5  # of the budget, for the bin completion of small domains (:mod:`._completion`)
+EXACT_SHARE = 0.8  # of the budget, for the bin completion when it goes first (:mod:`._completion`)
+REPAIR_SHARE = 0.5  # of the budget, for the local search when it goes first on domains the completion takes
 EXACT_FIRST = 150  # domains with up to this many movable units try the bin completion before the local search
 STALL = 2000  # iterations without a new best after which the search gives up
 PAIR_OUT = 12  # pairs of an overloaded host's units are given up together only when it holds this many
@@ -363,7 +364,7 @@ def improve(st: _State, bins: Sequence[int], watts: Sequence[float], budget: flo
     search = Search(st, hosts, movable, dim)
     # relaxation and repair, one host fewer at a time (on mid-sized domains, for a share of the budget)
     small = len(movable) <= MAX_UNITS
-    until = start + budget * (1.0 - EXACT_SHARE) if small and not exact_first else deadline
+    until = start + budget * REPAIR_SHARE if small and not exact_first else deadline
     used = len(hosts)
     while used > floor and time.perf_counter() < until:
         if len(search.load) == used:
