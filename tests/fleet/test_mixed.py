@@ -264,7 +264,8 @@ def test_the_search_only_ever_saves_hosts(problem: Problem, headroom: float) -> 
     assert without.bins_used is not None and plan.bins_used is not None
     if plan.planner == "search":
         assert plan.bins_used < without.bins_used
-        assert plan.lower_bound is not None and plan.bins_used >= plan.lower_bound
+        if plan.complete:
+            assert plan.lower_bound is not None and plan.bins_used >= plan.lower_bound
     else:  # nothing better found: the plan is the one without the search, move for move
         assert plan.moves == without.moves and plan.planner == without.planner
 
