@@ -95,7 +95,7 @@ def create_vm(session: KvmSession, spec: VMSpec) -> VM:
         raise InvalidSpec(f"the kvm backend creates VMs on its own host ({session._host_name}); connect to the peer")
     extra = dict(spec.extra)
     # room to hot-add CPUs up to the host's logical CPUs, unless the spec says otherwise
-    host_cpus = 1 if session.driver == "test" else int(session.conn.getInfo()[2])
+    host_cpus = session.host_cpus()
     max_cpus = int(extra.get("max_cpus", max(spec.cpus, host_cpus)))
     max_memory = int(extra.get("max_memory_mib", spec.memory_mib))
     if max_cpus < spec.cpus or max_memory < spec.memory_mib:
