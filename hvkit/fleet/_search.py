@@ -66,16 +66,9 @@ class _Tabu:
     score: float = math.inf
     move: tuple[tuple[int, ...], int, tuple[int, ...]] | None = None
     ties: int = 0
-    perfect: float = -math.inf
 
     def start(self, a: int, it: int) -> None:
         self.a, self.it, self.score, self.move, self.ties = a, it, math.inf, None, 0
-        self.perfect = -self.weight[a] * self.exc[a] + 1e-12  # a score at most this takes all of a's excess
-
-    @property
-    def done(self) -> bool:
-        """A move that clears the overloaded host and overloads nothing: no need to look further."""
-        return self.score <= self.perfect
 
 
 class Search:
@@ -275,8 +268,6 @@ class Search:
         reach = {b: (max(0.0, r) + over_a if near else math.inf) for b, r in room.items()}
         mine = list(self.on[a])
         for u in mine:  # shifts
-            if t.done:
-                return
             su = self.size[u]
             row_a = [la[d] - su[d] for d in range(nd)]
             for b, lb in self.load.items():
@@ -287,8 +278,6 @@ class Search:
             outs += _pairs(mine)
         keys, units = self.sorted_keys, self.sorted_units
         for out in outs:  # exchanges: the units of `out` for one smaller unit of another host
-            if t.done:
-                return
             s_out = [sum(self.size[u][d] for u in out) for d in range(nd)]
             hi = bisect.bisect_left(keys, s_out[dim])
             lo = bisect.bisect_left(keys, s_out[dim] - width)
@@ -308,8 +297,6 @@ class Search:
             for v, w in _pairs(here)
         ]
         for out in outs:
-            if t.done:
-                return
             s_out = [sum(self.size[u][d] for u in out) for d in range(nd)]
             top, bottom = s_out[dim], s_out[dim] - width
             for size_in, b, v, w in pairs:
