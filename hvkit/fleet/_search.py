@@ -46,6 +46,7 @@ EXACT_FIRST = 150  # domains with up to this many movable units try the bin comp
 STALL = 2000  # iterations without a new best after which the search gives up
 PAIR_OUT = 12  # pairs of an overloaded host's units are given up together only when it holds this many
 LNS_EVERY = 5  # iterations between exact repacks of a few hosts
+LNS_AFTER = 10  # ... once the search has gone this many iterations without a new best
 LNS_HOSTS = 16  # hosts repacked together
 LNS_TIME = 0.05  # seconds one repack may take
 PAIR_UNITS = 1500  # exchanges for pairs of units are looked at up to this many movable units
@@ -191,7 +192,7 @@ class Search:
             if time.perf_counter() > deadline or it - t.improved > STALL:
                 return False
             hot = [b for b, e in t.exc.items() if e > 1e-12]
-            if it % LNS_EVERY == LNS_EVERY - 1 and self._lns(t, hot, deadline):
+            if it - t.improved >= LNS_AFTER and it % LNS_EVERY == 0 and self._lns(t, hot, deadline):
                 continue
             t.start(rng.choice(hot), it)
             self._neighbours(t)
