@@ -85,6 +85,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         "--solver", choices=["auto", "greedy", "highs"], default="auto", help="HiGHS refines when installed (auto)"
     )
     c.add_argument("--time-limit", type=float, default=1.0, metavar="S", help="seconds the solver may take")
+    c.add_argument(
+        "--search-time", type=float, default=0.5, metavar="S", help="seconds to search for fewer hosts (0: off)"
+    )
     _plan_options(c)
 
     add_recover(command, _fleet)
@@ -345,6 +348,7 @@ def _consolidate(args: argparse.Namespace) -> int:
             tag_rules=not args.no_tag_rules,
             solver=args.solver,
             time_limit=args.time_limit,
+            search_time=args.search_time,
         )
         return _run(args, fleet, plan)
 

@@ -426,9 +426,10 @@ class Fleet:
         tag_rules: bool = True,
         solver: str = "auto",
         time_limit: float = 1.0,
+        search_time: float = 0.5,
     ) -> PlacementPlan:
         """Live migrations that empty the most hosts while every host stays under ``headroom``
-        (``solver``/``time_limit``: see :func:`hvkit.fleet.consolidate`)."""
+        (``solver``/``time_limit``/``search_time``: see :func:`hvkit.fleet.consolidate`)."""
 
         def make() -> PlacementPlan:
             built = self.host_problem(
@@ -439,7 +440,12 @@ class Fleet:
                 tag_rules=tag_rules,
             )
             plan = consolidate(
-                built.problem, headroom, watts_per_host=watts_per_host, solver=solver, time_limit=time_limit
+                built.problem,
+                headroom,
+                watts_per_host=watts_per_host,
+                solver=solver,
+                time_limit=time_limit,
+                search_time=search_time,
             )
             plan = built.dress(plan)
             return attrs.evolve(

@@ -217,7 +217,7 @@ class PlacementPlan:
     power_saved_watts: float | None = None
     lower_bound: int | None = None  # consolidation: no plan can use fewer bins
     bins_used: int | None = None  # consolidation: bins still holding items after the plan
-    planner: str | None = None  # consolidation: what made the plan (greedy, refill, highs)
+    planner: str | None = None  # consolidation: what made the plan (greedy, refill, highs, search)
 
     @property
     def data_bytes(self) -> int:

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 import hvkit
 from hvkit import Hypervisor, PowerState, VMSpec
 from hvkit.backends.sim._world import forget
-from hvkit.errors import BackendError, InvalidSpec, InvalidState
+from hvkit.errors import BackendError, InsufficientCapacity, InvalidSpec, InvalidState
 from hvkit.fleet import Affinity, AntiAffinity, Fleet, Rule, capacity, health
 
 GIB = 1024**3
@@ -249,7 +249,7 @@ def test_running_any_plan_on_sim_reaches_the_predicted_state(
         for i, (host, cpus, mem) in enumerate(placement):
             try:
                 running(a, f"v{i}", f"host-{host}", cpus=cpus, memory_mib=mem)
-            except InvalidState:  # the host is full: leave it stopped
+            except InsufficientCapacity:  # the host is full: leave it stopped
                 pass
         fleet = Fleet([a])
         plan = fleet.balance(target)
