@@ -194,7 +194,7 @@ def test_plain_http_only_with_message_encryption() -> None:
         import winrm
         from winrm.exceptions import InvalidCredentialsError
 
-        unencrypted = winrm.Protocol(
+        unencrypted = winrm.protocol.Protocol(
             plain.endpoint.endpoint,
             transport="ntlm",
             username=plain.user,
@@ -267,12 +267,12 @@ def test_channel_binding_is_checked(host: HyperVHost) -> None:
         return Process(stdout=b"ok")
 
     with WinRMEndpoint(echo, users={"hvkit-cbt": "Cbt-pa55"}, cbt="strict") as strict:
-        p = winrm.Protocol(
+        p = winrm.protocol.Protocol(
             strict.endpoint, transport="ntlm", username="hvkit-cbt", password="Cbt-pa55", ca_trust_path=strict.ca_file
         )
         p.close_shell(p.open_shell())  # pywinrm sends the binding: accepted
         strict._cbt_hash = b"\0" * 32  # as if the client saw another certificate (a TLS interceptor)
-        q = winrm.Protocol(
+        q = winrm.protocol.Protocol(
             strict.endpoint, transport="ntlm", username="hvkit-cbt", password="Cbt-pa55", ca_trust_path=strict.ca_file
         )
         with pytest.raises(winrm.exceptions.InvalidCredentialsError):

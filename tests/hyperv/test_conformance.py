@@ -20,9 +20,9 @@ def conformance_host() -> Iterator[HyperVHost]:
 
 
 class HyperVFixtures:
-    pool = "default"
-    network = "External"
-    second_pool = "fast"
+    pool: str | None = "default"
+    network: str | None = "External"
+    second_pool: str | None = "fast"
     second_host = None
     disk_gib = 0.01
 

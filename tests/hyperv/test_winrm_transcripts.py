@@ -130,7 +130,7 @@ def test_requests_pywinrm_sends_match_the_recorded_client() -> None:
             return original(body, user, address)
 
         ep.shells.handle = spy  # type: ignore[method-assign]
-        p = winrm.Protocol(
+        p = winrm.protocol.Protocol(
             ep.endpoint, transport="ntlm", username="hvkit", password=ep.users["hvkit"], ca_trust_path=ep.ca_file
         )
         shell = p.open_shell()
