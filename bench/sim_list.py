@@ -54,9 +54,7 @@ def main() -> None:
         t_raw, t_api, t_driver = timed(raw), timed(api), timed(backend.list_vms)
         print(f"list {COUNT} VMs: hvkit {t_api * 1000:.0f} ms ({t_api / COUNT * 1e6:.1f} us per VM)")
         print(f"  over the driver's list_vms(): {t_api / t_driver:.2f}x (the core's overhead)")
-        print(
-            f"  over a bare table read of 4 fields: {t_api / t_raw:.0f}x ({t_raw * 1000:.1f} ms)"
-        )
+        print(f"  over a bare table read of 4 fields: {t_api / t_raw:.0f}x ({t_raw * 1000:.1f} ms)")
 
 
 if __name__ == "__main__":

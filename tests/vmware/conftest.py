@@ -15,10 +15,10 @@ from hvkit.testing.vcsim import Vcsim, VcsimConfig
 pytest.importorskip("pyVmomi")
 
 
-
 def _need_go() -> None:
     if shutil.which("go") is None:
         pytest.skip("vcsim needs the Go compiler: see scripts/setup.d/30-vmware.packages")
+
 
 VCENTER = VcsimConfig(esx=False, datastores=2, username="admin@vsphere.local", password="Sim-pa55word")
 ESXI = VcsimConfig(esx=True, username="root", password="Esx-pa55word")
