@@ -439,14 +439,8 @@ class Fleet:
                 memory_overcommit=memory_overcommit,
                 tag_rules=tag_rules,
             )
-            plan = consolidate(
-                built.problem,
-                headroom,
-                watts_per_host=watts_per_host,
-                solver=solver,
-                time_limit=time_limit,
-                search_time=search_time,
-            )
+            plan = consolidate(built.problem, headroom, watts_per_host=watts_per_host, solver=solver,
+                               time_limit=time_limit, search_time=search_time)  # fmt: skip
             plan = built.dress(plan)
             return attrs.evolve(
                 plan,

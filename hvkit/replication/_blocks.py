@@ -120,10 +120,10 @@ class ImageReader:
         return out
 
 
-def _hasher(kind: str = "xxh3") -> Callable[[bytes | memoryview], bytes]:
+def _hasher(algorithm: str = "xxh3") -> Callable[[bytes | memoryview], bytes]:
     """The block digest: XXH3-128 (``xxh3``, maps compared here) or BLAKE2b-128 (``blake2b``, what
     :meth:`hvkit.driver.Backend.scan_volume` computes where a volume lies)."""
-    if kind == "blake2b":
+    if algorithm == "blake2b":
         return lambda data: hashlib.blake2b(data, digest_size=16).digest()
     import xxhash
 
