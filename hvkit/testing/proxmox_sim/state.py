@@ -15,14 +15,12 @@ import attrs
 from ._values import (
     PVEError,
     drive,
-    drive_memory,
     entries,
     fmt_size,
     image_info,
     is_size,
     join_drive,
     qemu_img,
-    size_of,
 )
 from .schema import parse_property_string, schema
 from .tasks import TaskContext, TaskRunner
@@ -325,97 +323,12 @@ class Cluster:
 
     # -- inventory ---------------------------------------------------------------------------------
     def resources(self, rtype: str | None) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
-        now = time.time()
-        if rtype in (None, "node"):
-            with self.mu:
-                counts = {
-                    n: sum(1 for v in self.vms.values() if v.node == n and v.status == "running") for n in self.nodes
-                }
-            for i, node in enumerate(self.nodes):
-                online = node not in self.node_offline
-                out.append(
-                    {
-                        "id": f"node/{node}",
-                        "type": "node",
-                        "node": node,
-                        "status": "online" if online else "offline",
-                        "maxcpu": 16,
-                        "cpu": round(0.02 + 0.01 * counts[node], 4) if online else 0,
-                        "maxmem": 64 * GiB,
-                        "mem": (2 + counts[node]) * GiB,
-                        "maxdisk": 100 * GiB,
-                        "disk": 10 * GiB,
-                        "uptime": 86400 + i,
-                        "level": "",
-                        "cgroup-mode": 2,
-                    }
-                )
-        if rtype in (None, "vm"):
-            expired = self._expired_nodes()
-            with self.mu:
-                vms = sorted(self.vms.values(), key=lambda v: v.vmid)
-                for vm in vms:
-                    cfg = vm.config
-                    if vm.node in expired:  # no figures left: what pmxcfs has of the config (lock, tags)
-                        bare: dict[str, Any] = {"id": f"qemu/{vm.vmid}", "type": "qemu", "vmid": vm.vmid}
-                        bare.update(node=vm.node, status="unknown")
-                        bare.update({k: cfg[k] for k in ("tags", "lock") if cfg.get(k)})
-                        out.append(bare)
-                        continue
-                    running = vm.status == "running"
-                    entry: dict[str, Any] = {
-                        "id": f"qemu/{vm.vmid}",
-                        "type": "qemu",
-                        "vmid": vm.vmid,
-                        "node": vm.node,
-                        "name": cfg.get("name", f"VM {vm.vmid}"),
-                        "status": vm.status,
-                        "template": 1 if cfg.get("template") == "1" else 0,
-                        "maxcpu": int(cfg.get("cores", "1")) * int(cfg.get("sockets", "1")),
-                        "maxmem": int(drive_memory(cfg.get("memory", "512"))) * 1024 * 1024,
-                        "maxdisk": sum(
-                            size_of(d.get("size", "0"))
-                            for k, d in self._disks(vm).items()
-                            if not k.startswith("unused")
-                        ),
-                        "cpu": 0.05 if running else 0,
-                        "mem": (256 * 1024 * 1024) if running else 0,
-                        "disk": 0,
-                        "uptime": int(now - vm.started) if running else 0,
-                        "netin": vm.netin,
-                        "netout": vm.netout,
-                        "diskread": vm.diskread,
-                        "diskwrite": vm.diskwrite,
-                    }
-                    if cfg.get("tags"):
-                        entry["tags"] = cfg["tags"]
-                    if cfg.get("lock"):
-                        entry["lock"] = cfg["lock"]
-                    out.append(entry)
-        if rtype in (None, "storage"):
-            for node in self.nodes:
-                for st in self.storages.values():
-                    if not st.on(node):
-                        continue
-                    used = self.used_bytes(node, st)
-                    out.append(
-                        {
-                            "id": f"storage/{node}/{st.id}",
-                            "type": "storage",
-                            "node": node,
-                            "storage": st.id,
-                            "status": "available",
-                            "plugintype": st.type,
-                            "shared": 1 if st.shared else 0,
-                            "content": ",".join(sorted(st.content)),
-                            "maxdisk": st.capacity,
-                            "disk": used,
-                        }
-                    )
-        return out
+        """``GET /cluster/resources``: nodes, VMs and storages as PVE lists them."""
+        from ._resources import cluster_resources
 
-    def _expired_nodes(self) -> set[str]:
+        return cluster_resources(self, rtype)
+
+    def expired_nodes(self) -> set[str]:
         """The offline nodes whose last figures are older than ``stats_expire`` (PVE: the RRD cache's 5 min)."""
         now = time.monotonic()
         with self.mu:
