@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 import attrs
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import hvkit
@@ -764,11 +764,14 @@ def test_fuzz_create(rec_hv: tuple[hvkit.Hypervisor, RecordingBackend], kwargs: 
     result = _tally("vms.create", create)
     if isinstance(result, hvkit.VM):
         hv.vms.delete(result, force=True)
+    elif isinstance(result, errors.InsufficientCapacity):  # only the hypervisor knows its free room: nothing made
+        assert not [v for v in hv.vms.list() if v.name == kwargs.get("name")], "a create refused for room left a VM"
     elif isinstance(result, errors.InvalidSpec):
         assert len(backend.mutating_calls()) == before, "a refused create reached the backend"
 
 
 @fuzz(250)
+@example(verb="volume", number=4096, name="snap1")  # more room than the pool has: refused by the hypervisor
 @given(
     st.sampled_from(["reconfigure", "snapshot", "clone", "stop", "start", "volume"]),
     st.one_of(st.integers(min_value=1, max_value=4), anything),
@@ -789,7 +792,10 @@ def test_fuzz_vm_calls(rec_hv: tuple[hvkit.Hypervisor, RecordingBackend], verb: 
         "volume": lambda: hv.volumes.create("default", name, size_gib=number),
     }
     result = _tally(f"vms.{verb}", calls[verb])
-    if isinstance(result, errors.InvalidSpec):
+    if isinstance(result, errors.InsufficientCapacity):  # only the hypervisor knows its free room: nothing made
+        left = [v for v in hv.volumes.list() if v.name.rsplit(".", 1)[0] == name]
+        assert not left, f"a {verb} refused for room left a volume"
+    elif isinstance(result, errors.InvalidSpec):
         assert len(backend.mutating_calls()) == before, f"a refused {verb} reached the backend"
     for vm_ in hv.vms.list():
         if vm_.name != "fz-target":
