@@ -7,13 +7,14 @@
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from . import errors
-from . import images as images  # offers hv.images
 from ._connect import connect
 from ._registry import register
 from ._url import URL, parse_url
 from .capabilities import Capability
-from .fleet import Fleet
 from .hypervisor import Hypervisor
 from .models import (
     VM,
@@ -40,6 +41,13 @@ from .models import (
     Volume,
 )
 from .tasks import Task, TaskInfo
+
+if TYPE_CHECKING:
+    from . import fleet as fleet
+    from . import images as images
+    from . import migration as migration
+    from . import replication as replication
+    from .fleet import Fleet as Fleet
 
 __version__ = "0.1.0"
 
@@ -78,3 +86,15 @@ __all__ = [
     "parse_url",
     "register",
 ]
+
+# the fleet planner, images, migration and replication load on first use: ``import hvkit`` stays light
+# (each CLI run and each Ansible task pays it)
+_LAZY_MODULES = ("fleet", "images", "migration", "replication")
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Fleet":
+        return importlib.import_module(".fleet", __name__).Fleet
+    if name in _LAZY_MODULES:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'hvkit' has no attribute {name!r}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import importlib
 import logging
 import threading
 from collections.abc import Callable, Iterator
@@ -31,7 +32,8 @@ T = TypeVar("T")
 log = logging.getLogger("hvkit")
 DEFAULT_TASK_TIMEOUT = 1800.0
 CANCEL_GRACE = 10.0  # seconds a timed-out task is followed after the cancel, before it is left running
-# managers of higher layers (``hv.images`` from hvkit.images), registered by their package on import
+# managers of higher layers (``hv.images`` from hvkit.images), registered by their package on import (imported
+# on first use)
 _EXTENSIONS: dict[str, Callable[[Hypervisor], Any]] = {}
 
 
@@ -61,8 +63,8 @@ class Hypervisor:
     def _extension(self, name: str) -> Any:
         made = self.__dict__.setdefault("_extensions", {})
         if name not in made:
-            if name not in _EXTENSIONS:
-                raise Unsupported(self.kind, f"hv.{name}", f"import hvkit.{name} first")
+            if name not in _EXTENSIONS:  # its package registers it on import: import it on first use
+                importlib.import_module(f"hvkit.{name}")
             made[name] = _EXTENSIONS[name](self)
         return made[name]
 
