@@ -32,7 +32,7 @@ def test_templates_read_parameters_from_the_json_object_only() -> None:
     for tpl in TEMPLATES.values():
         assert "param($P)" in tpl.text  # the only way in for values
         assert "Invoke-Expression" not in tpl.text and "EncodedCommand" not in tpl.text
-        strings = [tok.text for tok in tokenize(tpl.text) if tok.kind == "str"]
+        strings = [tok.text for tok in tokenize(tpl.text) if tok.category == "str"]
         assert not any("$" in s for s in strings if not s.startswith("\\")), tpl.id
 
 

@@ -18,6 +18,7 @@ from hvkit.backend import DiskImage
 from hvkit.hypervisor import Hypervisor
 from hvkit.migration._verify import checksum_bytes
 from hvkit.testing.vbox_sim import VBoxSim
+from tests.migration._paths import kvm_hypervisor
 
 from .conftest import FAST, on_path
 
@@ -106,16 +107,7 @@ def test_sim_to_vbox_and_back(vbox: Hypervisor, tmp_path: Path) -> None:
 # -- VirtualBox <-> KVM --------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def kvm() -> Iterator[Hypervisor]:
-    libvirt = pytest.importorskip("libvirt", reason="the kvm backend needs libvirt-python")
-    try:
-        conn = libvirt.open("qemu:///system")
-        conn.storagePoolLookupByName("default")
-        conn.networkLookupByName("default")
-        conn.close()
-    except libvirt.libvirtError as exc:
-        pytest.skip(f"no usable libvirtd at qemu:///system ({exc.get_error_message()}); run scripts/setup.d/20-kvm.sh")
-    with hvkit.connect("kvm:///system", virt_type="qemu") as hv:
-        yield hv
+    yield from kvm_hypervisor()
 
 
 @pytest.fixture

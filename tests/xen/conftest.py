@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 import hvkit
+from hvkit import errors
 from hvkit.hypervisor import Hypervisor
 from hvkit.testing.xapi_sim import XapiSimulator, check_error
 
@@ -33,3 +34,15 @@ def hv(xapi: XapiSimulator) -> Iterator[Hypervisor]:
         yield conn
     finally:
         conn.close()
+
+
+@pytest.fixture
+def made(hv: Hypervisor) -> Iterator[list[str]]:
+    """Names of VMs a test made: deleted (forced) after it."""
+    names: list[str] = []
+    yield names
+    for name in names:
+        try:
+            hv.vms.delete(name, force=True)
+        except errors.NotFound:
+            pass

@@ -6,7 +6,6 @@ import io
 import logging
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,17 +32,6 @@ def _spec(name: str, **extra: object) -> VMSpec:
     }
     fields.update(extra)
     return VMSpec(**fields)  # type: ignore[arg-type]
-
-
-@pytest.fixture
-def made(hv: Hypervisor) -> Iterator[list[str]]:
-    names: list[str] = []
-    yield names
-    for name in names:
-        try:
-            hv.vms.delete(name, force=True)
-        except errors.NotFound:
-            pass
 
 
 def test_pool_member_redirects_to_master(xapi: XapiSimulator, caplog: pytest.LogCaptureFixture) -> None:

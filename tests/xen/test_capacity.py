@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from hvkit import errors
@@ -12,17 +10,6 @@ from hvkit.models import DiskSpec, NicSpec, PowerState, VMSpec
 
 POOL = "NFS storage"
 NET = "Pool-wide network associated with eth0"
-
-
-@pytest.fixture
-def made(hv: Hypervisor) -> Iterator[list[str]]:
-    names: list[str] = []
-    yield names
-    for name in names:
-        try:
-            hv.vms.delete(name, force=True)
-        except errors.NotFound:
-            pass
 
 
 def test_volume_past_the_sr_is_insufficient_capacity_and_nothing_is_left(hv: Hypervisor) -> None:

@@ -6,7 +6,6 @@ import math
 import ssl
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 
 import pytest
 
@@ -33,17 +32,6 @@ XAPI_SAMPLE = (
 )
 
 
-@pytest.fixture
-def running(hv: Hypervisor) -> Iterator[list[str]]:
-    names: list[str] = []
-    yield names
-    for name in names:
-        try:
-            hv.vms.delete(name, force=True)
-        except errors.NotFound:
-            pass
-
-
 def _start(hv: Hypervisor, names: list[str], name: str) -> str:
     vm = hv.vms.create(VMSpec(name=name, memory_mib=128, disks=[DiskSpec(size_gib=0.01, pool=POOL)],
                               nics=[NicSpec(network=NET)]))  # fmt: skip
@@ -62,8 +50,8 @@ def test_xapi_shaped_sample_parses() -> None:
         parse_xport(b"<html>not this</html>")
 
 
-def test_simulator_answers_the_xport_shape(hv: Hypervisor, xapi: XapiSimulator, running: list[str]) -> None:
-    vm = _start(hv, running, "rrd-shape")
+def test_simulator_answers_the_xport_shape(hv: Hypervisor, xapi: XapiSimulator, made: list[str]) -> None:
+    vm = _start(hv, made, "rrd-shape")
     xapi.rrd.advance(30)
     session = hv.backend.session  # type: ignore[attr-defined]
     body = session.get("/rrd_updates", {"start": str(int(xapi.rrd.now()) - 60), "cf": "AVERAGE", "interval": "5",
@@ -93,30 +81,30 @@ def test_rrd_updates_needs_a_session(xapi: XapiSimulator) -> None:
     assert err.value.code == 401
 
 
-def test_counters_grow_for_a_running_vm(hv: Hypervisor, xapi: XapiSimulator, running: list[str]) -> None:
-    _start(hv, running, "rrd-grow")
+def test_counters_grow_for_a_running_vm(hv: Hypervisor, xapi: XapiSimulator, made: list[str]) -> None:
+    _start(hv, made, "rrd-grow")
     xapi.rrd.advance(20)
-    [first] = hv.vms.metrics([running[0]])  # type: ignore[list-item]
+    [first] = hv.vms.metrics([made[0]])  # type: ignore[list-item]
     counters = (first.disk_read_bytes, first.disk_write_bytes, first.net_rx_bytes, first.net_tx_bytes)
     assert all(c is not None and c > 0 for c in counters)
     assert first.cpu_usage is not None and 0 < first.cpu_usage <= 1
     xapi.rrd.advance(60)
-    [later] = hv.vms.metrics([running[0]])  # type: ignore[list-item]
+    [later] = hv.vms.metrics([made[0]])  # type: ignore[list-item]
     assert later.disk_read_bytes > first.disk_read_bytes  # type: ignore[operator]
     assert later.net_tx_bytes > first.net_tx_bytes  # type: ignore[operator]
     assert later.timestamp > first.timestamp
 
 
-def test_one_request_per_host_whatever_the_vm_count(hv: Hypervisor, xapi: XapiSimulator, running: list[str]) -> None:
+def test_one_request_per_host_whatever_the_vm_count(hv: Hypervisor, xapi: XapiSimulator, made: list[str]) -> None:
     session = hv.backend.session  # type: ignore[attr-defined]
     for i in range(2):
-        _start(hv, running, f"rrd-count-{i}")
-    hv.vms.migrate(running[1], host="xcp-ng-2")  # VMs on both hosts: the member answers for its own
+        _start(hv, made, f"rrd-count-{i}")
+    hv.vms.migrate(made[1], host="xcp-ng-2")  # VMs on both hosts: the member answers for its own
     counts = []
     for n in (2, 5):
-        while len(running) < n:
-            _start(hv, running, f"rrd-count-{len(running)}")
-        vms = [hv.vms.get(name) for name in running]
+        while len(made) < n:
+            _start(hv, made, f"rrd-count-{len(made)}")
+        vms = [hv.vms.get(name) for name in made]
         hosts = {vm.host for vm in vms}
         xapi.reset_counts()
         before = session.http_requests
@@ -137,9 +125,9 @@ def test_host_metrics_from_rrd(hv: Hypervisor) -> None:
     assert all(m.timestamp.second % 5 == 0 and m.timestamp.microsecond == 0 for m in metrics)  # a 5 s RRD row
 
 
-def test_expired_session_is_renewed_for_rrd_updates(hv: Hypervisor, xapi: XapiSimulator, running: list[str]) -> None:
+def test_expired_session_is_renewed_for_rrd_updates(hv: Hypervisor, xapi: XapiSimulator, made: list[str]) -> None:
     session = hv.backend.session  # type: ignore[attr-defined]
-    _start(hv, running, "rrd-expiry")
+    _start(hv, made, "rrd-expiry")
     xapi.rrd.advance(20)
     session.call("pool.get_all")
     xapi.expire_sessions()

@@ -17,6 +17,7 @@ from hvkit.hypervisor import Hypervisor
 from hvkit.migration import convert_image
 from hvkit.migration._verify import checksum_bytes
 from hvkit.testing.xapi_sim import XapiSimulator
+from tests.migration._paths import kvm_hypervisor
 
 MIB = 1024 * 1024
 POOL = "NFS storage"
@@ -44,16 +45,7 @@ def vcenter() -> Iterator[Hypervisor]:
 
 @pytest.fixture(scope="module")
 def kvm() -> Iterator[Hypervisor]:
-    libvirt = pytest.importorskip("libvirt", reason="the kvm backend needs libvirt-python")
-    try:
-        conn = libvirt.open("qemu:///system")
-        conn.storagePoolLookupByName("default")
-        conn.networkLookupByName("default")
-        conn.close()
-    except libvirt.libvirtError as exc:
-        pytest.skip(f"no usable libvirtd at qemu:///system ({exc.get_error_message()}); run scripts/setup.d/20-kvm.sh")
-    with hvkit.connect("kvm:///system", virt_type="qemu") as hv:
-        yield hv
+    yield from kvm_hypervisor()
 
 
 @pytest.fixture

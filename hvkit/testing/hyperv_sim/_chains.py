@@ -64,24 +64,19 @@ def checkpoint_disks(host: HostState, vm: VirtualMachine) -> list[str]:
 
 def referenced(host: HostState) -> set[str]:
     """Every file some VM's disk or checkpoint still reads (whole chains, across linked clones)."""
-    seen: set[str] = set()
-    for vm in host.vms.values():
-        starts = [d.path for d in vm.drives] + [p for s in vm.snapshots.values() for p in s.config.get("disks", [])]
-        for path in starts:
-            current: str | None = path
-            while current and current.lower() not in seen:
-                seen.add(current.lower())
-                try:
-                    current = host.vhd(current).parent
-                except PSError:
-                    break
-    return seen
+    return _walk(host)[0]
 
 
 def _children(host: HostState) -> dict[str, set[str]]:
     """Each file's children among the files some VM or checkpoint reads (keyed by lower-cased path)."""
-    out: dict[str, set[str]] = {}
+    return _walk(host)[1]
+
+
+def _walk(host: HostState) -> tuple[set[str], dict[str, set[str]]]:
+    """Walk every chain from each VM's disks and checkpoints up to its base: the files read (lower-cased) and
+    each parent's children."""
     seen: set[str] = set()
+    children: dict[str, set[str]] = {}
     for vm in host.vms.values():
         starts = [d.path for d in vm.drives] + [p for s in vm.snapshots.values() for p in s.config.get("disks", [])]
         for path in starts:
@@ -93,9 +88,9 @@ def _children(host: HostState) -> dict[str, set[str]]:
                 except PSError:
                     break
                 if parent:
-                    out.setdefault(parent.lower(), set()).add(current)
+                    children.setdefault(parent.lower(), set()).add(current)
                 current = parent
-    return out
+    return seen, children
 
 
 def _merge_pair(host: HostState, vm: VirtualMachine) -> bool:

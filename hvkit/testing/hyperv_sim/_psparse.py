@@ -25,7 +25,7 @@ class PSParseError(ValueError):
 
 @attrs.frozen
 class Token:
-    kind: str  # str, var, param, word, num, op, nl
+    category: str  # str, var, param, word, num, op, nl
     text: str
     line: int
     column: int
@@ -114,9 +114,9 @@ def tokenize(text: str) -> list[Token]:
         at = i if at is None else at
         return PSParseError(msg, text.count("\n", 0, at) + 1, at - text.rfind("\n", 0, at))
 
-    def add(kind: str, value: str) -> None:
+    def add(category: str, value: str) -> None:
         nonlocal spaced
-        tokens.append(Token(kind, value, line, i - line_start + 1, spaced))
+        tokens.append(Token(category, value, line, i - line_start + 1, spaced))
         spaced = False
 
     while i < n:
@@ -282,7 +282,7 @@ def _no_expansion(body: str, err: object, at: int) -> None:
 
 
 def _is_command_name(tok: Token) -> bool:
-    return tok.kind == "word" and bool(re.fullmatch(r"[A-Za-z]+-[A-Za-z][A-Za-z0-9]*", tok.text))
+    return tok.category == "word" and bool(re.fullmatch(r"[A-Za-z]+-[A-Za-z][A-Za-z0-9]*", tok.text))
 
 
 def invocations(tokens: list[Token], switches: dict[str, set[str]]) -> list[Invocation]:
@@ -296,8 +296,8 @@ def invocations(tokens: list[Token], switches: dict[str, set[str]]) -> list[Invo
         if not _is_command_name(tok):
             continue
         prev = tokens[idx - 1] if idx else None
-        at_start = prev is None or prev.kind == "nl" or (prev.kind == "op" and prev.text in boundary)
-        if prev is not None and prev.kind == "word" and prev.text.lower() in _STATEMENT_KEYWORDS:
+        at_start = prev is None or prev.category == "nl" or (prev.category == "op" and prev.text in boundary)
+        if prev is not None and prev.category == "word" and prev.text.lower() in _STATEMENT_KEYWORDS:
             at_start = True
         if not at_start:
             continue
@@ -313,9 +313,9 @@ def _arguments(tokens: list[Token], start: int, switch_names: set[str]) -> tuple
     i = start
     while i < len(tokens):
         tok = tokens[i]
-        if tok.kind == "nl" or (tok.kind == "op" and tok.text in ("|", ";", ")", "}", "]", "&&", "||")):
+        if tok.category == "nl" or (tok.category == "op" and tok.text in ("|", ";", ")", "}", "]", "&&", "||")):
             break
-        if tok.kind == "param":
+        if tok.category == "param":
             name = tok.text.rstrip(":")[1:]
             params.append(name)
             if tok.text.endswith(":"):  # -Force:$x
@@ -323,7 +323,7 @@ def _arguments(tokens: list[Token], start: int, switch_names: set[str]) -> tuple
                 continue
             nxt = tokens[i + 1] if i + 1 < len(tokens) else None
             takes_value = not any(s == name.lower() or s.startswith(name.lower()) for s in switch_names)
-            ends = nxt is None or nxt.kind in ("nl", "param") or (nxt.kind == "op" and nxt.text in "|;)}")
+            ends = nxt is None or nxt.category in ("nl", "param") or (nxt.category == "op" and nxt.text in "|;)}")
             if takes_value and not ends:
                 i = _skip_value(tokens, i + 1)
                 continue
@@ -339,10 +339,13 @@ def _skip_value(tokens: list[Token], i: int) -> int:
     while i < len(tokens):
         i = _skip_atom(tokens, i)
         while (
-            i < len(tokens) and not tokens[i].spaced and tokens[i].kind == "op" and tokens[i].text in ("[", ".", "::")
+            i < len(tokens)
+            and not tokens[i].spaced
+            and tokens[i].category == "op"
+            and tokens[i].text in ("[", ".", "::")
         ):
             i = _skip_atom(tokens, i + 1) if tokens[i].text != "[" else _skip_group(tokens, i)
-        if i < len(tokens) and tokens[i].kind == "op" and tokens[i].text == ",":
+        if i < len(tokens) and tokens[i].category == "op" and tokens[i].text == ",":
             i += 1
             continue
         return i
@@ -353,7 +356,7 @@ def _skip_atom(tokens: list[Token], i: int) -> int:
     if i >= len(tokens):
         return i
     tok = tokens[i]
-    if tok.kind == "op" and tok.text in _OPEN:
+    if tok.category == "op" and tok.text in _OPEN:
         i = _skip_group(tokens, i)
         if tok.text == "[" and i < len(tokens) and not tokens[i].spaced:  # [type]::Member / [type]$x
             return _skip_atom(tokens, i + 1 if tokens[i].text == "::" else i)
@@ -365,9 +368,9 @@ def _skip_group(tokens: list[Token], i: int) -> int:
     depth = 0
     while i < len(tokens):
         tok = tokens[i]
-        if tok.kind == "op" and tok.text in _OPEN:
+        if tok.category == "op" and tok.text in _OPEN:
             depth += 1
-        elif tok.kind == "op" and tok.text in _CLOSE:
+        elif tok.category == "op" and tok.text in _CLOSE:
             depth -= 1
             if depth == 0:
                 return i + 1
@@ -382,8 +385,8 @@ def check_template(text: str) -> list[Token]:
     """Tokenize a template and apply the template rules; return its tokens."""
     tokens = tokenize(text)
     for tok in tokens:
-        if tok.kind == "word" and tok.text.lower() in _FORBIDDEN:
+        if tok.category == "word" and tok.text.lower() in _FORBIDDEN:
             raise PSParseError(f"{tok.text} is not allowed in a template", tok.line, tok.column)
-        if tok.kind == "word" and tok.text.lower() == "[scriptblock]::create":
+        if tok.category == "word" and tok.text.lower() == "[scriptblock]::create":
             raise PSParseError("templates do not build script blocks from text", tok.line, tok.column)
     return tokens

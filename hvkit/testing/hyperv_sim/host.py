@@ -253,7 +253,7 @@ def _utf16_escape(char: str) -> str:
 def _locate(error: PSError, script: str, tokens: list[Token]) -> None:
     lines = script.splitlines()
     for tok in tokens:
-        if tok.kind == "word" and tok.text.lower() == error.activity.lower():
+        if tok.category == "word" and tok.text.lower() == error.activity.lower():
             error.line, error.column = tok.line, tok.column
             error.source_line = lines[tok.line - 1].strip() if tok.line <= len(lines) else ""
             return

@@ -12,12 +12,12 @@ from .state import PVEError
 
 
 def _sid(text: str) -> tuple[str, int]:
-    kind, sep, ident = text.partition(":")
+    guest_type, sep, ident = text.partition(":")
     if not sep:
-        kind, ident = "vm", text
-    if kind not in ("vm", "ct") or not ident.isdigit():
+        guest_type, ident = "vm", text
+    if guest_type not in ("vm", "ct") or not ident.isdigit():
         raise PVEError(400, "Parameter verification failed.", {"sid": f"unable to parse service id '{text}'\n"})
-    return kind, int(ident)
+    return guest_type, int(ident)
 
 
 @route("/cluster/ha/resources", "GET")
@@ -25,22 +25,22 @@ def list_resources(r: Request) -> Any:
     with r.c.mu:
         items = [dict(v) for _, v in sorted(r.c.ha_resources.items())]
     digest = hashlib.sha1(json.dumps(items, sort_keys=True).encode()).hexdigest()
-    kind = r.p.get("type")
-    return [{**v, "digest": digest} for v in items if kind is None or v["type"] == kind]
+    res_type = r.p.get("type")
+    return [{**v, "digest": digest} for v in items if res_type is None or v["type"] == res_type]
 
 
 @route("/cluster/ha/resources", "POST")
 def create_resource(r: Request) -> Any:
-    kind, vmid = _sid(r.p["sid"])
+    guest_type, vmid = _sid(r.p["sid"])
     state = r.p.get("state", "started")
     # the schema checked state (started, stopped, enabled, disabled, ignored) and the numbers
-    sid = f"{kind}:{vmid}"
+    sid = f"{guest_type}:{vmid}"
     with r.c.mu:
         if vmid not in r.c.vms:
             raise PVEError(500, f"unable to find configuration file for VM {vmid} - no such machine")
         if sid in r.c.ha_resources:
             raise PVEError(500, f"resource ID '{sid}' already defined")
-        entry: dict[str, Any] = {"sid": sid, "type": kind, "state": "started" if state == "enabled" else state,
+        entry: dict[str, Any] = {"sid": sid, "type": guest_type, "state": "started" if state == "enabled" else state,
                                  "max_restart": int(r.p.get("max_restart", 1)),
                                  "max_relocate": int(r.p.get("max_relocate", 1))}  # fmt: skip
         for key in ("group", "comment"):
@@ -53,8 +53,8 @@ def create_resource(r: Request) -> Any:
 
 
 def _resource(r: Request) -> tuple[str, dict[str, Any]]:
-    kind, vmid = _sid(r.p["sid"])
-    sid = f"{kind}:{vmid}"
+    guest_type, vmid = _sid(r.p["sid"])
+    sid = f"{guest_type}:{vmid}"
     entry = r.c.ha_resources.get(sid)
     if entry is None:
         raise PVEError(500, f"no such resource '{sid}'")
@@ -96,8 +96,8 @@ def update_resource(r: Request) -> Any:
 
 @route("/cluster/ha/resources/{sid}", "DELETE")
 def delete_resource(r: Request) -> Any:
-    kind, vmid = _sid(r.p["sid"])
-    sid = f"{kind}:{vmid}"
+    guest_type, vmid = _sid(r.p["sid"])
+    sid = f"{guest_type}:{vmid}"
     with r.c.mu:
         if sid not in r.c.ha_resources:
             raise PVEError(500, f"cannot delete service '{sid}', not HA managed!")
@@ -118,19 +118,20 @@ def _rules_digest(r: Request) -> str:
 
 @route("/cluster/ha/rules", "GET")
 def list_rules(r: Request) -> Any:
-    kind, resource = r.p.get("type"), r.p.get("resource")
+    rule_type, resource = r.p.get("type"), r.p.get("resource")
     with r.c.mu:
         digest = _rules_digest(r)
         return [
             {**rule, "rule": rule_id, "digest": digest}
             for rule_id, rule in sorted(r.c.ha_rules.items())
-            if (kind is None or rule["type"] == kind) and (resource is None or resource in rule["resources"].split(","))
+            if (rule_type is None or rule["type"] == rule_type)
+            and (resource is None or resource in rule["resources"].split(","))
         ]
 
 
 @route("/cluster/ha/rules", "POST")
 def create_rule(r: Request) -> Any:
-    rule_id, kind = r.p["rule"], r.p["type"]
+    rule_id, rule_type = r.p["rule"], r.p["type"]
     resources = sorted({f"{k}:{v}" for k, v in (_sid(s) for s in r.p["resources"].split(",") if s)})
     with r.c.mu:
         if rule_id in r.c.ha_rules:
@@ -140,8 +141,8 @@ def create_rule(r: Request) -> Any:
         unmanaged = [s for s in resources if s not in r.c.ha_resources]
         if unmanaged:
             raise PVEError(500, f"cannot use unmanaged resource(s) {', '.join(unmanaged)}.")
-        rule: dict[str, Any] = {"type": kind, "resources": ",".join(resources)}
-        if kind == "node-affinity":
+        rule: dict[str, Any] = {"type": rule_type, "resources": ",".join(resources)}
+        if rule_type == "node-affinity":
             nodes = [n for n in (r.p.get("nodes") or "").split(",") if n]
             if not nodes:
                 raise PVEError(500, "no nodes were specified")
